@@ -1,0 +1,19 @@
+//! Jalon's migrations. They run unchanged on SQLite and PostgreSQL; each one
+//! runs in a transaction on both, so a failure never leaves a half-migrated
+//! schema. A migration that has landed is never edited: add a new one.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261129_000001_create_organisations_and_people;
+
+/// The ordered list of migrations.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(
+            m20261129_000001_create_organisations_and_people::Migration,
+        )]
+    }
+}

@@ -1,0 +1,227 @@
+//! Who may call what: the authorisation rule of every RPC, in one table.
+//!
+//! Roles live in the database, per organisation (a person has one role in
+//! their organisation). Platform administrators are named by subject in the
+//! configuration. An organisation the caller is not an active member of is
+//! invisible: the call answers `NOT_FOUND`, exactly as for an id that does not
+//! exist. A member whose role is not allowed gets `PERMISSION_DENIED`.
+
+use std::{fmt, str::FromStr};
+
+use crate::{Error, Result};
+
+/// A person's role in their organisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Admin,
+    Director,
+    Member,
+    Viewer,
+    Integration,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Director,
+        Role::Member,
+        Role::Viewer,
+        Role::Integration,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Admin => "ADMIN",
+            Role::Director => "DIRECTOR",
+            Role::Member => "MEMBER",
+            Role::Viewer => "VIEWER",
+            Role::Integration => "INTEGRATION",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role '{s}'"))
+    }
+}
+
+/// Who may perform an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Any authenticated caller; what they see is scoped to their memberships.
+    Authenticated,
+    /// Platform administrators only (configuration, not roles).
+    PlatformAdmin,
+    /// Active members of the organisation with one of these roles, and
+    /// platform administrators.
+    RolesOrPlatformAdmin(&'static [Role]),
+    /// Active members of the organisation with one of these roles.
+    Roles(&'static [Role]),
+}
+
+/// Every role: any active member.
+pub const ANY_MEMBER: &[Role] = &Role::ALL;
+
+/// An RPC, as the authorisation table knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    CreateOrganisation,
+    GetOrganisation,
+    ListOrganisations,
+    UpdateOrganisation,
+    DeleteOrganisation,
+    UndeleteOrganisation,
+    CreatePerson,
+    GetPerson,
+    ListPeople,
+    UpdatePerson,
+    UpdatePersonRole,
+    DeactivatePerson,
+    ReactivatePerson,
+}
+
+/// The table: action, the RPC it guards, the rule, and a note for the README.
+pub const RULES: &[(Action, &str, Rule, &str)] = &[
+    (Action::CreateOrganisation, "OrganisationService/CreateOrganisation", Rule::PlatformAdmin, "platform administrators"),
+    (Action::GetOrganisation, "OrganisationService/GetOrganisation", Rule::RolesOrPlatformAdmin(ANY_MEMBER), "any active member; platform administrators"),
+    (Action::ListOrganisations, "OrganisationService/ListOrganisations", Rule::Authenticated, "anyone authenticated: lists the organisations they are an active member of (all, for platform administrators)"),
+    (Action::UpdateOrganisation, "OrganisationService/UpdateOrganisation", Rule::RolesOrPlatformAdmin(&[Role::Admin]), "ADMIN; platform administrators"),
+    (Action::DeleteOrganisation, "OrganisationService/DeleteOrganisation", Rule::PlatformAdmin, "platform administrators"),
+    (Action::UndeleteOrganisation, "OrganisationService/UndeleteOrganisation", Rule::PlatformAdmin, "platform administrators"),
+    (Action::CreatePerson, "PersonService/CreatePerson", Rule::Roles(&[Role::Admin, Role::Integration]), "ADMIN; INTEGRATION for roles MEMBER and VIEWER only"),
+    (Action::GetPerson, "PersonService/GetPerson", Rule::Roles(ANY_MEMBER), "any active member"),
+    (Action::ListPeople, "PersonService/ListPeople", Rule::Roles(ANY_MEMBER), "any active member"),
+    (Action::UpdatePerson, "PersonService/UpdatePerson", Rule::Roles(&[Role::Admin, Role::Integration]), "ADMIN; INTEGRATION for every field but role"),
+    (Action::UpdatePersonRole, "PersonService/UpdatePerson (role in the mask)", Rule::Roles(&[Role::Admin]), "ADMIN only"),
+    (Action::DeactivatePerson, "PersonService/DeactivatePerson", Rule::Roles(&[Role::Admin, Role::Integration]), "ADMIN, INTEGRATION (the HR system)"),
+    (Action::ReactivatePerson, "PersonService/ReactivatePerson", Rule::Roles(&[Role::Admin, Role::Integration]), "ADMIN, INTEGRATION (the HR system)"),
+];
+
+/// The rule of an action.
+pub fn rule(action: Action) -> Rule {
+    RULES
+        .iter()
+        .find(|(a, ..)| *a == action)
+        .map_or(Rule::PlatformAdmin, |(_, _, rule, _)| *rule)
+}
+
+/// What is known of the caller with respect to one organisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// Named as a platform administrator by the configuration.
+    pub platform_admin: bool,
+    /// Their role, when they are an active member of the organisation.
+    pub role: Option<Role>,
+}
+
+/// Decides whether a caller of the given standing may perform `action` on a
+/// resource of an organisation. `resource` names what answers `NOT_FOUND`
+/// when the organisation is invisible to the caller.
+pub fn authorize(action: Action, standing: Standing, resource: &'static str) -> Result<()> {
+    let denied = |role: Role| {
+        Err(Error::PermissionDenied(format!(
+            "the role {role} may not perform {action:?}"
+        )))
+    };
+    match (rule(action), standing.role) {
+        (Rule::Authenticated, _) => Ok(()),
+        (Rule::PlatformAdmin, _) if standing.platform_admin => Ok(()),
+        (Rule::RolesOrPlatformAdmin(_), _) if standing.platform_admin => Ok(()),
+        (Rule::RolesOrPlatformAdmin(roles) | Rule::Roles(roles), Some(role)) => {
+            if roles.contains(&role) {
+                Ok(())
+            } else {
+                denied(role)
+            }
+        }
+        (Rule::PlatformAdmin, Some(role)) => denied(role),
+        (_, None) => Err(Error::NotFound { resource }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MEMBER: Standing = Standing { platform_admin: false, role: Some(Role::Member) };
+    const ADMIN: Standing = Standing { platform_admin: false, role: Some(Role::Admin) };
+    const STRANGER: Standing = Standing { platform_admin: false, role: None };
+    const PLATFORM: Standing = Standing { platform_admin: true, role: None };
+
+    #[test]
+    fn every_action_has_exactly_one_rule() {
+        for (action, ..) in RULES {
+            assert_eq!(RULES.iter().filter(|(a, ..)| a == action).count(), 1, "{action:?}");
+        }
+    }
+
+    #[test]
+    fn strangers_get_not_found() {
+        for (action, ..) in RULES {
+            if rule(*action) == Rule::Authenticated || rule(*action) == Rule::PlatformAdmin {
+                continue;
+            }
+            assert_eq!(
+                authorize(*action, STRANGER, "organisation"),
+                Err(Error::NotFound { resource: "organisation" }),
+                "{action:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn members_read_but_do_not_manage() {
+        assert!(authorize(Action::GetPerson, MEMBER, "person").is_ok());
+        assert!(authorize(Action::ListPeople, MEMBER, "person").is_ok());
+        assert!(matches!(authorize(Action::CreatePerson, MEMBER, "person"), Err(Error::PermissionDenied(_))));
+        assert!(matches!(authorize(Action::UpdateOrganisation, MEMBER, "organisation"), Err(Error::PermissionDenied(_))));
+        assert!(matches!(authorize(Action::CreateOrganisation, MEMBER, "organisation"), Err(Error::PermissionDenied(_))));
+    }
+
+    #[test]
+    fn admins_manage_their_organisation_but_do_not_create_others() {
+        assert!(authorize(Action::UpdatePersonRole, ADMIN, "person").is_ok());
+        assert!(authorize(Action::UpdateOrganisation, ADMIN, "organisation").is_ok());
+        assert!(authorize(Action::CreateOrganisation, ADMIN, "organisation").is_err());
+        assert!(authorize(Action::DeleteOrganisation, ADMIN, "organisation").is_err());
+    }
+
+    #[test]
+    fn platform_admins_manage_organisations_not_people() {
+        assert!(authorize(Action::CreateOrganisation, PLATFORM, "organisation").is_ok());
+        assert!(authorize(Action::UpdateOrganisation, PLATFORM, "organisation").is_ok());
+        assert!(authorize(Action::DeleteOrganisation, PLATFORM, "organisation").is_ok());
+        assert_eq!(
+            authorize(Action::ListPeople, PLATFORM, "organisation"),
+            Err(Error::NotFound { resource: "organisation" })
+        );
+    }
+
+    #[test]
+    fn integration_accounts_cannot_change_roles() {
+        let integration = Standing { platform_admin: false, role: Some(Role::Integration) };
+        assert!(authorize(Action::UpdatePerson, integration, "person").is_ok());
+        assert!(authorize(Action::DeactivatePerson, integration, "person").is_ok());
+        assert!(authorize(Action::UpdatePersonRole, integration, "person").is_err());
+    }
+
+    #[test]
+    fn roles_round_trip() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+        }
+        assert!("OWNER".parse::<Role>().is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! Jalon's domain: the rules of the white paper as pure Rust.
+//!
+//! No I/O lives here: no tokio, no database, no gRPC. The store persists these
+//! types, the server carries them over the wire, and every rule is unit-tested
+//! beside its code.
+
+pub mod authz;
+pub mod error;
+pub mod organisation;
+pub mod person;
+pub mod values;
+
+pub use error::{Error, FieldViolation, PreconditionViolation, Result};

@@ -1,0 +1,408 @@
+//! Validated values: each is parsed once at the edge and then carried as a
+//! type, so nothing downstream re-checks a string. `parse` returns the human
+//! description of what is wrong; the caller names the field.
+
+use std::{fmt, str::FromStr};
+
+use rust_decimal::Decimal;
+
+type ParseResult<T> = Result<T, String>;
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+/// A trimmed, non-empty name of at most 200 characters without control
+/// characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(raw: &str) -> ParseResult<Self> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if trimmed.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
+        if has_control(trimmed) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Optional free text (department, job title): trimmed, at most 200
+/// characters, possibly empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShortText(String);
+
+impl ShortText {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(raw: &str) -> ParseResult<Self> {
+        let trimmed = raw.trim();
+        if trimmed.chars().count() > Self::MAX_CHARS {
+            return Err(format!("must be at most {} characters", Self::MAX_CHARS));
+        }
+        if has_control(trimmed) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An organisation's slug: 2 to 63 characters of `a-z`, `0-9` and `-`,
+/// starting with a letter, not ending with a hyphen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slug(String);
+
+impl Slug {
+    pub fn parse(raw: &str) -> ParseResult<Self> {
+        let ok_len = (2..=63).contains(&raw.len());
+        let ok_chars = raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let ok_ends = raw.starts_with(|c: char| c.is_ascii_lowercase()) && !raw.ends_with('-');
+        if ok_len && ok_chars && ok_ends {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err("must be 2 to 63 characters of a-z, 0-9 and '-', start with a letter and not end with '-'".into())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Active ISO 4217 currency codes.
+const ISO_4217: &[&str] = &[
+    "AED", "AFN", "ALL", "AMD", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN",
+    "BHD", "BIF", "BMD", "BND", "BOB", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF",
+    "CHF", "CLP", "CNY", "COP", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP",
+    "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD",
+    "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY",
+    "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD",
+    "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK",
+    "MXN", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK",
+    "PHP", "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG",
+    "SEK", "SGD", "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS",
+    "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "UYU", "UZS", "VES",
+    "VND", "VUV", "WST", "XAF", "XCD", "XCG", "XOF", "XPF", "YER", "ZAR", "ZMW", "ZWG",
+];
+
+/// Currencies whose minor unit is not 2 digits (ISO 4217).
+const MINOR_UNITS: &[(&str, u32)] = &[
+    ("BHD", 3), ("BIF", 0), ("CLP", 0), ("DJF", 0), ("GNF", 0), ("IQD", 3), ("ISK", 0),
+    ("JOD", 3), ("JPY", 0), ("KMF", 0), ("KRW", 0), ("KWD", 3), ("LYD", 3), ("OMR", 3),
+    ("PYG", 0), ("RWF", 0), ("TND", 3), ("UGX", 0), ("UYU", 2), ("VND", 0), ("VUV", 0),
+    ("XAF", 0), ("XOF", 0), ("XPF", 0),
+];
+
+/// An active ISO 4217 currency code, uppercase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CurrencyCode([u8; 3]);
+
+impl CurrencyCode {
+    pub fn parse(raw: &str) -> ParseResult<Self> {
+        match ISO_4217.binary_search(&raw) {
+            Ok(_) => {
+                let b = raw.as_bytes();
+                Ok(Self([b[0], b[1], b[2]]))
+            }
+            Err(_) => Err(format!(
+                "'{raw}' is not an active ISO 4217 currency code (e.g. EUR, USD)"
+            )),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // The bytes come from the ASCII table above.
+        std::str::from_utf8(&self.0).unwrap_or("XXX")
+    }
+
+    /// Digits after the decimal point of the currency's minor unit.
+    pub fn minor_unit_digits(&self) -> u32 {
+        MINOR_UNITS
+            .iter()
+            .find(|(code, _)| *code == self.as_str())
+            .map_or(2, |(_, digits)| *digits)
+    }
+}
+
+impl fmt::Display for CurrencyCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A discount rate for NPV: a decimal in `0..=1`, at most 6 decimal places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DiscountRate(Decimal);
+
+impl DiscountRate {
+    pub fn parse(raw: &str) -> ParseResult<Self> {
+        if raw.is_empty() {
+            return Ok(Self(Decimal::ZERO));
+        }
+        let value = Decimal::from_str(raw)
+            .map_err(|_| format!("'{raw}' is not a decimal number (e.g. \"0.08\")"))?;
+        if value < Decimal::ZERO || value > Decimal::ONE {
+            return Err("must be between 0 and 1 (e.g. \"0.08\" for 8%)".into());
+        }
+        if value.scale() > 6 {
+            return Err("must have at most 6 decimal places".into());
+        }
+        Ok(Self(value.normalize()))
+    }
+
+    pub fn value(&self) -> Decimal {
+        self.0
+    }
+}
+
+impl fmt::Display for DiscountRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A month of the year, 1 to 12.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Month(u8);
+
+impl Month {
+    pub const JANUARY: Month = Month(1);
+
+    pub fn parse(raw: i32) -> ParseResult<Self> {
+        match u8::try_from(raw) {
+            Ok(m @ 1..=12) => Ok(Self(m)),
+            _ => Err("must be a month number from 1 to 12".into()),
+        }
+    }
+
+    pub fn number(&self) -> u8 {
+        self.0
+    }
+}
+
+/// A lowercase e-mail address of reasonable shape (`local@domain.tld`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> ParseResult<Self> {
+        let email = raw.trim().to_lowercase();
+        let bad = || Err(format!("'{raw}' is not a valid e-mail address"));
+        if email.is_empty() || email.len() > 254 {
+            return bad();
+        }
+        let Some((local, domain)) = email.split_once('@') else {
+            return bad();
+        };
+        let local_ok = !local.is_empty()
+            && local.len() <= 64
+            && !local.starts_with('.')
+            && !local.ends_with('.')
+            && !local.contains("..")
+            && local
+                .chars()
+                .all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+        let labels: Vec<&str> = domain.split('.').collect();
+        let domain_ok = labels.len() >= 2
+            && labels.iter().all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            });
+        if local_ok && domain_ok {
+            Ok(Self(email))
+        } else {
+            bad()
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A token subject (`sub`): 1 to 255 characters, no control characters, no
+/// surrounding whitespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject(String);
+
+impl Subject {
+    pub fn parse(raw: &str) -> ParseResult<Self> {
+        if raw.is_empty() {
+            return Err("must not be empty".into());
+        }
+        if raw.len() > 255 {
+            return Err("must be at most 255 bytes".into());
+        }
+        if raw.trim() != raw || has_control(raw) {
+            return Err("must not have surrounding whitespace or control characters".into());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An identifier of another system (HR, finance, the enterprise's directory):
+/// 1 to 200 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalRef(String);
+
+impl ExternalRef {
+    pub fn parse(raw: &str) -> ParseResult<Self> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err("must not be empty when set".into());
+        }
+        if trimmed.chars().count() > 200 {
+            return Err("must be at most 200 characters".into());
+        }
+        if has_control(trimmed) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Parses a resource id (a UUID in its hyphenated form).
+pub fn parse_id(raw: &str) -> ParseResult<uuid::Uuid> {
+    if raw.is_empty() {
+        return Err("is required".into());
+    }
+    uuid::Uuid::try_parse(raw).map_err(|_| format!("'{raw}' is not a valid id (a UUID)"))
+}
+
+/// Page size of List calls: 0 means the default, negative or above the maximum
+/// is refused.
+pub fn parse_page_size(raw: i32, default: u32, max: u32) -> ParseResult<u32> {
+    match raw {
+        0 => Ok(default),
+        n if n < 0 => Err("must not be negative".into()),
+        n if n as u32 > max => Err(format!("must be at most {max}")),
+        n => Ok(n as u32),
+    }
+}
+
+/// Default page size of every List call.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+/// Maximum page size of every List call.
+pub const MAX_PAGE_SIZE: u32 = 500;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn currency_table_is_sorted_for_binary_search() {
+        assert!(ISO_4217.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn currency_accepts_iso_codes_only() {
+        assert_eq!(CurrencyCode::parse("EUR").map(|c| c.to_string()), Ok("EUR".into()));
+        assert!(CurrencyCode::parse("eur").is_err());
+        assert!(CurrencyCode::parse("EURO").is_err());
+        assert!(CurrencyCode::parse("XYZ").is_err());
+        assert!(CurrencyCode::parse("").is_err());
+    }
+
+    #[test]
+    fn currency_minor_units() {
+        assert_eq!(CurrencyCode::parse("EUR").map(|c| c.minor_unit_digits()), Ok(2));
+        assert_eq!(CurrencyCode::parse("JPY").map(|c| c.minor_unit_digits()), Ok(0));
+        assert_eq!(CurrencyCode::parse("KWD").map(|c| c.minor_unit_digits()), Ok(3));
+    }
+
+    #[test]
+    fn slug_rules() {
+        assert!(Slug::parse("acme").is_ok());
+        assert!(Slug::parse("acme-2").is_ok());
+        assert!(Slug::parse("a").is_err());
+        assert!(Slug::parse("Acme").is_err());
+        assert!(Slug::parse("2acme").is_err());
+        assert!(Slug::parse("acme-").is_err());
+        assert!(Slug::parse("ac me").is_err());
+        assert!(Slug::parse(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn display_name_is_trimmed_and_bounded() {
+        assert_eq!(DisplayName::parse("  Acme ").map(|n| n.0), Ok("Acme".into()));
+        assert!(DisplayName::parse("   ").is_err());
+        assert!(DisplayName::parse(&"x".repeat(201)).is_err());
+        assert!(DisplayName::parse("a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn discount_rate_between_zero_and_one() {
+        assert_eq!(DiscountRate::parse("0.080").map(|r| r.to_string()), Ok("0.08".into()));
+        assert_eq!(DiscountRate::parse("").map(|r| r.to_string()), Ok("0".into()));
+        assert!(DiscountRate::parse("1").is_ok());
+        assert!(DiscountRate::parse("1.01").is_err());
+        assert!(DiscountRate::parse("-0.1").is_err());
+        assert!(DiscountRate::parse("abc").is_err());
+        assert!(DiscountRate::parse("0.1234567").is_err());
+    }
+
+    #[test]
+    fn month_range() {
+        assert!(Month::parse(1).is_ok());
+        assert!(Month::parse(12).is_ok());
+        assert!(Month::parse(0).is_err());
+        assert!(Month::parse(13).is_err());
+    }
+
+    #[test]
+    fn email_shapes() {
+        assert_eq!(Email::parse("Ada@Example.COM").map(|e| e.0), Ok("ada@example.com".into()));
+        assert!(Email::parse("first.last+tag@sub.example.org").is_ok());
+        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "ada@@example.com", "ada@-x.com", ".ada@example.com"] {
+            assert!(Email::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn subject_rules() {
+        assert!(Subject::parse("auth0|123").is_ok());
+        assert!(Subject::parse("").is_err());
+        assert!(Subject::parse(" x").is_err());
+        assert!(Subject::parse(&"x".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn ids_and_page_sizes() {
+        assert!(parse_id("0190b6a4-6c7e-7a3b-9f3e-1c2d3e4f5a6b").is_ok());
+        assert!(parse_id("").is_err());
+        assert!(parse_id("not-a-uuid").is_err());
+        assert_eq!(parse_page_size(0, 50, 500), Ok(50));
+        assert_eq!(parse_page_size(10, 50, 500), Ok(10));
+        assert!(parse_page_size(-1, 50, 500).is_err());
+        assert!(parse_page_size(501, 50, 500).is_err());
+    }
+}

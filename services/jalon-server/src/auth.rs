@@ -1,0 +1,355 @@
+//! Authentication: every call but health and reflection carries
+//! `authorization: Bearer <JWT>`. The signature, `exp`, `nbf`, `iss` and `aud`
+//! are checked with the one algorithm the configuration pins. Whatever is
+//! wrong with a token, the answer is the same bare `UNAUTHENTICATED`.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
+    jwk::JwkSet,
+};
+use serde::{Deserialize, Serialize};
+use tonic::{Request, Status, service::Interceptor};
+
+use crate::config::{AuthSettings, DatabaseSettings};
+
+/// The subject treated as platform administrator in development mode.
+pub const DEV_ADMIN_SUBJECT: &str = "dev-admin";
+/// Issuer of development tokens.
+pub const DEV_ISSUER: &str = "jalon-dev";
+/// Audience of development tokens.
+pub const DEV_AUDIENCE: &str = "jalon";
+/// Name of the file holding the development secret, beside the database.
+pub const DEV_SECRET_FILE: &str = ".jalon-dev-secret";
+
+/// Who is calling: put in every authenticated request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's `sub`.
+    pub subject: String,
+    /// Named in `auth.platform_admins` (or `dev-admin` in development mode).
+    pub platform_admin: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
+    exp: u64,
+}
+
+enum Keys {
+    One(DecodingKey),
+    ByKid(HashMap<String, DecodingKey>),
+}
+
+/// How tokens are checked, and what the configuration resolved to.
+pub struct Authenticator {
+    keys: Keys,
+    validation: Validation,
+    platform_admins: HashSet<String>,
+    /// The HS256 secret when tokens can be minted here (development mode or
+    /// a configured shared secret).
+    minting_secret: Option<Vec<u8>>,
+    /// True in development mode.
+    pub development: bool,
+}
+
+fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+    match name {
+        "HS256" => Ok(Algorithm::HS256),
+        "RS256" => Ok(Algorithm::RS256),
+        "ES256" => Ok(Algorithm::ES256),
+        other => Err(format!(
+            "auth.algorithm '{other}' is not supported: use HS256, RS256 or ES256"
+        )),
+    }
+}
+
+/// Reads the development secret beside the database, creating it (random,
+/// owner-only permissions) the first time.
+pub fn dev_secret(directory: &Path) -> Result<Vec<u8>, String> {
+    let path = directory.join(DEV_SECRET_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => STANDARD
+            .decode(text.trim())
+            .map_err(|_| format!("{} is corrupt: delete it to get a new one", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_dev_secret(&path),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn create_dev_secret(path: &PathBuf) -> Result<Vec<u8>, String> {
+    let mut secret = vec![0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| format!("no randomness available: {e}"))?;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(mut file) => {
+            file.write_all(STANDARD.encode(&secret).as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            Ok(secret)
+        }
+        // Another process created it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => dev_secret(
+            path.parent().unwrap_or(Path::new(".")),
+        ),
+        Err(e) => Err(format!("cannot create {}: {e}", path.display())),
+    }
+}
+
+impl Authenticator {
+    /// Builds the authenticator the settings describe.
+    pub fn from_settings(auth: &AuthSettings, database: &DatabaseSettings) -> Result<Self, String> {
+        let development = auth.development_mode();
+        let mut platform_admins: HashSet<String> = auth.platform_admins.iter().cloned().collect();
+        if auth.public_key_file.is_some() && auth.jwks_file.is_some() {
+            return Err("set auth.public_key_file or auth.jwks_file, not both".into());
+        }
+        let (issuer, audience) = if development {
+            platform_admins.insert(DEV_ADMIN_SUBJECT.to_owned());
+            (
+                auth.issuer.clone().unwrap_or_else(|| DEV_ISSUER.into()),
+                auth.audience.clone().unwrap_or_else(|| DEV_AUDIENCE.into()),
+            )
+        } else {
+            match (&auth.issuer, &auth.audience) {
+                (Some(iss), Some(aud)) => (iss.clone(), aud.clone()),
+                _ => return Err("auth.issuer and auth.audience are required when a key is configured".into()),
+            }
+        };
+
+        let (algorithm, keys, minting_secret) = if development || auth.hs256_secret.is_some() {
+            let algorithm = parse_algorithm(auth.algorithm.as_deref().unwrap_or("HS256"))?;
+            if algorithm != Algorithm::HS256 {
+                return Err("a shared secret only works with auth.algorithm = HS256".into());
+            }
+            let secret = match &auth.hs256_secret {
+                Some(secret) => secret.expose().as_bytes().to_vec(),
+                None => dev_secret(&database.directory())?,
+            };
+            if secret.len() < 32 {
+                return Err("auth.hs256_secret must be at least 32 bytes".into());
+            }
+            let key = DecodingKey::from_secret(&secret).map_err(|e| format!("bad HS256 secret: {e}"))?;
+            (algorithm, Keys::One(key), Some(secret))
+        } else {
+            let algorithm = parse_algorithm(auth.algorithm.as_deref().unwrap_or("RS256"))?;
+            if algorithm == Algorithm::HS256 {
+                return Err("auth.algorithm = HS256 needs auth.hs256_secret, not a public key".into());
+            }
+            let keys = if let Some(file) = &auth.public_key_file {
+                let pem = fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                let key = match algorithm {
+                    Algorithm::RS256 => DecodingKey::from_rsa_pem(&pem),
+                    _ => DecodingKey::from_ec_pem(&pem),
+                }
+                .map_err(|e| format!("{} is not a {algorithm:?} public key: {e}", file.display()))?;
+                Keys::One(key)
+            } else {
+                let file = auth.jwks_file.as_ref().ok_or("no key configured")?;
+                Keys::ByKid(load_jwks(file, algorithm)?)
+            };
+            (algorithm, keys, None)
+        };
+
+        let mut validation = Validation::new(algorithm);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.validate_nbf = true;
+        validation.leeway = auth.leeway_secs;
+        Ok(Self {
+            keys,
+            validation,
+            platform_admins,
+            minting_secret,
+            development,
+        })
+    }
+
+    /// Checks a bearer token; `None` for a bad one, whatever the reason.
+    pub fn authenticate(&self, token: &str) -> Option<Caller> {
+        let key = match &self.keys {
+            Keys::One(key) => key,
+            Keys::ByKid(keys) => {
+                let kid = decode_header(token).ok()?.kid?;
+                keys.get(&kid)?
+            }
+        };
+        let claims = match decode::<Claims>(token, key, &self.validation) {
+            Ok(data) => data.claims,
+            Err(e) => {
+                tracing::debug!(reason = ?e.kind(), "token refused");
+                return None;
+            }
+        };
+        if claims.sub.is_empty() {
+            return None;
+        }
+        Some(Caller {
+            platform_admin: self.platform_admins.contains(&claims.sub),
+            subject: claims.sub,
+        })
+    }
+
+    /// Mints a token for `subject`, valid for `ttl`, when this configuration
+    /// has a shared secret.
+    pub fn mint(&self, subject: &str, ttl: Duration) -> Result<String, String> {
+        let secret = self.minting_secret.as_ref().ok_or(
+            "`jalon token` only works in development mode (or with auth.hs256_secret): \
+             with a PEM or JWKS key configured, tokens come from your identity provider",
+        )?;
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            sub: subject.to_owned(),
+            iss: self.validation.iss.as_ref().and_then(|s| s.iter().next().cloned()),
+            aud: self.validation.aud.as_ref().and_then(|s| s.iter().next().cloned()),
+            iat: Some(now),
+            nbf: Some(now),
+            exp: now + ttl.as_secs(),
+        };
+        let key = EncodingKey::from_secret(secret).map_err(|e| e.to_string())?;
+        encode(&Header::new(Algorithm::HS256), &claims, &key).map_err(|e| e.to_string())
+    }
+}
+
+fn load_jwks(file: &Path, algorithm: Algorithm) -> Result<HashMap<String, DecodingKey>, String> {
+    let text = fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let set: JwkSet = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a JWKS document: {e}", file.display()))?;
+    let mut keys = HashMap::new();
+    for jwk in &set.keys {
+        let Some(kid) = jwk.common.key_id.clone() else {
+            continue;
+        };
+        // A key that declares another algorithm is not usable here.
+        if let Some(alg) = jwk.common.key_algorithm
+            && format!("{alg:?}") != format!("{algorithm:?}")
+        {
+            continue;
+        }
+        match DecodingKey::from_jwk(jwk) {
+            Ok(key) if key.family() == algorithm.family() => {
+                keys.insert(kid, key);
+            }
+            _ => {}
+        }
+    }
+    if keys.is_empty() {
+        return Err(format!("{} has no {algorithm:?} key with a kid", file.display()));
+    }
+    Ok(keys)
+}
+
+/// Parses a duration such as `90s`, `30m`, `12h`, `7d` (or plain seconds).
+pub fn parse_ttl(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let (digits, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
+    let n: u64 = digits.parse().map_err(|_| format!("'{raw}' is not a duration like 30m, 12h or 7d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("'{raw}' is not a duration like 30m, 12h or 7d")),
+    };
+    if secs == 0 {
+        return Err("the duration must be positive".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// The tonic interceptor that authenticates every call of the API services.
+#[derive(Clone)]
+pub struct AuthInterceptor(pub Arc<Authenticator>);
+
+impl Interceptor for AuthInterceptor {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let caller = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .and_then(|token| self.0.authenticate(token))
+            .ok_or_else(|| Status::unauthenticated("missing or invalid credentials"))?;
+        request.extensions_mut().insert(caller);
+        Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn hs256_settings() -> (AuthSettings, DatabaseSettings) {
+        let auth = AuthSettings {
+            hs256_secret: Some(Secret::new("x".repeat(32))),
+            issuer: Some("iss".into()),
+            audience: Some("aud".into()),
+            platform_admins: vec!["root".into()],
+            ..Default::default()
+        };
+        (auth, DatabaseSettings::default())
+    }
+
+    #[test]
+    fn minted_tokens_authenticate() {
+        let (auth, db) = hs256_settings();
+        let authn = Authenticator::from_settings(&auth, &db).unwrap();
+        let token = authn.mint("root", Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            authn.authenticate(&token),
+            Some(Caller { subject: "root".into(), platform_admin: true })
+        );
+        let other = authn.mint("ada", Duration::from_secs(60)).unwrap();
+        assert_eq!(authn.authenticate(&other).map(|c| c.platform_admin), Some(false));
+        assert_eq!(authn.authenticate("not.a.token"), None);
+    }
+
+    #[test]
+    fn short_secrets_and_missing_issuer_are_refused() {
+        let (mut auth, db) = hs256_settings();
+        auth.hs256_secret = Some(Secret::new("short"));
+        assert!(Authenticator::from_settings(&auth, &db).is_err());
+        let (mut auth, db) = hs256_settings();
+        auth.issuer = None;
+        assert!(Authenticator::from_settings(&auth, &db).is_err());
+    }
+
+    #[test]
+    fn ttl_parsing() {
+        assert_eq!(parse_ttl("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_ttl("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_ttl("0").is_err());
+        assert!(parse_ttl("1w").is_err());
+        assert!(parse_ttl("abc").is_err());
+    }
+}

@@ -1,0 +1,130 @@
+//! `jalon`: serve the API, apply migrations, or mint a development token.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use figment::{Figment, providers::Serialized};
+use jalon_server::{
+    Application,
+    auth::{Authenticator, DEV_ADMIN_SUBJECT, parse_ttl},
+    config::{self, Settings},
+    startup::shutdown_signal,
+    telemetry,
+};
+use jalon_store::{PoolOptions, Store};
+
+/// Jalon: run an enterprise's AI projects from idea to production as a
+/// portfolio.
+#[derive(Parser)]
+#[command(name = "jalon", version, about)]
+struct Cli {
+    /// A TOML configuration file (see the README); `JALON__…` variables and
+    /// flags override it.
+    #[arg(long, global = true, env = "JALON_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database URL: sqlite://FILE?mode=rwc (default: ./jalon.db) or
+    /// postgres://… [env: JALON__DATABASE__URL]
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// Log format: text or json [env: JALON__LOG__FORMAT]
+    #[arg(long, global = true)]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the gRPC API (and gRPC-Web) until SIGTERM or Ctrl-C.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:50051]
+        #[arg(long)]
+        listen: Option<String>,
+        /// Apply pending migrations first (the default on SQLite).
+        #[arg(long)]
+        migrate: bool,
+    },
+    /// Apply pending migrations to the configured database and exit.
+    Migrate,
+    /// Mint a development token (development mode or auth.hs256_secret only).
+    Token {
+        /// The token's subject (`sub`), e.g. dev-admin.
+        #[arg(long, default_value = DEV_ADMIN_SUBJECT)]
+        subject: String,
+        /// Lifetime, e.g. 30m, 12h, 7d.
+        #[arg(long, default_value = "12h")]
+        ttl: String,
+    },
+}
+
+fn settings(cli: &Cli) -> Result<Settings, String> {
+    let mut overrides = Figment::new();
+    if let Some(url) = &cli.database_url {
+        overrides = overrides.merge(Serialized::default("database.url", url));
+    }
+    if let Some(format) = &cli.log_format {
+        overrides = overrides.merge(Serialized::default("log.format", format));
+    }
+    match &cli.command {
+        Command::Serve { listen, migrate } => {
+            if let Some(listen) = listen {
+                overrides = overrides.merge(Serialized::default("server.listen", listen));
+            }
+            if *migrate {
+                overrides = overrides.merge(Serialized::default("database.migrate", true));
+            }
+        }
+        Command::Migrate | Command::Token { .. } => {}
+    }
+    config::load(cli.config.as_deref(), overrides)
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let settings = settings(&cli)?;
+    match cli.command {
+        Command::Serve { .. } => {
+            telemetry::init(&settings.log);
+            tracing::info!(database = %settings.database.redacted_url(), "starting jalon");
+            let app = Application::build(settings).await?;
+            let addr = app.local_addr();
+            tracing::info!(%addr, development_mode = app.development_mode(), "listening");
+            println!("jalon listening on {addr} (gRPC and gRPC-Web)");
+            if app.development_mode() {
+                println!(
+                    "development mode: get a platform-administrator token with\n  \
+                     export TOKEN=$(jalon token --subject {DEV_ADMIN_SUBJECT})\n\
+                     then: grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {addr} list"
+                );
+            } else {
+                println!("tokens come from your identity provider (auth.issuer / auth.audience)");
+            }
+            app.run_until(shutdown_signal()).await
+        }
+        Command::Migrate => {
+            telemetry::init(&settings.log);
+            let store = Store::connect(settings.database.url.expose(), &PoolOptions::default()).await?;
+            let applied = store.migrate().await?;
+            println!("{applied} migration(s) applied to {}", settings.database.redacted_url());
+            store.close().await;
+            Ok(())
+        }
+        Command::Token { subject, ttl } => {
+            let ttl = parse_ttl(&ttl)?;
+            let authenticator = Authenticator::from_settings(&settings.auth, &settings.database)?;
+            let token = authenticator.mint(&subject, ttl)?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("jalon: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

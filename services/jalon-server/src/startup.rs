@@ -1,0 +1,248 @@
+//! Builds the application from its settings and serves it until a shutdown
+//! signal: API services behind authentication, health and reflection open,
+//! gRPC-Web with CORS, request logging, timeouts, message size limits, and a
+//! graceful drain.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use http::{HeaderName, HeaderValue};
+use jalon_proto::{
+    FILE_DESCRIPTOR_SET, SERVICE_NAMES,
+    v1::{
+        organisation_service_server::OrganisationServiceServer,
+        person_service_server::PersonServiceServer,
+    },
+};
+use jalon_store::{PoolOptions, Store};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{service::interceptor::InterceptedService, transport::Server};
+use tonic_health::{ServingStatus, server::HealthReporter};
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    trace::TraceLayer,
+};
+use tracing::Span;
+
+use crate::{
+    auth::{AuthInterceptor, Authenticator},
+    config::Settings,
+    grpc::{organisations::OrganisationApi, people::PersonApi},
+};
+
+/// A built application: database connected and migrated, port bound.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    store: Store,
+    settings: Settings,
+    authenticator: Arc<Authenticator>,
+}
+
+impl Application {
+    /// Connects the database (migrating it when allowed), loads the keys and
+    /// binds the listener. Port 0 picks a free port (tests).
+    pub async fn build(settings: Settings) -> Result<Self, String> {
+        let authenticator = Arc::new(Authenticator::from_settings(&settings.auth, &settings.database)?);
+        let pool = PoolOptions {
+            max_connections: settings.database.max_connections,
+            acquire_timeout: Duration::from_secs(settings.database.acquire_timeout_secs),
+            ..PoolOptions::default()
+        };
+        let store = Store::connect(settings.database.url.expose(), &pool).await?;
+        let pending = store.pending_migrations().await?;
+        if !pending.is_empty() {
+            let migrate = settings.database.migrate.unwrap_or(settings.database.is_sqlite());
+            if !migrate {
+                return Err(format!(
+                    "the database schema is behind: {} pending migration(s) ({}). \
+                     Run `jalon migrate`, or start with --migrate",
+                    pending.len(),
+                    pending.join(", ")
+                ));
+            }
+            let applied = store.migrate().await?;
+            tracing::info!(applied, "database migrated");
+        }
+        let listener = TcpListener::bind(settings.server.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", settings.server.listen))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("cannot read the bound address: {e}"))?;
+        Ok(Self {
+            listener,
+            addr,
+            store,
+            settings,
+            authenticator,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The database handle.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Whether tokens are checked against the development secret.
+    pub fn development_mode(&self) -> bool {
+        self.authenticator.development
+    }
+
+    /// Serves until `shutdown` completes, then drains: health turns
+    /// NOT_SERVING, no new connection is accepted, in-flight calls finish
+    /// within the drain timeout.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), String> {
+        let Self {
+            listener,
+            store,
+            settings,
+            authenticator,
+            ..
+        } = self;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_health(&health, ServingStatus::Serving).await;
+
+        let reflection_v1 = reflection()
+            .build_v1()
+            .map_err(|e| format!("reflection: {e}"))?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .map_err(|e| format!("reflection: {e}"))?;
+
+        let max = settings.server.max_message_bytes;
+        let interceptor = AuthInterceptor(authenticator);
+        let organisations = OrganisationServiceServer::new(OrganisationApi { store: store.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let people = PersonServiceServer::new(PersonApi { store: store.clone() })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+
+        let layers = tower::ServiceBuilder::new()
+            .layer(cors(&settings.server.cors_allowed_origins))
+            .layer(tonic_web::GrpcWebLayer::new())
+            .layer(
+                TraceLayer::new_for_grpc()
+                    .make_span_with(|req: &http::Request<_>| {
+                        tracing::info_span!("rpc", method = %req.uri().path())
+                    })
+                    .on_request(())
+                    .on_response(|res: &http::Response<_>, latency: Duration, _: &Span| {
+                        let code = res
+                            .headers()
+                            .get("grpc-status")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<i32>().ok())
+                            .unwrap_or(0);
+                        tracing::info!(
+                            code = ?tonic::Code::from_i32(code),
+                            latency_ms = latency.as_secs_f64() * 1000.0,
+                            "rpc finished"
+                        );
+                    })
+                    .on_body_chunk(())
+                    .on_eos(())
+                    .on_failure(()),
+            );
+
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let router = Server::builder()
+            .accept_http1(true)
+            .timeout(settings.server.request_timeout())
+            .layer(layers)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(InterceptedService::new(organisations, interceptor.clone()))
+            .add_service(InterceptedService::new(people, interceptor));
+        let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            let _ = stop_rx.await;
+        });
+        tokio::pin!(server);
+
+        let drain = settings.server.drain_timeout();
+        let result = tokio::select! {
+            result = &mut server => result.map_err(|e| format!("server error: {e}")),
+            () = shutdown => {
+                tracing::info!(drain_timeout_secs = drain.as_secs(), "shutting down: draining in-flight calls");
+                set_health(&health, ServingStatus::NotServing).await;
+                let _ = stop_tx.send(());
+                match tokio::time::timeout(drain, &mut server).await {
+                    Ok(result) => result.map_err(|e| format!("server error: {e}")),
+                    Err(_) => {
+                        tracing::warn!("drain timeout reached: abandoning the calls still running");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        store.close().await;
+        tracing::info!("stopped");
+        result
+    }
+}
+
+/// Reflection over our API, health, and the `google.rpc` error details.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for name in SERVICE_NAMES {
+        health.set_service_status(*name, status).await;
+    }
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow_origin = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    let exposed = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
+    let allowed = [
+        "authorization",
+        "content-type",
+        "x-grpc-web",
+        "x-user-agent",
+        "grpc-timeout",
+    ];
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([http::Method::POST, http::Method::OPTIONS])
+        .allow_headers(allowed.map(HeaderName::from_static))
+        .expose_headers(exposed.map(HeaderName::from_static))
+        .max_age(Duration::from_secs(24 * 3600))
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,288 @@
+//! Organisations: create (with their first admin), read, list, update, soft
+//! delete.
+
+use chrono::Utc;
+use jalon_core::{
+    Error, Result,
+    authz::Role,
+    organisation::{NewOrganisation, Organisation, OrganisationPatch, etag_matches},
+    person::{NewPerson, Person},
+};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::Query,
+};
+use uuid::Uuid;
+
+use crate::{
+    begin_write, commit,
+    entity::{organisation as org, person},
+    error::{db_error, unique_violation},
+    idempotency::{Claim, IdempotencyKey, claim},
+    page::{Page, paginate},
+    people, retry_idempotent_race,
+};
+
+pub(crate) fn from_model(m: org::Model) -> Organisation {
+    Organisation {
+        id: m.id,
+        display_name: m.display_name,
+        slug: m.slug,
+        default_currency: m.default_currency,
+        discount_rate: m.discount_rate,
+        fiscal_year_start_month: u8::try_from(m.fiscal_year_start_month).unwrap_or(1),
+        external_ref: m.external_ref,
+        create_time: m.create_time,
+        update_time: m.update_time,
+        delete_time: m.delete_time,
+        version: m.version,
+    }
+}
+
+fn conflict(message: &str) -> Error {
+    if message.contains("slug") {
+        Error::AlreadyExists("an organisation with this slug already exists".into())
+    } else if message.contains("external_ref") {
+        Error::AlreadyExists("an organisation with this external_ref already exists".into())
+    } else {
+        people::conflict(message)
+    }
+}
+
+fn write_error(err: sea_orm::DbErr) -> Error {
+    match unique_violation(&err) {
+        Some(message) => conflict(&message),
+        None => db_error(err),
+    }
+}
+
+/// Creates an organisation and its first administrator in one transaction.
+#[tracing::instrument(skip_all, fields(slug = new.slug.as_str()))]
+pub async fn create(
+    db: &DatabaseConnection,
+    new: &NewOrganisation,
+    admin: &NewPerson,
+    key: Option<&IdempotencyKey>,
+) -> Result<(Organisation, Person)> {
+    retry_idempotent_race(|| try_create(db, new, admin, key)).await
+}
+
+async fn try_create(
+    db: &DatabaseConnection,
+    new: &NewOrganisation,
+    admin: &NewPerson,
+    key: Option<&IdempotencyKey>,
+) -> Result<(Organisation, Person)> {
+    let txn = begin_write(db).await?;
+    let id = Uuid::now_v7();
+    if let Claim::Replay(existing) = claim(&txn, key, id).await? {
+        let organisation = get(&txn, existing).await?;
+        let admin = person::Entity::find()
+            .filter(person::Column::OrganisationId.eq(existing))
+            .filter(person::Column::Role.eq(Role::Admin.as_str()))
+            .order_by_asc(person::Column::Id)
+            .one(&txn)
+            .await
+            .map_err(db_error)?
+            .map(people::from_model)
+            .ok_or_else(|| Error::Internal("organisation without an admin".into()))?;
+        return Ok((organisation, admin));
+    }
+    let now = Utc::now();
+    let model = org::ActiveModel {
+        id: Set(id),
+        display_name: Set(new.display_name.as_str().to_owned()),
+        slug: Set(new.slug.as_str().to_owned()),
+        default_currency: Set(new.default_currency.as_str().to_owned()),
+        discount_rate: Set(new.discount_rate.to_string()),
+        fiscal_year_start_month: Set(i16::from(new.fiscal_year_start_month.number())),
+        external_ref: Set(new.external_ref.as_ref().map(|r| r.as_str().to_owned())),
+        create_time: Set(now),
+        update_time: Set(now),
+        delete_time: Set(None),
+        version: Set(1),
+    }
+    .insert(&txn)
+    .await
+    .map_err(write_error)?;
+    let admin = people::insert(&txn, id, admin, Uuid::now_v7()).await?;
+    commit(txn).await?;
+    Ok((from_model(model), admin))
+}
+
+/// Reads an organisation, deleted or not.
+#[tracing::instrument(skip(conn))]
+pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Organisation> {
+    org::Entity::find_by_id(id)
+        .one(conn)
+        .await
+        .map_err(db_error)?
+        .map(from_model)
+        .ok_or(Error::NotFound {
+            resource: "organisation",
+        })
+}
+
+/// Whose organisations to list.
+#[derive(Debug, Clone)]
+pub enum Visibility {
+    /// Every organisation (platform administrators).
+    All,
+    /// The organisations this subject is an active member of.
+    MemberOf(String),
+}
+
+/// Lists organisations in creation order.
+#[tracing::instrument(skip(db))]
+pub async fn list(
+    db: &DatabaseConnection,
+    visibility: &Visibility,
+    show_deleted: bool,
+    page_size: u32,
+    after: Option<Uuid>,
+    filter_key: &str,
+) -> Result<Page<Organisation>> {
+    let mut query = org::Entity::find();
+    if let Visibility::MemberOf(subject) = visibility {
+        query = query.filter(
+            org::Column::Id.in_subquery(
+                Query::select()
+                    .column(person::Column::OrganisationId)
+                    .from(person::Entity)
+                    .and_where(person::Column::Subject.eq(subject.as_str()))
+                    .and_where(person::Column::Active.eq(true))
+                    .to_owned(),
+            ),
+        );
+    }
+    if !show_deleted {
+        query = query.filter(org::Column::DeleteTime.is_null());
+    }
+    if let Some(after) = after {
+        query = query.filter(org::Column::Id.gt(after));
+    }
+    let rows = query
+        .order_by_asc(org::Column::Id)
+        .limit(u64::from(page_size) + 1)
+        .all(db)
+        .await
+        .map_err(db_error)?;
+    Ok(paginate(
+        rows.into_iter().map(from_model).collect(),
+        page_size,
+        filter_key,
+        |o| o.id,
+    ))
+}
+
+/// Applies a patch, compare-and-swap on the version.
+#[tracing::instrument(skip(db, patch))]
+pub async fn update(
+    db: &DatabaseConnection,
+    id: Uuid,
+    etag: &str,
+    patch: &OrganisationPatch,
+) -> Result<Organisation> {
+    let txn = begin_write(db).await?;
+    let current = get(&txn, id).await?;
+    if !etag_matches(etag, current.version) {
+        return Err(Error::stale_etag("organisation"));
+    }
+    if current.is_deleted() {
+        return Err(deleted_precondition(id));
+    }
+    let mut model = org::ActiveModel {
+        update_time: Set(Utc::now()),
+        version: Set(current.version + 1),
+        ..Default::default()
+    };
+    if let Some(v) = &patch.display_name {
+        model.display_name = Set(v.as_str().to_owned());
+    }
+    if let Some(v) = &patch.slug {
+        model.slug = Set(v.as_str().to_owned());
+    }
+    if let Some(v) = &patch.default_currency {
+        model.default_currency = Set(v.as_str().to_owned());
+    }
+    if let Some(v) = &patch.discount_rate {
+        model.discount_rate = Set(v.to_string());
+    }
+    if let Some(v) = &patch.fiscal_year_start_month {
+        model.fiscal_year_start_month = Set(i16::from(v.number()));
+    }
+    if let Some(v) = &patch.external_ref {
+        model.external_ref = Set(v.as_ref().map(|r| r.as_str().to_owned()));
+    }
+    swap(&txn, id, current.version, model).await?;
+    let updated = get(&txn, id).await?;
+    commit(txn).await?;
+    Ok(updated)
+}
+
+/// Soft-deletes (`deleted`) or restores an organisation.
+#[tracing::instrument(skip(db))]
+pub async fn set_deleted(
+    db: &DatabaseConnection,
+    id: Uuid,
+    etag: &str,
+    deleted: bool,
+) -> Result<Organisation> {
+    let txn = begin_write(db).await?;
+    let current = get(&txn, id).await?;
+    if !etag_matches(etag, current.version) {
+        return Err(Error::stale_etag("organisation"));
+    }
+    if current.is_deleted() == deleted {
+        return Err(Error::precondition(
+            if deleted { "ALREADY_DELETED" } else { "NOT_DELETED" },
+            format!("organisations/{id}"),
+            if deleted {
+                "the organisation is already deleted"
+            } else {
+                "the organisation is not deleted"
+            },
+        ));
+    }
+    let now = Utc::now();
+    let model = org::ActiveModel {
+        update_time: Set(now),
+        delete_time: Set(deleted.then_some(now)),
+        version: Set(current.version + 1),
+        ..Default::default()
+    };
+    swap(&txn, id, current.version, model).await?;
+    let updated = get(&txn, id).await?;
+    commit(txn).await?;
+    Ok(updated)
+}
+
+/// The precondition every write into a deleted organisation fails.
+pub fn deleted_precondition(id: Uuid) -> Error {
+    Error::precondition(
+        "ORGANISATION_DELETED",
+        format!("organisations/{id}"),
+        "the organisation is deleted and read-only; a platform administrator can undelete it",
+    )
+}
+
+/// Writes `model` over the row if its version is still `version`.
+async fn swap(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    version: i64,
+    model: org::ActiveModel,
+) -> Result<()> {
+    let result = org::Entity::update_many()
+        .set(model)
+        .filter(org::Column::Id.eq(id))
+        .filter(org::Column::Version.eq(version))
+        .exec(conn)
+        .await
+        .map_err(write_error)?;
+    if result.rows_affected == 0 {
+        return Err(Error::stale_etag("organisation"));
+    }
+    Ok(())
+}

@@ -1,0 +1,428 @@
+//! People of an organisation: create, read, list, update, (de)activate, and
+//! the membership lookup behind every authorisation check.
+
+use chrono::Utc;
+use jalon_core::{
+    Error, Result,
+    authz::Role,
+    organisation::etag_matches,
+    person::{
+        NewPerson, Person, PersonPatch, ensure_an_admin_remains, ensure_no_management_cycle,
+        removes_an_admin,
+    },
+};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use uuid::Uuid;
+
+use crate::{
+    begin_write, commit,
+    entity::{organisation as org, person},
+    error::{db_error, unique_violation},
+    idempotency::{Claim, IdempotencyKey, claim},
+    is_postgres, organisations,
+    page::{Page, paginate},
+    retry_idempotent_race,
+};
+
+pub(crate) fn from_model(m: person::Model) -> Person {
+    Person {
+        id: m.id,
+        organisation_id: m.organisation_id,
+        subject: m.subject,
+        email: m.email,
+        display_name: m.display_name,
+        department: m.department,
+        job_title: m.job_title,
+        manager_id: m.manager_id,
+        // The column only ever holds what `Role::as_str` wrote.
+        role: m.role.parse().unwrap_or(Role::Viewer),
+        active: m.active,
+        external_id: m.external_id,
+        create_time: m.create_time,
+        update_time: m.update_time,
+        deactivate_time: m.deactivate_time,
+        version: m.version,
+    }
+}
+
+pub(crate) fn conflict(message: &str) -> Error {
+    let what = if message.contains("subject") {
+        "subject"
+    } else if message.contains("email") {
+        "email"
+    } else if message.contains("external_id") {
+        "external_id"
+    } else {
+        tracing::error!(%message, "unexpected unique violation");
+        return Error::Internal("unexpected conflict".into());
+    };
+    Error::AlreadyExists(format!(
+        "a person with this {what} already exists in the organisation"
+    ))
+}
+
+fn write_error(err: sea_orm::DbErr) -> Error {
+    match unique_violation(&err) {
+        Some(message) => conflict(&message),
+        None => db_error(err),
+    }
+}
+
+/// What the caller is in an organisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Membership {
+    pub role: Role,
+    pub organisation_deleted: bool,
+}
+
+/// The active membership of `subject` in `organisation_id`, if any.
+#[tracing::instrument(skip(db))]
+pub async fn membership(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    subject: &str,
+) -> Result<Option<Membership>> {
+    let found = person::Entity::find()
+        .select_only()
+        .column(person::Column::Role)
+        .column_as(org::Column::DeleteTime, "delete_time")
+        .join(
+            sea_orm::JoinType::InnerJoin,
+            person::Entity::belongs_to(org::Entity)
+                .from(person::Column::OrganisationId)
+                .to(org::Column::Id)
+                .into(),
+        )
+        .filter(person::Column::OrganisationId.eq(organisation_id))
+        .filter(person::Column::Subject.eq(subject))
+        .filter(person::Column::Active.eq(true))
+        .into_tuple::<(String, Option<chrono::DateTime<Utc>>)>()
+        .one(db)
+        .await
+        .map_err(db_error)?;
+    Ok(found.and_then(|(role, deleted)| {
+        role.parse().ok().map(|role| Membership {
+            role,
+            organisation_deleted: deleted.is_some(),
+        })
+    }))
+}
+
+/// Inserts a person (inside the caller's transaction).
+pub(crate) async fn insert(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    new: &NewPerson,
+    id: Uuid,
+) -> Result<Person> {
+    let now = Utc::now();
+    person::ActiveModel {
+        id: Set(id),
+        organisation_id: Set(organisation_id),
+        subject: Set(new.subject.as_str().to_owned()),
+        email: Set(new.email.as_str().to_owned()),
+        display_name: Set(new.display_name.as_str().to_owned()),
+        department: Set(new.department.as_str().to_owned()),
+        job_title: Set(new.job_title.as_str().to_owned()),
+        manager_id: Set(new.manager_id),
+        role: Set(new.role.as_str().to_owned()),
+        active: Set(true),
+        external_id: Set(new.external_id.as_ref().map(|e| e.as_str().to_owned())),
+        create_time: Set(now),
+        update_time: Set(now),
+        deactivate_time: Set(None),
+        version: Set(1),
+    }
+    .insert(conn)
+    .await
+    .map(from_model)
+    .map_err(write_error)
+}
+
+/// Locks the organisation row for the rest of the transaction, so that rules
+/// counting its people (the last admin) hold under concurrent writers. On
+/// SQLite the write transaction already holds the database's write lock.
+async fn lock_organisation(conn: &impl ConnectionTrait, organisation_id: Uuid) -> Result<()> {
+    let mut query = org::Entity::find_by_id(organisation_id);
+    if is_postgres(conn) {
+        query = query.lock_exclusive();
+    }
+    let found = query.one(conn).await.map_err(db_error)?;
+    match found {
+        Some(o) if o.delete_time.is_some() => Err(organisations::deleted_precondition(organisation_id)),
+        Some(_) => Ok(()),
+        None => Err(Error::NotFound {
+            resource: "organisation",
+        }),
+    }
+}
+
+/// Checks that `manager_id` is a person of the organisation and that making
+/// them `person_id`'s manager creates no loop.
+async fn check_manager(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    person_id: Uuid,
+    manager_id: Uuid,
+) -> Result<()> {
+    let mut chain = Vec::new();
+    let mut next = Some(manager_id);
+    while let Some(id) = next {
+        if chain.contains(&id) || chain.len() > 1000 {
+            break;
+        }
+        let found = person::Entity::find_by_id(id)
+            .filter(person::Column::OrganisationId.eq(organisation_id))
+            .one(conn)
+            .await
+            .map_err(db_error)?;
+        match found {
+            Some(p) => {
+                chain.push(id);
+                next = p.manager_id;
+            }
+            None if id == manager_id => {
+                return Err(Error::invalid(
+                    "person.manager_id",
+                    "is not a person of this organisation",
+                ));
+            }
+            None => break,
+        }
+    }
+    ensure_no_management_cycle(person_id, &chain)
+}
+
+/// Adds a person to an organisation.
+#[tracing::instrument(skip(db, new, key))]
+pub async fn create(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    new: &NewPerson,
+    key: Option<&IdempotencyKey>,
+) -> Result<Person> {
+    retry_idempotent_race(|| async {
+        let txn = begin_write(db).await?;
+        let id = Uuid::now_v7();
+        if let Claim::Replay(existing) = claim(&txn, key, id).await? {
+            return get(&txn, organisation_id, existing).await;
+        }
+        lock_organisation(&txn, organisation_id).await?;
+        if let Some(manager_id) = new.manager_id {
+            check_manager(&txn, organisation_id, id, manager_id).await?;
+        }
+        let created = insert(&txn, organisation_id, new, id).await?;
+        commit(txn).await?;
+        Ok(created)
+    })
+    .await
+}
+
+/// Reads a person of an organisation.
+#[tracing::instrument(skip(conn))]
+pub async fn get(conn: &impl ConnectionTrait, organisation_id: Uuid, id: Uuid) -> Result<Person> {
+    person::Entity::find_by_id(id)
+        .filter(person::Column::OrganisationId.eq(organisation_id))
+        .one(conn)
+        .await
+        .map_err(db_error)?
+        .map(from_model)
+        .ok_or(Error::NotFound { resource: "person" })
+}
+
+/// Filters of `ListPeople`; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct PersonFilter {
+    pub role: Option<Role>,
+    pub active: Option<bool>,
+    pub department: Option<String>,
+    pub external_id: Option<String>,
+}
+
+impl PersonFilter {
+    /// A stable rendering, bound into page tokens.
+    pub fn key(&self) -> String {
+        format!(
+            "role={:?};active={:?};department={:?};external_id={:?}",
+            self.role, self.active, self.department, self.external_id
+        )
+    }
+}
+
+/// Lists people in creation order.
+#[tracing::instrument(skip(db))]
+pub async fn list(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    filter: &PersonFilter,
+    page_size: u32,
+    after: Option<Uuid>,
+) -> Result<Page<Person>> {
+    let mut query = person::Entity::find().filter(person::Column::OrganisationId.eq(organisation_id));
+    if let Some(role) = filter.role {
+        query = query.filter(person::Column::Role.eq(role.as_str()));
+    }
+    if let Some(active) = filter.active {
+        query = query.filter(person::Column::Active.eq(active));
+    }
+    if let Some(department) = &filter.department {
+        query = query.filter(person::Column::Department.eq(department.as_str()));
+    }
+    if let Some(external_id) = &filter.external_id {
+        query = query.filter(person::Column::ExternalId.eq(external_id.as_str()));
+    }
+    if let Some(after) = after {
+        query = query.filter(person::Column::Id.gt(after));
+    }
+    let rows = query
+        .order_by_asc(person::Column::Id)
+        .limit(u64::from(page_size) + 1)
+        .all(db)
+        .await
+        .map_err(db_error)?;
+    Ok(paginate(
+        rows.into_iter().map(from_model).collect(),
+        page_size,
+        &filter.key(),
+        |p| p.id,
+    ))
+}
+
+async fn count_other_active_admins(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    except: Uuid,
+) -> Result<u64> {
+    person::Entity::find()
+        .filter(person::Column::OrganisationId.eq(organisation_id))
+        .filter(person::Column::Role.eq(Role::Admin.as_str()))
+        .filter(person::Column::Active.eq(true))
+        .filter(person::Column::Id.ne(except))
+        .count(conn)
+        .await
+        .map_err(db_error)
+}
+
+/// Applies a patch, compare-and-swap on the version; keeps an active admin.
+#[tracing::instrument(skip(db, patch))]
+pub async fn update(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    id: Uuid,
+    etag: &str,
+    patch: &PersonPatch,
+) -> Result<Person> {
+    let txn = begin_write(db).await?;
+    lock_organisation(&txn, organisation_id).await?;
+    let current = get(&txn, organisation_id, id).await?;
+    if !etag_matches(etag, current.version) {
+        return Err(Error::stale_etag("person"));
+    }
+    if removes_an_admin(&current, patch.role, false) {
+        let others = count_other_active_admins(&txn, organisation_id, id).await?;
+        ensure_an_admin_remains(others, id)?;
+    }
+    if let Some(Some(manager_id)) = patch.manager_id {
+        check_manager(&txn, organisation_id, id, manager_id).await?;
+    }
+    let mut model = person::ActiveModel {
+        update_time: Set(Utc::now()),
+        version: Set(current.version + 1),
+        ..Default::default()
+    };
+    if let Some(v) = &patch.subject {
+        model.subject = Set(v.as_str().to_owned());
+    }
+    if let Some(v) = &patch.email {
+        model.email = Set(v.as_str().to_owned());
+    }
+    if let Some(v) = &patch.display_name {
+        model.display_name = Set(v.as_str().to_owned());
+    }
+    if let Some(v) = &patch.department {
+        model.department = Set(v.as_str().to_owned());
+    }
+    if let Some(v) = &patch.job_title {
+        model.job_title = Set(v.as_str().to_owned());
+    }
+    if let Some(v) = patch.manager_id {
+        model.manager_id = Set(v);
+    }
+    if let Some(v) = patch.role {
+        model.role = Set(v.as_str().to_owned());
+    }
+    if let Some(v) = &patch.external_id {
+        model.external_id = Set(v.as_ref().map(|e| e.as_str().to_owned()));
+    }
+    swap(&txn, id, current.version, model).await?;
+    let updated = get(&txn, organisation_id, id).await?;
+    commit(txn).await?;
+    Ok(updated)
+}
+
+/// Deactivates (`active = false`) or reactivates a person; keeps an active
+/// admin.
+#[tracing::instrument(skip(db))]
+pub async fn set_active(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    id: Uuid,
+    etag: &str,
+    active: bool,
+) -> Result<Person> {
+    let txn = begin_write(db).await?;
+    lock_organisation(&txn, organisation_id).await?;
+    let current = get(&txn, organisation_id, id).await?;
+    if !etag_matches(etag, current.version) {
+        return Err(Error::stale_etag("person"));
+    }
+    if current.active == active {
+        return Err(Error::precondition(
+            if active { "ALREADY_ACTIVE" } else { "ALREADY_INACTIVE" },
+            format!("people/{id}"),
+            if active {
+                "the person is already active"
+            } else {
+                "the person is already inactive"
+            },
+        ));
+    }
+    if removes_an_admin(&current, None, !active) {
+        let others = count_other_active_admins(&txn, organisation_id, id).await?;
+        ensure_an_admin_remains(others, id)?;
+    }
+    let now = Utc::now();
+    let model = person::ActiveModel {
+        active: Set(active),
+        deactivate_time: Set((!active).then_some(now)),
+        update_time: Set(now),
+        version: Set(current.version + 1),
+        ..Default::default()
+    };
+    swap(&txn, id, current.version, model).await?;
+    let updated = get(&txn, organisation_id, id).await?;
+    commit(txn).await?;
+    Ok(updated)
+}
+
+async fn swap(
+    conn: &impl ConnectionTrait,
+    id: Uuid,
+    version: i64,
+    model: person::ActiveModel,
+) -> Result<()> {
+    let result = person::Entity::update_many()
+        .set(model)
+        .filter(person::Column::Id.eq(id))
+        .filter(person::Column::Version.eq(version))
+        .exec(conn)
+        .await
+        .map_err(write_error)?;
+    if result.rows_affected == 0 {
+        return Err(Error::stale_etag("person"));
+    }
+    Ok(())
+}
