@@ -1,1 +1,8 @@
-fn main(){}
+//! End-to-end tests of Jalon: one test binary, modules by topic.
+
+mod auth;
+mod helpers;
+mod organisations;
+mod people;
+mod server;
+mod tenancy;

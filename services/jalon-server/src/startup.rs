@@ -142,7 +142,7 @@ impl Application {
                             .unwrap_or(0);
                         tracing::info!(
                             code = ?tonic::Code::from_i32(code),
-                            latency_ms = latency.as_secs_f64() * 1000.0,
+                            latency_ms = %format_args!("{:.3}", latency.as_secs_f64() * 1000.0),
                             "rpc finished"
                         );
                     })

