@@ -52,7 +52,11 @@ enum IdempotencyKeys {
     CreateTime,
 }
 
-fn index(name: &str, table: impl IntoIden + 'static, cols: &[&'static str]) -> IndexCreateStatement {
+fn index(
+    name: &str,
+    table: impl IntoIden + 'static,
+    cols: &[&'static str],
+) -> IndexCreateStatement {
     let mut stmt = Index::create();
     stmt.name(name).table(table);
     for col in cols {
@@ -84,13 +88,21 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(index("ux_organisations_slug", Organisations::Table, &["slug"]).unique().to_owned())
+            .create_index(
+                index("ux_organisations_slug", Organisations::Table, &["slug"])
+                    .unique()
+                    .to_owned(),
+            )
             .await?;
         manager
             .create_index(
-                index("ux_organisations_external_ref", Organisations::Table, &["external_ref"])
-                    .unique()
-                    .to_owned(),
+                index(
+                    "ux_organisations_external_ref",
+                    Organisations::Table,
+                    &["external_ref"],
+                )
+                .unique()
+                .to_owned(),
             )
             .await?;
 
@@ -134,22 +146,32 @@ impl MigrationTrait for Migration {
         for (name, cols) in [
             ("ux_people_subject", &["organisation_id", "subject"][..]),
             ("ux_people_email", &["organisation_id", "email"][..]),
-            ("ux_people_external_id", &["organisation_id", "external_id"][..]),
+            (
+                "ux_people_external_id",
+                &["organisation_id", "external_id"][..],
+            ),
         ] {
-            manager.create_index(index(name, People::Table, cols).unique().to_owned()).await?;
+            manager
+                .create_index(index(name, People::Table, cols).unique().to_owned())
+                .await?;
         }
         // List orders and filters: keyset pagination on id within a filter.
         for (name, cols) in [
             ("ix_people_organisation", &["organisation_id", "id"][..]),
             ("ix_people_role", &["organisation_id", "role", "id"][..]),
             ("ix_people_active", &["organisation_id", "active", "id"][..]),
-            ("ix_people_department", &["organisation_id", "department", "id"][..]),
+            (
+                "ix_people_department",
+                &["organisation_id", "department", "id"][..],
+            ),
             ("ix_people_manager", &["manager_id"][..]),
             // Memberships of a caller, for ListOrganisations and every
             // authorisation check.
             ("ix_people_membership", &["subject", "organisation_id"][..]),
         ] {
-            manager.create_index(index(name, People::Table, cols)).await?;
+            manager
+                .create_index(index(name, People::Table, cols))
+                .await?;
         }
 
         manager
@@ -171,7 +193,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(index("ix_idempotency_keys_create_time", IdempotencyKeys::Table, &["create_time"]))
+            .create_index(index(
+                "ix_idempotency_keys_create_time",
+                IdempotencyKeys::Table,
+                &["create_time"],
+            ))
             .await?;
         Ok(())
     }

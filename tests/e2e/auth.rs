@@ -12,7 +12,9 @@ use tonic::Code;
 use crate::helpers::*;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 fn sign(alg: Algorithm, kid: Option<&str>, key_file: &str, claims: &serde_json::Value) -> String {
@@ -39,21 +41,26 @@ fn forge(header: &serde_json::Value, claims: &serde_json::Value, signature: &[u8
 
 /// HS256 over `header.payload` with `key` as the HMAC secret.
 fn hmac_sign(header: &serde_json::Value, claims: &serde_json::Value, key: &[u8]) -> String {
-    let token = jsonwebtoken::encode(
+    jsonwebtoken::encode(
         &serde_json::from_value::<Header>(header.clone()).expect("header"),
         claims,
         &EncodingKey::from_secret(key).expect("key"),
     )
-    .expect("encode");
-    token
+    .expect("encode")
 }
 
-async fn list_with(app: &TestApp, token: Option<&str>) -> Result<pb::ListOrganisationsResponse, tonic::Status> {
+async fn list_with(
+    app: &TestApp,
+    token: Option<&str>,
+) -> Result<pb::ListOrganisationsResponse, tonic::Status> {
     let request = match token {
         Some(token) => with_token(token, pb::ListOrganisationsRequest::default()),
         None => tonic::Request::new(pb::ListOrganisationsRequest::default()),
     };
-    app.organisations().list_organisations(request).await.map(|r| r.into_inner())
+    app.organisations()
+        .list_organisations(request)
+        .await
+        .map(|r| r.into_inner())
 }
 
 #[track_caller]
@@ -62,7 +69,11 @@ fn refused(result: Result<pb::ListOrganisationsResponse, tonic::Status>, what: &
         Ok(_) => panic!("{what}: accepted"),
         Err(status) => {
             assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
-            assert_eq!(status.message(), "missing or invalid credentials", "{what}: message gives details");
+            assert_eq!(
+                status.message(),
+                "missing or invalid credentials",
+                "{what}: message gives details"
+            );
         }
     }
 }
@@ -72,18 +83,33 @@ async fn bad_hs256_tokens_are_unauthenticated() {
     on_each_backend(async |app: &TestApp| {
         let now = chrono::Utc::now().timestamp();
         let good = claims("ada");
-        assert!(list_with(app, Some(&hs256(&good))).await.is_ok(), "a good token passes");
+        assert!(
+            list_with(app, Some(&hs256(&good))).await.is_ok(),
+            "a good token passes"
+        );
 
         refused(list_with(app, None).await, "no authorization header");
         let mut request = tonic::Request::new(pb::ListOrganisationsRequest::default());
-        request.metadata_mut().insert("authorization", format!("Basic {}", hs256(&good)).parse().unwrap());
-        refused(app.organisations().list_organisations(request).await.map(|r| r.into_inner()), "not a bearer scheme");
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Basic {}", hs256(&good)).parse().unwrap(),
+        );
+        refused(
+            app.organisations()
+                .list_organisations(request)
+                .await
+                .map(|r| r.into_inner()),
+            "not a bearer scheme",
+        );
         refused(list_with(app, Some("garbage")).await, "garbage");
 
         let none = forge(&json!({"alg": "none", "typ": "JWT"}), &good, b"");
         refused(list_with(app, Some(&none)).await, "alg none");
         let none_no_sig = format!("{}.", &none[..none.len() - 1].trim_end_matches('.'));
-        refused(list_with(app, Some(&none_no_sig)).await, "alg none without signature");
+        refused(
+            list_with(app, Some(&none_no_sig)).await,
+            "alg none without signature",
+        );
 
         let mut wrong_aud = good.clone();
         wrong_aud["aud"] = json!("someone-else");
@@ -96,10 +122,16 @@ async fn bad_hs256_tokens_are_unauthenticated() {
         refused(list_with(app, Some(&hs256(&expired))).await, "expired");
         let mut not_yet = good.clone();
         not_yet["nbf"] = json!(now + 3600);
-        refused(list_with(app, Some(&hs256(&not_yet))).await, "nbf in the future");
+        refused(
+            list_with(app, Some(&hs256(&not_yet))).await,
+            "nbf in the future",
+        );
         let mut mistyped = good.clone();
         mistyped["exp"] = json!("tomorrow");
-        refused(list_with(app, Some(&hs256(&mistyped))).await, "mistyped exp");
+        refused(
+            list_with(app, Some(&hs256(&mistyped))).await,
+            "mistyped exp",
+        );
         let mut no_exp = good.clone();
         no_exp.as_object_mut().unwrap().remove("exp");
         refused(list_with(app, Some(&hs256(&no_exp))).await, "no exp");
@@ -111,13 +143,28 @@ async fn bad_hs256_tokens_are_unauthenticated() {
         // others (a platform admin's) keeping the original signature.
         let valid = hs256(&good);
         let parts: Vec<&str> = valid.split('.').collect();
-        let tampered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(claims(ROOT).to_string()), parts[2]);
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(claims(ROOT).to_string()),
+            parts[2]
+        );
         refused(list_with(app, Some(&tampered)).await, "tampered payload");
 
-        let other_secret = hmac_sign(&json!({"alg": "HS256", "typ": "JWT"}), &good, b"another-secret-of-at-least-32-bytes!!");
-        refused(list_with(app, Some(&other_secret)).await, "signed with another secret");
+        let other_secret = hmac_sign(
+            &json!({"alg": "HS256", "typ": "JWT"}),
+            &good,
+            b"another-secret-of-at-least-32-bytes!!",
+        );
+        refused(
+            list_with(app, Some(&other_secret)).await,
+            "signed with another secret",
+        );
         let rs = sign(Algorithm::RS256, None, "rsa1.key", &good);
-        refused(list_with(app, Some(&rs)).await, "RS256 when HS256 is pinned");
+        refused(
+            list_with(app, Some(&rs)).await,
+            "RS256 when HS256 is pinned",
+        );
     })
     .await;
 }
@@ -132,16 +179,36 @@ async fn rs256_pem_pins_the_algorithm() {
         })
         .await;
         let good = claims("ada");
-        assert!(list_with(&app, Some(&sign(Algorithm::RS256, None, "rsa1.key", &good))).await.is_ok());
-        refused(list_with(&app, Some(&sign(Algorithm::RS256, None, "rsa3.key", &good))).await, "untrusted RSA key");
+        assert!(
+            list_with(&app, Some(&sign(Algorithm::RS256, None, "rsa1.key", &good)))
+                .await
+                .is_ok()
+        );
+        refused(
+            list_with(&app, Some(&sign(Algorithm::RS256, None, "rsa3.key", &good))).await,
+            "untrusted RSA key",
+        );
         // The classic confusion attack: HS256 with the public key as secret.
         let public_pem = std::fs::read(fixture("rsa1.pub")).unwrap();
         let confused = hmac_sign(&json!({"alg": "HS256", "typ": "JWT"}), &good, &public_pem);
-        refused(list_with(&app, Some(&confused)).await, "HS256 signed with the RSA public key");
-        refused(list_with(&app, Some(&hs256(&good))).await, "HS256 when RS256 is pinned");
+        refused(
+            list_with(&app, Some(&confused)).await,
+            "HS256 signed with the RSA public key",
+        );
+        refused(
+            list_with(&app, Some(&hs256(&good))).await,
+            "HS256 when RS256 is pinned",
+        );
         let mut expired = good.clone();
         expired["exp"] = json!(chrono::Utc::now().timestamp() - 3600);
-        refused(list_with(&app, Some(&sign(Algorithm::RS256, None, "rsa1.key", &expired))).await, "expired RS256");
+        refused(
+            list_with(
+                &app,
+                Some(&sign(Algorithm::RS256, None, "rsa1.key", &expired)),
+            )
+            .await,
+            "expired RS256",
+        );
         app.cleanup().await;
     }
 }
@@ -156,8 +223,18 @@ async fn es256_pem_is_accepted() {
     })
     .await;
     let good = claims("ada");
-    assert!(list_with(&app, Some(&sign(Algorithm::ES256, None, "ec1.pk8.key", &good))).await.is_ok());
-    refused(list_with(&app, Some(&sign(Algorithm::RS256, None, "rsa1.key", &good))).await, "RS256 when ES256 is pinned");
+    assert!(
+        list_with(
+            &app,
+            Some(&sign(Algorithm::ES256, None, "ec1.pk8.key", &good))
+        )
+        .await
+        .is_ok()
+    );
+    refused(
+        list_with(&app, Some(&sign(Algorithm::RS256, None, "rsa1.key", &good))).await,
+        "RS256 when ES256 is pinned",
+    );
     app.cleanup().await;
 }
 
@@ -171,14 +248,57 @@ async fn jwks_chooses_keys_by_kid_during_rotation() {
         .await;
         let good = claims("ada");
         // Both keys of the rotation are accepted, each under its own kid.
-        assert!(list_with(&app, Some(&sign(Algorithm::RS256, Some("key-2026-01"), "rsa1.key", &good))).await.is_ok());
-        assert!(list_with(&app, Some(&sign(Algorithm::RS256, Some("key-2026-07"), "rsa2.key", &good))).await.is_ok());
+        assert!(
+            list_with(
+                &app,
+                Some(&sign(
+                    Algorithm::RS256,
+                    Some("key-2026-01"),
+                    "rsa1.key",
+                    &good
+                ))
+            )
+            .await
+            .is_ok()
+        );
+        assert!(
+            list_with(
+                &app,
+                Some(&sign(
+                    Algorithm::RS256,
+                    Some("key-2026-07"),
+                    "rsa2.key",
+                    &good
+                ))
+            )
+            .await
+            .is_ok()
+        );
         refused(
-            list_with(&app, Some(&sign(Algorithm::RS256, Some("key-2026-01"), "rsa2.key", &good))).await,
+            list_with(
+                &app,
+                Some(&sign(
+                    Algorithm::RS256,
+                    Some("key-2026-01"),
+                    "rsa2.key",
+                    &good,
+                )),
+            )
+            .await,
             "a key under another key's kid",
         );
-        refused(list_with(&app, Some(&sign(Algorithm::RS256, Some("unknown"), "rsa3.key", &good))).await, "unknown kid");
-        refused(list_with(&app, Some(&sign(Algorithm::RS256, None, "rsa1.key", &good))).await, "no kid");
+        refused(
+            list_with(
+                &app,
+                Some(&sign(Algorithm::RS256, Some("unknown"), "rsa3.key", &good)),
+            )
+            .await,
+            "unknown kid",
+        );
+        refused(
+            list_with(&app, Some(&sign(Algorithm::RS256, None, "rsa1.key", &good))).await,
+            "no kid",
+        );
         app.cleanup().await;
     }
 }
@@ -193,12 +313,21 @@ async fn development_mode_mints_tokens_with_its_own_secret() {
     })
     .await;
     // The secret was generated beside the database, owner-only.
-    let dir = std::path::Path::new(app.db.url.trim_start_matches("sqlite://").split('?').next().unwrap())
-        .parent()
-        .unwrap()
-        .to_path_buf();
+    let dir = std::path::Path::new(
+        app.db
+            .url
+            .trim_start_matches("sqlite://")
+            .split('?')
+            .next()
+            .unwrap(),
+    )
+    .parent()
+    .unwrap()
+    .to_path_buf();
     let secret_file = dir.join(jalon_server::auth::DEV_SECRET_FILE);
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&secret_file).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&secret_file).unwrap().permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600);
 
     // `jalon token` does what this does: same settings, same secret.
@@ -206,8 +335,12 @@ async fn development_mode_mints_tokens_with_its_own_secret() {
     settings.auth.hs256_secret = None;
     settings.auth.issuer = None;
     settings.auth.audience = None;
-    let minter = jalon_server::auth::Authenticator::from_settings(&settings.auth, &settings.database).unwrap();
-    let dev_token = minter.mint("dev-admin", std::time::Duration::from_secs(600)).unwrap();
+    let minter =
+        jalon_server::auth::Authenticator::from_settings(&settings.auth, &settings.database)
+            .unwrap();
+    let dev_token = minter
+        .mint("dev-admin", std::time::Duration::from_secs(600))
+        .unwrap();
     let created = app
         .organisations()
         .create_organisation(with_token(
@@ -219,16 +352,26 @@ async fn development_mode_mints_tokens_with_its_own_secret() {
             },
         ))
         .await;
-    assert!(created.is_ok(), "dev-admin is a platform administrator: {created:?}");
-    refused(list_with(&app, Some(&token("dev-admin"))).await, "a token of another secret");
+    assert!(
+        created.is_ok(),
+        "dev-admin is a platform administrator: {created:?}"
+    );
+    refused(
+        list_with(&app, Some(&token("dev-admin"))).await,
+        "a token of another secret",
+    );
     app.cleanup().await;
 
     // A production key turns development mode off: no minting.
     settings.auth.public_key_file = Some(fixture("rsa1.pub"));
     settings.auth.issuer = Some(ISSUER.into());
     settings.auth.audience = Some(AUDIENCE.into());
-    let production = jalon_server::auth::Authenticator::from_settings(&settings.auth, &settings.database).unwrap();
+    let production =
+        jalon_server::auth::Authenticator::from_settings(&settings.auth, &settings.database)
+            .unwrap();
     assert!(!production.development);
-    let refusal = production.mint("dev-admin", std::time::Duration::from_secs(60)).unwrap_err();
+    let refusal = production
+        .mint("dev-admin", std::time::Duration::from_secs(60))
+        .unwrap_err();
     assert!(refusal.contains("identity provider"), "{refusal}");
 }

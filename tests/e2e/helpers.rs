@@ -69,7 +69,9 @@ impl FreshDatabase {
             }
             Backend::Postgres(admin_url) => {
                 let name = format!("jalon_e2e_{tag}");
-                let admin = Database::connect(admin_url.as_str()).await.expect("connect to JALON_TEST_POSTGRES_URL");
+                let admin = Database::connect(admin_url.as_str())
+                    .await
+                    .expect("connect to JALON_TEST_POSTGRES_URL");
                 admin
                     .execute_unprepared(&format!("CREATE DATABASE {name}"))
                     .await
@@ -87,17 +89,19 @@ impl FreshDatabase {
 
     /// A direct connection, for tests that look under the API.
     pub async fn connect(&self) -> DatabaseConnection {
-        Database::connect(self.url.as_str()).await.expect("connect to the test database")
+        Database::connect(self.url.as_str())
+            .await
+            .expect("connect to the test database")
     }
 
     pub async fn drop_database(&self) {
-        if let (Backend::Postgres(admin_url), Some(name)) = (&self.backend, &self.pg_name) {
-            if let Ok(admin) = Database::connect(admin_url.as_str()).await {
-                let _ = admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
-                admin.close().await.ok();
-            }
+        if let (Backend::Postgres(admin_url), Some(name)) = (&self.backend, &self.pg_name)
+            && let Ok(admin) = Database::connect(admin_url.as_str()).await
+        {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+            admin.close().await.ok();
         }
         if let Some(dir) = &self.dir {
             let _ = std::fs::remove_dir_all(dir);
@@ -107,7 +111,9 @@ impl FreshDatabase {
 
 /// `postgres://u@h:p/db?x` with the database replaced.
 fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
     let host_part = match base[scheme_end..].find('/') {
         Some(slash) => &base[..scheme_end + slash],
@@ -160,7 +166,9 @@ impl TestApp {
 
     /// Starts a server on an existing database.
     pub async fn start(db: FreshDatabase, settings: Settings) -> Self {
-        let app = Application::build(settings).await.expect("application builds");
+        let app = Application::build(settings)
+            .await
+            .expect("application builds");
         let addr = app.local_addr();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until(async {
@@ -223,7 +231,11 @@ impl TestApp {
 
     /// Creates an organisation (as the platform admin) whose first admin has
     /// the subject `admin_subject`.
-    pub async fn create_org(&self, slug: &str, admin_subject: &str) -> (pb::Organisation, pb::Person) {
+    pub async fn create_org(
+        &self,
+        slug: &str,
+        admin_subject: &str,
+    ) -> (pb::Organisation, pb::Person) {
         let response = self
             .organisations()
             .create_organisation(authed(
@@ -244,7 +256,13 @@ impl TestApp {
     }
 
     /// Adds a person with `role` to `org`, as `admin`.
-    pub async fn add_person(&self, admin: &str, org: &str, subject: &str, role: pb::Role) -> pb::Person {
+    pub async fn add_person(
+        &self,
+        admin: &str,
+        org: &str,
+        subject: &str,
+        role: pb::Role,
+    ) -> pb::Person {
         self.people()
             .create_person(authed(
                 admin,
@@ -358,7 +376,10 @@ pub fn bad_fields(status: &Status) -> Vec<String> {
 pub fn expect_bad_field<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) {
     let status = expect_code(result, Code::InvalidArgument);
     let fields = bad_fields(&status);
-    assert!(fields.iter().any(|f| f == field), "{field} not in {fields:?} ({status:?})");
+    assert!(
+        fields.iter().any(|f| f == field),
+        "{field} not in {fields:?} ({status:?})"
+    );
 }
 
 /// The `google.rpc.PreconditionFailure` kinds of a status.

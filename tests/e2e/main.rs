@@ -1,5 +1,7 @@
 //! End-to-end tests of Jalon: one test binary, modules by topic.
 
+#![allow(clippy::unwrap_used)]
+
 mod auth;
 mod helpers;
 mod organisations;

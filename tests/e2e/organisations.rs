@@ -6,8 +6,13 @@ use tonic::Code;
 
 use crate::helpers::*;
 
+/// A way to make a valid request invalid.
+pub type Spoiler<T> = Box<dyn Fn(&mut T)>;
+
 fn mask(paths: &[&str]) -> Option<FieldMask> {
-    Some(FieldMask { paths: paths.iter().map(|p| (*p).to_owned()).collect() })
+    Some(FieldMask {
+        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+    })
 }
 
 fn create_request(slug: &str, admin: &str, request_id: &str) -> pb::CreateOrganisationRequest {
@@ -27,14 +32,19 @@ async fn organisation_lifecycle_create_get_update_delete_undelete() {
         assert_eq!(org.default_currency, "EUR");
         assert_eq!(org.discount_rate, "0.08");
         assert_eq!(org.fiscal_year_start_month, 4);
-        assert!(org.create_time.is_some() && org.update_time.is_some() && org.delete_time.is_none());
+        assert!(
+            org.create_time.is_some() && org.update_time.is_some() && org.delete_time.is_none()
+        );
         assert_eq!(admin.role, pb::Role::Admin as i32);
         assert!(admin.active);
         assert_eq!(admin.organisation_id, org.id);
 
         // The first admin reads it.
         let got = client
-            .get_organisation(authed("alice", pb::GetOrganisationRequest { id: org.id.clone() }))
+            .get_organisation(authed(
+                "alice",
+                pb::GetOrganisationRequest { id: org.id.clone() },
+            ))
             .await
             .expect("get")
             .into_inner()
@@ -108,11 +118,23 @@ async fn organisation_lifecycle_create_get_update_delete_undelete() {
 
         // Only platform administrators delete; a soft delete keeps the row.
         let by_admin = client
-            .delete_organisation(authed("alice", pb::DeleteOrganisationRequest { id: org.id.clone(), etag: String::new() }))
+            .delete_organisation(authed(
+                "alice",
+                pb::DeleteOrganisationRequest {
+                    id: org.id.clone(),
+                    etag: String::new(),
+                },
+            ))
             .await;
         expect_code(by_admin, Code::PermissionDenied);
         let deleted = client
-            .delete_organisation(authed(ROOT, pb::DeleteOrganisationRequest { id: org.id.clone(), etag: with_ref.etag.clone() }))
+            .delete_organisation(authed(
+                ROOT,
+                pb::DeleteOrganisationRequest {
+                    id: org.id.clone(),
+                    etag: with_ref.etag.clone(),
+                },
+            ))
             .await
             .expect("delete")
             .into_inner()
@@ -120,7 +142,13 @@ async fn organisation_lifecycle_create_get_update_delete_undelete() {
             .expect("organisation");
         assert!(deleted.delete_time.is_some());
         let again = client
-            .delete_organisation(authed(ROOT, pb::DeleteOrganisationRequest { id: org.id.clone(), etag: String::new() }))
+            .delete_organisation(authed(
+                ROOT,
+                pb::DeleteOrganisationRequest {
+                    id: org.id.clone(),
+                    etag: String::new(),
+                },
+            ))
             .await;
         expect_code(again, Code::FailedPrecondition);
 
@@ -132,7 +160,13 @@ async fn organisation_lifecycle_create_get_update_delete_undelete() {
             .into_inner();
         assert!(listed.organisations.iter().all(|o| o.id != org.id));
         let listed = client
-            .list_organisations(authed(ROOT, pb::ListOrganisationsRequest { show_deleted: true, ..Default::default() }))
+            .list_organisations(authed(
+                ROOT,
+                pb::ListOrganisationsRequest {
+                    show_deleted: true,
+                    ..Default::default()
+                },
+            ))
             .await
             .expect("list")
             .into_inner();
@@ -141,7 +175,11 @@ async fn organisation_lifecycle_create_get_update_delete_undelete() {
             .update_organisation(authed(
                 "alice",
                 pb::UpdateOrganisationRequest {
-                    organisation: Some(pb::Organisation { id: org.id.clone(), display_name: "X".into(), ..Default::default() }),
+                    organisation: Some(pb::Organisation {
+                        id: org.id.clone(),
+                        display_name: "X".into(),
+                        ..Default::default()
+                    }),
                     update_mask: mask(&["display_name"]),
                 },
             ))
@@ -162,7 +200,13 @@ async fn organisation_lifecycle_create_get_update_delete_undelete() {
         expect_code(add, Code::FailedPrecondition);
 
         let restored = client
-            .undelete_organisation(authed(ROOT, pb::UndeleteOrganisationRequest { id: org.id.clone(), etag: deleted.etag.clone() }))
+            .undelete_organisation(authed(
+                ROOT,
+                pb::UndeleteOrganisationRequest {
+                    id: org.id.clone(),
+                    etag: deleted.etag.clone(),
+                },
+            ))
             .await
             .expect("undelete")
             .into_inner()
@@ -177,9 +221,15 @@ async fn organisation_lifecycle_create_get_update_delete_undelete() {
 async fn only_platform_administrators_create_organisations() {
     on_each_backend(async |app: &TestApp| {
         let (_, _) = app.create_org("acme", "alice").await;
-        let refused = app.organisations().create_organisation(authed("alice", create_request("other", "alice", ""))).await;
+        let refused = app
+            .organisations()
+            .create_organisation(authed("alice", create_request("other", "alice", "")))
+            .await;
         expect_code(refused, Code::PermissionDenied);
-        let stranger = app.organisations().create_organisation(authed("nobody", create_request("other", "x", ""))).await;
+        let stranger = app
+            .organisations()
+            .create_organisation(authed("nobody", create_request("other", "x", "")))
+            .await;
         expect_code(stranger, Code::PermissionDenied);
     })
     .await;
@@ -189,15 +239,24 @@ async fn only_platform_administrators_create_organisations() {
 async fn organisation_uniqueness_is_already_exists() {
     on_each_backend(async |app: &TestApp| {
         app.create_org("acme", "alice").await;
-        let dup = app.organisations().create_organisation(authed(ROOT, create_request("acme", "bob", ""))).await;
+        let dup = app
+            .organisations()
+            .create_organisation(authed(ROOT, create_request("acme", "bob", "")))
+            .await;
         let status = expect_code(dup, Code::AlreadyExists);
         assert!(status.message().contains("slug"), "{status:?}");
 
         let mut with_ref = create_request("beta", "bob", "");
         with_ref.organisation.as_mut().unwrap().external_ref = Some("ENT-1".into());
-        app.organisations().create_organisation(authed(ROOT, with_ref.clone())).await.expect("first");
+        app.organisations()
+            .create_organisation(authed(ROOT, with_ref.clone()))
+            .await
+            .expect("first");
         with_ref.organisation.as_mut().unwrap().slug = "gamma".into();
-        let dup = app.organisations().create_organisation(authed(ROOT, with_ref)).await;
+        let dup = app
+            .organisations()
+            .create_organisation(authed(ROOT, with_ref))
+            .await;
         let status = expect_code(dup, Code::AlreadyExists);
         assert!(status.message().contains("external_ref"), "{status:?}");
 
@@ -217,59 +276,165 @@ async fn organisation_uniqueness_is_already_exists() {
 async fn bad_organisation_input_names_the_field() {
     on_each_backend(async |app: &TestApp| {
         let mut client = app.organisations();
-        let cases: Vec<(&str, Box<dyn Fn(&mut pb::CreateOrganisationRequest)>)> = vec![
-            ("organisation.display_name", Box::new(|r| r.organisation.as_mut().unwrap().display_name = "   ".into())),
-            ("organisation.slug", Box::new(|r| r.organisation.as_mut().unwrap().slug = "Not A Slug".into())),
-            ("organisation.default_currency", Box::new(|r| r.organisation.as_mut().unwrap().default_currency = "EURO".into())),
-            ("organisation.default_currency", Box::new(|r| r.organisation.as_mut().unwrap().default_currency = "XYZ".into())),
-            ("organisation.discount_rate", Box::new(|r| r.organisation.as_mut().unwrap().discount_rate = "1.5".into())),
-            ("organisation.discount_rate", Box::new(|r| r.organisation.as_mut().unwrap().discount_rate = "eight percent".into())),
-            ("organisation.fiscal_year_start_month", Box::new(|r| r.organisation.as_mut().unwrap().fiscal_year_start_month = 13)),
-            ("initial_admin.email", Box::new(|r| r.initial_admin.as_mut().unwrap().email = "not-an-email".into())),
-            ("initial_admin.subject", Box::new(|r| r.initial_admin.as_mut().unwrap().subject = String::new())),
+        let cases: Vec<(&str, Spoiler<pb::CreateOrganisationRequest>)> = vec![
+            (
+                "organisation.display_name",
+                Box::new(|r| r.organisation.as_mut().unwrap().display_name = "   ".into()),
+            ),
+            (
+                "organisation.slug",
+                Box::new(|r| r.organisation.as_mut().unwrap().slug = "Not A Slug".into()),
+            ),
+            (
+                "organisation.default_currency",
+                Box::new(|r| r.organisation.as_mut().unwrap().default_currency = "EURO".into()),
+            ),
+            (
+                "organisation.default_currency",
+                Box::new(|r| r.organisation.as_mut().unwrap().default_currency = "XYZ".into()),
+            ),
+            (
+                "organisation.discount_rate",
+                Box::new(|r| r.organisation.as_mut().unwrap().discount_rate = "1.5".into()),
+            ),
+            (
+                "organisation.discount_rate",
+                Box::new(|r| {
+                    r.organisation.as_mut().unwrap().discount_rate = "eight percent".into()
+                }),
+            ),
+            (
+                "organisation.fiscal_year_start_month",
+                Box::new(|r| r.organisation.as_mut().unwrap().fiscal_year_start_month = 13),
+            ),
+            (
+                "initial_admin.email",
+                Box::new(|r| r.initial_admin.as_mut().unwrap().email = "not-an-email".into()),
+            ),
+            (
+                "initial_admin.subject",
+                Box::new(|r| r.initial_admin.as_mut().unwrap().subject = String::new()),
+            ),
             ("initial_admin", Box::new(|r| r.initial_admin = None)),
             ("organisation", Box::new(|r| r.organisation = None)),
-            ("request_id", Box::new(|r| r.request_id = "not-a-uuid".into())),
+            (
+                "request_id",
+                Box::new(|r| r.request_id = "not-a-uuid".into()),
+            ),
         ];
         for (field, spoil) in cases {
             let mut request = create_request("acme", "alice", "");
             spoil(&mut request);
-            expect_bad_field(client.create_organisation(authed(ROOT, request)).await, field);
+            expect_bad_field(
+                client.create_organisation(authed(ROOT, request)).await,
+                field,
+            );
         }
         // Several bad fields are reported together.
         let mut request = create_request("acme", "alice", "");
         request.organisation.as_mut().unwrap().slug = "-".into();
         request.initial_admin.as_mut().unwrap().email = "x".into();
-        let status = expect_code(client.create_organisation(authed(ROOT, request)).await, Code::InvalidArgument);
-        assert_eq!(bad_fields(&status), vec!["organisation.slug", "initial_admin.email"]);
+        let status = expect_code(
+            client.create_organisation(authed(ROOT, request)).await,
+            Code::InvalidArgument,
+        );
+        assert_eq!(
+            bad_fields(&status),
+            vec!["organisation.slug", "initial_admin.email"]
+        );
 
-        expect_bad_field(client.get_organisation(authed(ROOT, pb::GetOrganisationRequest { id: "42".into() })).await, "id");
-        expect_bad_field(client.get_organisation(authed(ROOT, pb::GetOrganisationRequest { id: String::new() })).await, "id");
+        expect_bad_field(
+            client
+                .get_organisation(authed(ROOT, pb::GetOrganisationRequest { id: "42".into() }))
+                .await,
+            "id",
+        );
+        expect_bad_field(
+            client
+                .get_organisation(authed(
+                    ROOT,
+                    pb::GetOrganisationRequest { id: String::new() },
+                ))
+                .await,
+            "id",
+        );
         for page_size in [-1, 501] {
             let listed = client
-                .list_organisations(authed(ROOT, pb::ListOrganisationsRequest { page_size, ..Default::default() }))
+                .list_organisations(authed(
+                    ROOT,
+                    pb::ListOrganisationsRequest {
+                        page_size,
+                        ..Default::default()
+                    },
+                ))
                 .await;
             expect_bad_field(listed, "page_size");
         }
         let listed = client
-            .list_organisations(authed(ROOT, pb::ListOrganisationsRequest { page_token: "forged".into(), ..Default::default() }))
+            .list_organisations(authed(
+                ROOT,
+                pb::ListOrganisationsRequest {
+                    page_token: "forged".into(),
+                    ..Default::default()
+                },
+            ))
             .await;
         expect_bad_field(listed, "page_token");
 
         let (org, _) = app.create_org("acme", "alice").await;
         let update = |paths: &[&str], o: pb::Organisation| pb::UpdateOrganisationRequest {
-            organisation: Some(pb::Organisation { id: org.id.clone(), ..o }),
+            organisation: Some(pb::Organisation {
+                id: org.id.clone(),
+                ..o
+            }),
             update_mask: mask(paths),
         };
-        expect_bad_field(client.update_organisation(authed("alice", update(&[], pb::Organisation::default()))).await, "update_mask");
-        expect_bad_field(client.update_organisation(authed("alice", update(&["id"], pb::Organisation::default()))).await, "update_mask");
-        expect_bad_field(client.update_organisation(authed("alice", update(&["create_time"], pb::Organisation::default()))).await, "update_mask");
         expect_bad_field(
-            client.update_organisation(authed("alice", update(&["default_currency"], pb::Organisation { default_currency: "eur".into(), ..Default::default() }))).await,
+            client
+                .update_organisation(authed("alice", update(&[], pb::Organisation::default())))
+                .await,
+            "update_mask",
+        );
+        expect_bad_field(
+            client
+                .update_organisation(authed(
+                    "alice",
+                    update(&["id"], pb::Organisation::default()),
+                ))
+                .await,
+            "update_mask",
+        );
+        expect_bad_field(
+            client
+                .update_organisation(authed(
+                    "alice",
+                    update(&["create_time"], pb::Organisation::default()),
+                ))
+                .await,
+            "update_mask",
+        );
+        expect_bad_field(
+            client
+                .update_organisation(authed(
+                    "alice",
+                    update(
+                        &["default_currency"],
+                        pb::Organisation {
+                            default_currency: "eur".into(),
+                            ..Default::default()
+                        },
+                    ),
+                ))
+                .await,
             "organisation.default_currency",
         );
         expect_bad_field(
-            client.update_organisation(authed("alice", update(&["display_name"], pb::Organisation::default()))).await,
+            client
+                .update_organisation(authed(
+                    "alice",
+                    update(&["display_name"], pb::Organisation::default()),
+                ))
+                .await,
             "organisation.display_name",
         );
     })
@@ -281,11 +446,21 @@ async fn create_organisation_retries_with_a_request_id_create_nothing_new() {
     on_each_backend(async |app: &TestApp| {
         let mut client = app.organisations();
         let request_id = uuid::Uuid::now_v7().to_string();
-        let first = client.create_organisation(authed(ROOT, create_request("acme", "alice", &request_id))).await.expect("first").into_inner();
-        let retry = client.create_organisation(authed(ROOT, create_request("acme", "alice", &request_id))).await.expect("retry").into_inner();
+        let first = client
+            .create_organisation(authed(ROOT, create_request("acme", "alice", &request_id)))
+            .await
+            .expect("first")
+            .into_inner();
+        let retry = client
+            .create_organisation(authed(ROOT, create_request("acme", "alice", &request_id)))
+            .await
+            .expect("retry")
+            .into_inner();
         assert_eq!(first, retry);
 
-        let different = client.create_organisation(authed(ROOT, create_request("other", "alice", &request_id))).await;
+        let different = client
+            .create_organisation(authed(ROOT, create_request("other", "alice", &request_id)))
+            .await;
         expect_bad_field(different, "request_id");
 
         // Concurrent retries of one request: one organisation.
@@ -298,11 +473,21 @@ async fn create_organisation_retries_with_a_request_id_create_nothing_new() {
         let results = futures_join_all(calls).await;
         let ids: Vec<String> = results
             .into_iter()
-            .map(|r| r.expect("every retry succeeds").into_inner().organisation.unwrap().id)
+            .map(|r| {
+                r.expect("every retry succeeds")
+                    .into_inner()
+                    .organisation
+                    .unwrap()
+                    .id
+            })
             .collect();
         assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
 
-        let listed = client.list_organisations(authed(ROOT, pb::ListOrganisationsRequest::default())).await.expect("list").into_inner();
+        let listed = client
+            .list_organisations(authed(ROOT, pb::ListOrganisationsRequest::default()))
+            .await
+            .expect("list")
+            .into_inner();
         assert_eq!(listed.organisations.len(), 2);
     })
     .await;
@@ -328,7 +513,12 @@ async fn list_organisations_shows_each_caller_their_own_and_pages() {
         let mut client = app.organisations();
         let mut created = Vec::new();
         for i in 0..5 {
-            let (org, _) = app.create_org(&format!("org-{i}"), if i % 2 == 0 { "alice" } else { "bob" }).await;
+            let (org, _) = app
+                .create_org(
+                    &format!("org-{i}"),
+                    if i % 2 == 0 { "alice" } else { "bob" },
+                )
+                .await;
             created.push(org.id);
         }
         // Alice is a member of 0, 2, 4.
@@ -341,7 +531,10 @@ async fn list_organisations_shows_each_caller_their_own_and_pages() {
             .into_iter()
             .map(|o| o.id)
             .collect();
-        assert_eq!(alices, vec![created[0].clone(), created[2].clone(), created[4].clone()]);
+        assert_eq!(
+            alices,
+            vec![created[0].clone(), created[2].clone(), created[4].clone()]
+        );
         let strangers = client
             .list_organisations(authed("nobody", pb::ListOrganisationsRequest::default()))
             .await
@@ -354,7 +547,14 @@ async fn list_organisations_shows_each_caller_their_own_and_pages() {
         let mut token = String::new();
         loop {
             let page = client
-                .list_organisations(authed(ROOT, pb::ListOrganisationsRequest { page_size: 2, page_token: token.clone(), ..Default::default() }))
+                .list_organisations(authed(
+                    ROOT,
+                    pb::ListOrganisationsRequest {
+                        page_size: 2,
+                        page_token: token.clone(),
+                        ..Default::default()
+                    },
+                ))
                 .await
                 .expect("page")
                 .into_inner();
@@ -368,12 +568,25 @@ async fn list_organisations_shows_each_caller_their_own_and_pages() {
         assert_eq!(seen, created);
         // A token of one filter is refused under another.
         let first = client
-            .list_organisations(authed(ROOT, pb::ListOrganisationsRequest { page_size: 2, ..Default::default() }))
+            .list_organisations(authed(
+                ROOT,
+                pb::ListOrganisationsRequest {
+                    page_size: 2,
+                    ..Default::default()
+                },
+            ))
             .await
             .expect("page")
             .into_inner();
         let other = client
-            .list_organisations(authed(ROOT, pb::ListOrganisationsRequest { page_size: 2, page_token: first.next_page_token, show_deleted: true }))
+            .list_organisations(authed(
+                ROOT,
+                pb::ListOrganisationsRequest {
+                    page_size: 2,
+                    page_token: first.next_page_token,
+                    show_deleted: true,
+                },
+            ))
             .await;
         expect_bad_field(other, "page_token");
     })

@@ -4,22 +4,39 @@ use jalon_proto::v1 as pb;
 use prost_types::FieldMask;
 use tonic::Code;
 
-use crate::{helpers::*, organisations::futures_join_all};
+use crate::{
+    helpers::*,
+    organisations::{Spoiler, futures_join_all},
+};
 
 fn mask(paths: &[&str]) -> Option<FieldMask> {
-    Some(FieldMask { paths: paths.iter().map(|p| (*p).to_owned()).collect() })
+    Some(FieldMask {
+        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+    })
 }
 
 fn create(org: &str, p: pb::Person, request_id: &str) -> pb::CreatePersonRequest {
-    pb::CreatePersonRequest { organisation_id: org.into(), person: Some(p), request_id: request_id.into() }
+    pb::CreatePersonRequest {
+        organisation_id: org.into(),
+        person: Some(p),
+        request_id: request_id.into(),
+    }
 }
 
 fn update(org: &str, p: pb::Person, paths: &[&str]) -> pb::UpdatePersonRequest {
-    pb::UpdatePersonRequest { organisation_id: org.into(), person: Some(p), update_mask: mask(paths) }
+    pb::UpdatePersonRequest {
+        organisation_id: org.into(),
+        person: Some(p),
+        update_mask: mask(paths),
+    }
 }
 
 async fn list(app: &TestApp, who: &str, request: pb::ListPeopleRequest) -> pb::ListPeopleResponse {
-    app.people().list_people(authed(who, request)).await.expect("list people").into_inner()
+    app.people()
+        .list_people(authed(who, request))
+        .await
+        .expect("list people")
+        .into_inner()
 }
 
 #[tokio::test]
@@ -31,15 +48,30 @@ async fn person_lifecycle_create_get_update_deactivate_reactivate() {
         new.email = "Bob.Builder@Example.COM".into();
         new.manager_id = alice.id.clone();
         new.external_id = Some("HR-0001".into());
-        let bob = people.create_person(authed("alice", create(&org.id, new, ""))).await.expect("create").into_inner().person.unwrap();
-        assert_eq!(bob.email, "bob.builder@example.com", "emails are stored lowercase");
+        let bob = people
+            .create_person(authed("alice", create(&org.id, new, "")))
+            .await
+            .expect("create")
+            .into_inner()
+            .person
+            .unwrap();
+        assert_eq!(
+            bob.email, "bob.builder@example.com",
+            "emails are stored lowercase"
+        );
         assert_eq!(bob.manager_id, alice.id);
         assert_eq!(bob.role, pb::Role::Member as i32);
         assert!(bob.active);
 
         // Bob, a member, reads people.
         let got = people
-            .get_person(authed("bob", pb::GetPersonRequest { organisation_id: org.id.clone(), id: bob.id.clone() }))
+            .get_person(authed(
+                "bob",
+                pb::GetPersonRequest {
+                    organisation_id: org.id.clone(),
+                    id: bob.id.clone(),
+                },
+            ))
             .await
             .expect("get")
             .into_inner()
@@ -52,7 +84,14 @@ async fn person_lifecycle_create_get_update_deactivate_reactivate() {
                 "alice",
                 update(
                     &org.id,
-                    pb::Person { id: bob.id.clone(), job_title: "Project lead".into(), department: "Ops".into(), etag: bob.etag.clone(), display_name: "ignored".into(), ..Default::default() },
+                    pb::Person {
+                        id: bob.id.clone(),
+                        job_title: "Project lead".into(),
+                        department: "Ops".into(),
+                        etag: bob.etag.clone(),
+                        display_name: "ignored".into(),
+                        ..Default::default()
+                    },
                     &["job_title", "department"],
                 ),
             ))
@@ -65,12 +104,36 @@ async fn person_lifecycle_create_get_update_deactivate_reactivate() {
         assert_eq!(updated.department, "Ops");
         assert_eq!(updated.display_name, bob.display_name);
         expect_code(
-            people.update_person(authed("alice", update(&org.id, pb::Person { id: bob.id.clone(), job_title: "x".into(), etag: bob.etag.clone(), ..Default::default() }, &["job_title"]))).await,
+            people
+                .update_person(authed(
+                    "alice",
+                    update(
+                        &org.id,
+                        pb::Person {
+                            id: bob.id.clone(),
+                            job_title: "x".into(),
+                            etag: bob.etag.clone(),
+                            ..Default::default()
+                        },
+                        &["job_title"],
+                    ),
+                ))
+                .await,
             Code::Aborted,
         );
         // Clearing the manager.
         let unmanaged = people
-            .update_person(authed("alice", update(&org.id, pb::Person { id: bob.id.clone(), ..Default::default() }, &["manager_id"])))
+            .update_person(authed(
+                "alice",
+                update(
+                    &org.id,
+                    pb::Person {
+                        id: bob.id.clone(),
+                        ..Default::default()
+                    },
+                    &["manager_id"],
+                ),
+            ))
             .await
             .expect("clear manager")
             .into_inner()
@@ -79,7 +142,14 @@ async fn person_lifecycle_create_get_update_deactivate_reactivate() {
         assert_eq!(unmanaged.manager_id, "");
 
         let deactivated = people
-            .deactivate_person(authed("alice", pb::DeactivatePersonRequest { organisation_id: org.id.clone(), id: bob.id.clone(), etag: unmanaged.etag.clone() }))
+            .deactivate_person(authed(
+                "alice",
+                pb::DeactivatePersonRequest {
+                    organisation_id: org.id.clone(),
+                    id: bob.id.clone(),
+                    etag: unmanaged.etag.clone(),
+                },
+            ))
             .await
             .expect("deactivate")
             .into_inner()
@@ -89,15 +159,39 @@ async fn person_lifecycle_create_get_update_deactivate_reactivate() {
         assert!(deactivated.deactivate_time.is_some());
         // A deactivated person no longer sees the organisation.
         expect_code(
-            people.get_person(authed("bob", pb::GetPersonRequest { organisation_id: org.id.clone(), id: bob.id.clone() })).await,
+            people
+                .get_person(authed(
+                    "bob",
+                    pb::GetPersonRequest {
+                        organisation_id: org.id.clone(),
+                        id: bob.id.clone(),
+                    },
+                ))
+                .await,
             Code::NotFound,
         );
         expect_code(
-            people.deactivate_person(authed("alice", pb::DeactivatePersonRequest { organisation_id: org.id.clone(), id: bob.id.clone(), etag: String::new() })).await,
+            people
+                .deactivate_person(authed(
+                    "alice",
+                    pb::DeactivatePersonRequest {
+                        organisation_id: org.id.clone(),
+                        id: bob.id.clone(),
+                        etag: String::new(),
+                    },
+                ))
+                .await,
             Code::FailedPrecondition,
         );
         let reactivated = people
-            .reactivate_person(authed("alice", pb::ReactivatePersonRequest { organisation_id: org.id.clone(), id: bob.id.clone(), etag: deactivated.etag.clone() }))
+            .reactivate_person(authed(
+                "alice",
+                pb::ReactivatePersonRequest {
+                    organisation_id: org.id.clone(),
+                    id: bob.id.clone(),
+                    etag: deactivated.etag.clone(),
+                },
+            ))
             .await
             .expect("reactivate")
             .into_inner()
@@ -114,57 +208,169 @@ async fn list_people_filters_and_pages_through_concurrent_inserts() {
         let (org, alice) = app.create_org("acme", "alice").await;
         let mut originals = vec![alice.id.clone()];
         for i in 0..6 {
-            let role = if i % 2 == 0 { pb::Role::Member } else { pb::Role::Viewer };
-            originals.push(app.add_person("alice", &org.id, &format!("p{i}"), role).await.id);
+            let role = if i % 2 == 0 {
+                pb::Role::Member
+            } else {
+                pb::Role::Viewer
+            };
+            originals.push(
+                app.add_person("alice", &org.id, &format!("p{i}"), role)
+                    .await
+                    .id,
+            );
         }
         // Page through with size 2 while others are being added.
         let mut seen = Vec::new();
         let mut token = String::new();
         let mut added = 0;
         loop {
-            let page = list(&app, "alice", pb::ListPeopleRequest { organisation_id: org.id.clone(), page_size: 2, page_token: token.clone(), ..Default::default() }).await;
+            let page = list(
+                app,
+                "alice",
+                pb::ListPeopleRequest {
+                    organisation_id: org.id.clone(),
+                    page_size: 2,
+                    page_token: token.clone(),
+                    ..Default::default()
+                },
+            )
+            .await;
             seen.extend(page.people.into_iter().map(|p| p.id));
             if page.next_page_token.is_empty() {
                 break;
             }
-            app.add_person("alice", &org.id, &format!("late{added}"), pb::Role::Member).await;
+            app.add_person("alice", &org.id, &format!("late{added}"), pb::Role::Member)
+                .await;
             added += 1;
             token = page.next_page_token;
         }
         let mut unique = seen.clone();
         unique.dedup();
         assert_eq!(unique.len(), seen.len(), "no person twice");
-        assert_eq!(&seen[..originals.len()], &originals[..], "every original, in order, none skipped");
-        assert_eq!(seen.len(), originals.len() + added, "rows inserted behind the cursor show up at the end");
+        assert_eq!(
+            &seen[..originals.len()],
+            &originals[..],
+            "every original, in order, none skipped"
+        );
+        assert_eq!(
+            seen.len(),
+            originals.len() + added,
+            "rows inserted behind the cursor show up at the end"
+        );
 
-        let viewers = list(&app, "alice", pb::ListPeopleRequest { organisation_id: org.id.clone(), role: pb::Role::Viewer as i32, ..Default::default() }).await;
+        let viewers = list(
+            app,
+            "alice",
+            pb::ListPeopleRequest {
+                organisation_id: org.id.clone(),
+                role: pb::Role::Viewer as i32,
+                ..Default::default()
+            },
+        )
+        .await;
         assert_eq!(viewers.people.len(), 3);
-        assert!(viewers.people.iter().all(|p| p.role == pb::Role::Viewer as i32));
+        assert!(
+            viewers
+                .people
+                .iter()
+                .all(|p| p.role == pb::Role::Viewer as i32)
+        );
 
         let p0 = &originals[1];
         app.people()
-            .deactivate_person(authed("alice", pb::DeactivatePersonRequest { organisation_id: org.id.clone(), id: p0.clone(), etag: String::new() }))
+            .deactivate_person(authed(
+                "alice",
+                pb::DeactivatePersonRequest {
+                    organisation_id: org.id.clone(),
+                    id: p0.clone(),
+                    etag: String::new(),
+                },
+            ))
             .await
             .expect("deactivate");
-        let inactive = list(&app, "alice", pb::ListPeopleRequest { organisation_id: org.id.clone(), active: Some(false), ..Default::default() }).await;
-        assert_eq!(inactive.people.iter().map(|p| p.id.clone()).collect::<Vec<_>>(), vec![p0.clone()]);
-        let active = list(&app, "alice", pb::ListPeopleRequest { organisation_id: org.id.clone(), active: Some(true), ..Default::default() }).await;
+        let inactive = list(
+            app,
+            "alice",
+            pb::ListPeopleRequest {
+                organisation_id: org.id.clone(),
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(
+            inactive
+                .people
+                .iter()
+                .map(|p| p.id.clone())
+                .collect::<Vec<_>>(),
+            vec![p0.clone()]
+        );
+        let active = list(
+            app,
+            "alice",
+            pb::ListPeopleRequest {
+                organisation_id: org.id.clone(),
+                active: Some(true),
+                ..Default::default()
+            },
+        )
+        .await;
         assert_eq!(active.people.len(), seen.len() - 1);
 
         let mut hr = person("hr-linked", pb::Role::Member);
         hr.department = "Finance".into();
         hr.external_id = Some("HR-77".into());
-        app.people().create_person(authed("alice", create(&org.id, hr, ""))).await.expect("create");
-        let by_department = list(&app, "alice", pb::ListPeopleRequest { organisation_id: org.id.clone(), department: "Finance".into(), ..Default::default() }).await;
+        app.people()
+            .create_person(authed("alice", create(&org.id, hr, "")))
+            .await
+            .expect("create");
+        let by_department = list(
+            app,
+            "alice",
+            pb::ListPeopleRequest {
+                organisation_id: org.id.clone(),
+                department: "Finance".into(),
+                ..Default::default()
+            },
+        )
+        .await;
         assert_eq!(by_department.people.len(), 1);
-        let by_external = list(&app, "alice", pb::ListPeopleRequest { organisation_id: org.id.clone(), external_id: "HR-77".into(), ..Default::default() }).await;
+        let by_external = list(
+            app,
+            "alice",
+            pb::ListPeopleRequest {
+                organisation_id: org.id.clone(),
+                external_id: "HR-77".into(),
+                ..Default::default()
+            },
+        )
+        .await;
         assert_eq!(by_external.people[0].subject, "hr-linked");
 
         // Page tokens are bound to their filters.
-        let first = list(&app, "alice", pb::ListPeopleRequest { organisation_id: org.id.clone(), page_size: 1, ..Default::default() }).await;
+        let first = list(
+            app,
+            "alice",
+            pb::ListPeopleRequest {
+                organisation_id: org.id.clone(),
+                page_size: 1,
+                ..Default::default()
+            },
+        )
+        .await;
         let other = app
             .people()
-            .list_people(authed("alice", pb::ListPeopleRequest { organisation_id: org.id.clone(), page_size: 1, page_token: first.next_page_token, role: pb::Role::Admin as i32, ..Default::default() }))
+            .list_people(authed(
+                "alice",
+                pb::ListPeopleRequest {
+                    organisation_id: org.id.clone(),
+                    page_size: 1,
+                    page_token: first.next_page_token,
+                    role: pb::Role::Admin as i32,
+                    ..Default::default()
+                },
+            ))
             .await;
         expect_bad_field(other, "page_token");
     })
@@ -178,26 +384,47 @@ async fn people_uniqueness_is_already_exists() {
         let mut people = app.people();
         let mut bob = person("bob", pb::Role::Member);
         bob.external_id = Some("HR-1".into());
-        people.create_person(authed("alice", create(&org.id, bob.clone(), ""))).await.expect("bob");
+        people
+            .create_person(authed("alice", create(&org.id, bob.clone(), "")))
+            .await
+            .expect("bob");
 
         let mut same_subject = person("bob", pb::Role::Member);
         same_subject.email = "other@example.com".into();
-        let status = expect_code(people.create_person(authed("alice", create(&org.id, same_subject, ""))).await, Code::AlreadyExists);
+        let status = expect_code(
+            people
+                .create_person(authed("alice", create(&org.id, same_subject, "")))
+                .await,
+            Code::AlreadyExists,
+        );
         assert!(status.message().contains("subject"), "{status:?}");
 
         let mut same_email = person("bobby", pb::Role::Member);
         same_email.email = "BOB@example.com".into();
-        let status = expect_code(people.create_person(authed("alice", create(&org.id, same_email, ""))).await, Code::AlreadyExists);
+        let status = expect_code(
+            people
+                .create_person(authed("alice", create(&org.id, same_email, "")))
+                .await,
+            Code::AlreadyExists,
+        );
         assert!(status.message().contains("email"), "{status:?}");
 
         let mut same_hr = person("robert", pb::Role::Member);
         same_hr.external_id = Some("HR-1".into());
-        let status = expect_code(people.create_person(authed("alice", create(&org.id, same_hr, ""))).await, Code::AlreadyExists);
+        let status = expect_code(
+            people
+                .create_person(authed("alice", create(&org.id, same_hr, "")))
+                .await,
+            Code::AlreadyExists,
+        );
         assert!(status.message().contains("external_id"), "{status:?}");
 
         // The same subject and email in another organisation are fine.
         let (other, _) = app.create_org("globex", "gina").await;
-        people.create_person(authed("gina", create(&other.id, bob, ""))).await.expect("bob elsewhere");
+        people
+            .create_person(authed("gina", create(&other.id, bob, "")))
+            .await
+            .expect("bob elsewhere");
     })
     .await;
 }
@@ -209,58 +436,194 @@ async fn bad_person_input_names_the_field() {
         let (other, gina) = app.create_org("globex", "gina").await;
         let _ = other;
         let mut people = app.people();
-        let cases: Vec<(&str, Box<dyn Fn(&mut pb::Person)>)> = vec![
-            ("person.email", Box::new(|p| p.email = "bob-at-example.com".into())),
+        let cases: Vec<(&str, Spoiler<pb::Person>)> = vec![
+            (
+                "person.email",
+                Box::new(|p| p.email = "bob-at-example.com".into()),
+            ),
             ("person.email", Box::new(|p| p.email = String::new())),
-            ("person.display_name", Box::new(|p| p.display_name = " ".into())),
+            (
+                "person.display_name",
+                Box::new(|p| p.display_name = " ".into()),
+            ),
             ("person.subject", Box::new(|p| p.subject = String::new())),
-            ("person.role", Box::new(|p| p.role = pb::Role::Unspecified as i32)),
+            (
+                "person.role",
+                Box::new(|p| p.role = pb::Role::Unspecified as i32),
+            ),
             ("person.role", Box::new(|p| p.role = 42)),
-            ("person.manager_id", Box::new(|p| p.manager_id = "boss".into())),
-            ("person.manager_id", Box::new(|p| p.manager_id = uuid::Uuid::now_v7().to_string())),
-            ("person.department", Box::new(|p| p.department = "d".repeat(201))),
+            (
+                "person.manager_id",
+                Box::new(|p| p.manager_id = "boss".into()),
+            ),
+            (
+                "person.manager_id",
+                Box::new(|p| p.manager_id = uuid::Uuid::now_v7().to_string()),
+            ),
+            (
+                "person.department",
+                Box::new(|p| p.department = "d".repeat(201)),
+            ),
         ];
         for (field, spoil) in cases {
             let mut p = person("bob", pb::Role::Member);
             spoil(&mut p);
-            expect_bad_field(people.create_person(authed("alice", create(&org.id, p, ""))).await, field);
+            expect_bad_field(
+                people
+                    .create_person(authed("alice", create(&org.id, p, "")))
+                    .await,
+                field,
+            );
         }
         // A manager from another organisation is not a person of this one.
         let mut p = person("bob", pb::Role::Member);
         p.manager_id = gina.id.clone();
-        expect_bad_field(people.create_person(authed("alice", create(&org.id, p, ""))).await, "person.manager_id");
-        expect_bad_field(people.create_person(authed("alice", pb::CreatePersonRequest { organisation_id: org.id.clone(), person: None, request_id: String::new() })).await, "person");
-        expect_bad_field(people.create_person(authed("alice", create("not-an-id", person("x", pb::Role::Member), ""))).await, "organisation_id");
-        expect_bad_field(people.get_person(authed("alice", pb::GetPersonRequest { organisation_id: org.id.clone(), id: "7".into() })).await, "id");
+        expect_bad_field(
+            people
+                .create_person(authed("alice", create(&org.id, p, "")))
+                .await,
+            "person.manager_id",
+        );
+        expect_bad_field(
+            people
+                .create_person(authed(
+                    "alice",
+                    pb::CreatePersonRequest {
+                        organisation_id: org.id.clone(),
+                        person: None,
+                        request_id: String::new(),
+                    },
+                ))
+                .await,
+            "person",
+        );
+        expect_bad_field(
+            people
+                .create_person(authed(
+                    "alice",
+                    create("not-an-id", person("x", pb::Role::Member), ""),
+                ))
+                .await,
+            "organisation_id",
+        );
+        expect_bad_field(
+            people
+                .get_person(authed(
+                    "alice",
+                    pb::GetPersonRequest {
+                        organisation_id: org.id.clone(),
+                        id: "7".into(),
+                    },
+                ))
+                .await,
+            "id",
+        );
         for page_size in [-5, 10_000] {
             expect_bad_field(
-                people.list_people(authed("alice", pb::ListPeopleRequest { organisation_id: org.id.clone(), page_size, ..Default::default() })).await,
+                people
+                    .list_people(authed(
+                        "alice",
+                        pb::ListPeopleRequest {
+                            organisation_id: org.id.clone(),
+                            page_size,
+                            ..Default::default()
+                        },
+                    ))
+                    .await,
                 "page_size",
             );
         }
         expect_bad_field(
-            people.list_people(authed("alice", pb::ListPeopleRequest { organisation_id: org.id.clone(), role: 99, ..Default::default() })).await,
+            people
+                .list_people(authed(
+                    "alice",
+                    pb::ListPeopleRequest {
+                        organisation_id: org.id.clone(),
+                        role: 99,
+                        ..Default::default()
+                    },
+                ))
+                .await,
             "role",
         );
         expect_bad_field(
-            people.update_person(authed("alice", update(&org.id, pb::Person { id: alice.id.clone(), ..Default::default() }, &["active"]))).await,
+            people
+                .update_person(authed(
+                    "alice",
+                    update(
+                        &org.id,
+                        pb::Person {
+                            id: alice.id.clone(),
+                            ..Default::default()
+                        },
+                        &["active"],
+                    ),
+                ))
+                .await,
             "update_mask",
         );
         expect_bad_field(
-            people.update_person(authed("alice", update(&org.id, pb::Person { id: alice.id.clone(), email: "nope".into(), ..Default::default() }, &["email"]))).await,
+            people
+                .update_person(authed(
+                    "alice",
+                    update(
+                        &org.id,
+                        pb::Person {
+                            id: alice.id.clone(),
+                            email: "nope".into(),
+                            ..Default::default()
+                        },
+                        &["email"],
+                    ),
+                ))
+                .await,
             "person.email",
         );
         // Management chains cannot loop.
-        let bob = app.add_person("alice", &org.id, "bob", pb::Role::Member).await;
+        let bob = app
+            .add_person("alice", &org.id, "bob", pb::Role::Member)
+            .await;
         let mut carol = person("carol", pb::Role::Member);
         carol.manager_id = bob.id.clone();
-        let carol = people.create_person(authed("alice", create(&org.id, carol, ""))).await.expect("carol").into_inner().person.unwrap();
+        let carol = people
+            .create_person(authed("alice", create(&org.id, carol, "")))
+            .await
+            .expect("carol")
+            .into_inner()
+            .person
+            .unwrap();
         expect_bad_field(
-            people.update_person(authed("alice", update(&org.id, pb::Person { id: bob.id.clone(), manager_id: carol.id.clone(), ..Default::default() }, &["manager_id"]))).await,
+            people
+                .update_person(authed(
+                    "alice",
+                    update(
+                        &org.id,
+                        pb::Person {
+                            id: bob.id.clone(),
+                            manager_id: carol.id.clone(),
+                            ..Default::default()
+                        },
+                        &["manager_id"],
+                    ),
+                ))
+                .await,
             "person.manager_id",
         );
         expect_bad_field(
-            people.update_person(authed("alice", update(&org.id, pb::Person { id: bob.id.clone(), manager_id: bob.id.clone(), ..Default::default() }, &["manager_id"]))).await,
+            people
+                .update_person(authed(
+                    "alice",
+                    update(
+                        &org.id,
+                        pb::Person {
+                            id: bob.id.clone(),
+                            manager_id: bob.id.clone(),
+                            ..Default::default()
+                        },
+                        &["manager_id"],
+                    ),
+                ))
+                .await,
             "person.manager_id",
         );
     })
@@ -273,19 +636,53 @@ async fn the_last_active_admin_cannot_be_demoted_or_deactivated() {
         let (org, alice) = app.create_org("acme", "alice").await;
         let mut people = app.people();
         let demote = people
-            .update_person(authed("alice", update(&org.id, pb::Person { id: alice.id.clone(), role: pb::Role::Member as i32, ..Default::default() }, &["role"])))
+            .update_person(authed(
+                "alice",
+                update(
+                    &org.id,
+                    pb::Person {
+                        id: alice.id.clone(),
+                        role: pb::Role::Member as i32,
+                        ..Default::default()
+                    },
+                    &["role"],
+                ),
+            ))
             .await;
         let status = expect_code(demote, Code::FailedPrecondition);
         assert_eq!(precondition_kinds(&status), vec!["LAST_ADMIN"]);
         let deactivate = people
-            .deactivate_person(authed("alice", pb::DeactivatePersonRequest { organisation_id: org.id.clone(), id: alice.id.clone(), etag: String::new() }))
+            .deactivate_person(authed(
+                "alice",
+                pb::DeactivatePersonRequest {
+                    organisation_id: org.id.clone(),
+                    id: alice.id.clone(),
+                    etag: String::new(),
+                },
+            ))
             .await;
-        assert_eq!(precondition_kinds(&expect_code(deactivate, Code::FailedPrecondition)), vec!["LAST_ADMIN"]);
+        assert_eq!(
+            precondition_kinds(&expect_code(deactivate, Code::FailedPrecondition)),
+            vec!["LAST_ADMIN"]
+        );
 
         // With a second admin, the first may step down.
-        let bob = app.add_person("alice", &org.id, "bob", pb::Role::Admin).await;
+        let bob = app
+            .add_person("alice", &org.id, "bob", pb::Role::Admin)
+            .await;
         let stepped_down = people
-            .update_person(authed("alice", update(&org.id, pb::Person { id: alice.id.clone(), role: pb::Role::Director as i32, ..Default::default() }, &["role"])))
+            .update_person(authed(
+                "alice",
+                update(
+                    &org.id,
+                    pb::Person {
+                        id: alice.id.clone(),
+                        role: pb::Role::Director as i32,
+                        ..Default::default()
+                    },
+                    &["role"],
+                ),
+            ))
             .await
             .expect("demote alice")
             .into_inner()
@@ -294,35 +691,93 @@ async fn the_last_active_admin_cannot_be_demoted_or_deactivated() {
         assert_eq!(stepped_down.role, pb::Role::Director as i32);
         // Now bob is the last one.
         let status = expect_code(
-            people.deactivate_person(authed("bob", pb::DeactivatePersonRequest { organisation_id: org.id.clone(), id: bob.id.clone(), etag: String::new() })).await,
+            people
+                .deactivate_person(authed(
+                    "bob",
+                    pb::DeactivatePersonRequest {
+                        organisation_id: org.id.clone(),
+                        id: bob.id.clone(),
+                        etag: String::new(),
+                    },
+                ))
+                .await,
             Code::FailedPrecondition,
         );
         assert_eq!(precondition_kinds(&status), vec!["LAST_ADMIN"]);
         // An inactive admin does not count.
-        let carol = app.add_person("bob", &org.id, "carol", pb::Role::Admin).await;
+        let carol = app
+            .add_person("bob", &org.id, "carol", pb::Role::Admin)
+            .await;
         people
-            .deactivate_person(authed("bob", pb::DeactivatePersonRequest { organisation_id: org.id.clone(), id: carol.id.clone(), etag: String::new() }))
+            .deactivate_person(authed(
+                "bob",
+                pb::DeactivatePersonRequest {
+                    organisation_id: org.id.clone(),
+                    id: carol.id.clone(),
+                    etag: String::new(),
+                },
+            ))
             .await
             .expect("deactivate carol");
         expect_code(
-            people.update_person(authed("bob", update(&org.id, pb::Person { id: bob.id.clone(), role: pb::Role::Member as i32, ..Default::default() }, &["role"]))).await,
+            people
+                .update_person(authed(
+                    "bob",
+                    update(
+                        &org.id,
+                        pb::Person {
+                            id: bob.id.clone(),
+                            role: pb::Role::Member as i32,
+                            ..Default::default()
+                        },
+                        &["role"],
+                    ),
+                ))
+                .await,
             Code::FailedPrecondition,
         );
 
         // Two admins demoting each other at once: one of them stays admin.
-        let dave = app.add_person("bob", &org.id, "dave", pb::Role::Admin).await;
+        let dave = app
+            .add_person("bob", &org.id, "dave", pb::Role::Admin)
+            .await;
         let calls = [(bob.id.clone(), "dave"), (dave.id.clone(), "bob")].map(|(target, actor)| {
             let mut people = app.people();
             let org_id = org.id.clone();
             async move {
                 people
-                    .update_person(authed(actor, update(&org_id, pb::Person { id: target, role: pb::Role::Member as i32, ..Default::default() }, &["role"])))
+                    .update_person(authed(
+                        actor,
+                        update(
+                            &org_id,
+                            pb::Person {
+                                id: target,
+                                role: pb::Role::Member as i32,
+                                ..Default::default()
+                            },
+                            &["role"],
+                        ),
+                    ))
                     .await
             }
         });
         let results = futures_join_all(calls).await;
-        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
-        let admins = list(&app, "alice", pb::ListPeopleRequest { organisation_id: org.id.clone(), role: pb::Role::Admin as i32, active: Some(true), ..Default::default() }).await;
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        let admins = list(
+            app,
+            "alice",
+            pb::ListPeopleRequest {
+                organisation_id: org.id.clone(),
+                role: pb::Role::Admin as i32,
+                active: Some(true),
+                ..Default::default()
+            },
+        )
+        .await;
         assert_eq!(admins.people.len(), 1);
     })
     .await;
@@ -333,48 +788,148 @@ async fn roles_decide_who_manages_people() {
     on_each_backend(async |app: &TestApp| {
         let (org, _) = app.create_org("acme", "alice").await;
         let mut people = app.people();
-        let member = app.add_person("alice", &org.id, "mia", pb::Role::Member).await;
-        app.add_person("alice", &org.id, "vic", pb::Role::Viewer).await;
-        app.add_person("alice", &org.id, "dora", pb::Role::Director).await;
-        app.add_person("alice", &org.id, "hr-system", pb::Role::Integration).await;
+        let member = app
+            .add_person("alice", &org.id, "mia", pb::Role::Member)
+            .await;
+        app.add_person("alice", &org.id, "vic", pb::Role::Viewer)
+            .await;
+        app.add_person("alice", &org.id, "dora", pb::Role::Director)
+            .await;
+        app.add_person("alice", &org.id, "hr-system", pb::Role::Integration)
+            .await;
 
         for who in ["mia", "vic", "dora"] {
-            expect_code(people.create_person(authed(who, create(&org.id, person(&format!("new-{who}"), pb::Role::Member), ""))).await, Code::PermissionDenied);
             expect_code(
-                people.deactivate_person(authed(who, pb::DeactivatePersonRequest { organisation_id: org.id.clone(), id: member.id.clone(), etag: String::new() })).await,
+                people
+                    .create_person(authed(
+                        who,
+                        create(&org.id, person(&format!("new-{who}"), pb::Role::Member), ""),
+                    ))
+                    .await,
+                Code::PermissionDenied,
+            );
+            expect_code(
+                people
+                    .deactivate_person(authed(
+                        who,
+                        pb::DeactivatePersonRequest {
+                            organisation_id: org.id.clone(),
+                            id: member.id.clone(),
+                            etag: String::new(),
+                        },
+                    ))
+                    .await,
                 Code::PermissionDenied,
             );
             // Everyone reads.
-            assert!(!list(&app, who, pb::ListPeopleRequest { organisation_id: org.id.clone(), ..Default::default() }).await.people.is_empty());
+            assert!(
+                !list(
+                    app,
+                    who,
+                    pb::ListPeopleRequest {
+                        organisation_id: org.id.clone(),
+                        ..Default::default()
+                    }
+                )
+                .await
+                .people
+                .is_empty()
+            );
         }
         expect_code(
             app.organisations()
-                .update_organisation(authed("dora", pb::UpdateOrganisationRequest {
-                    organisation: Some(pb::Organisation { id: org.id.clone(), display_name: "X".into(), ..Default::default() }),
-                    update_mask: mask(&["display_name"]),
-                }))
+                .update_organisation(authed(
+                    "dora",
+                    pb::UpdateOrganisationRequest {
+                        organisation: Some(pb::Organisation {
+                            id: org.id.clone(),
+                            display_name: "X".into(),
+                            ..Default::default()
+                        }),
+                        update_mask: mask(&["display_name"]),
+                    },
+                ))
                 .await,
             Code::PermissionDenied,
         );
 
         // The HR integration creates members, not admins, and never changes roles.
-        let hired = people.create_person(authed("hr-system", create(&org.id, person("new-hire", pb::Role::Member), ""))).await.expect("hr creates a member").into_inner().person.unwrap();
-        expect_code(people.create_person(authed("hr-system", create(&org.id, person("new-boss", pb::Role::Admin), ""))).await, Code::PermissionDenied);
-        people
-            .update_person(authed("hr-system", update(&org.id, pb::Person { id: hired.id.clone(), department: "Sales".into(), ..Default::default() }, &["department"])))
+        let hired = people
+            .create_person(authed(
+                "hr-system",
+                create(&org.id, person("new-hire", pb::Role::Member), ""),
+            ))
             .await
-            .expect("hr updates the department");
+            .expect("hr creates a member")
+            .into_inner()
+            .person
+            .unwrap();
         expect_code(
-            people.update_person(authed("hr-system", update(&org.id, pb::Person { id: hired.id.clone(), role: pb::Role::Admin as i32, ..Default::default() }, &["role"]))).await,
+            people
+                .create_person(authed(
+                    "hr-system",
+                    create(&org.id, person("new-boss", pb::Role::Admin), ""),
+                ))
+                .await,
             Code::PermissionDenied,
         );
         people
-            .deactivate_person(authed("hr-system", pb::DeactivatePersonRequest { organisation_id: org.id.clone(), id: hired.id.clone(), etag: String::new() }))
+            .update_person(authed(
+                "hr-system",
+                update(
+                    &org.id,
+                    pb::Person {
+                        id: hired.id.clone(),
+                        department: "Sales".into(),
+                        ..Default::default()
+                    },
+                    &["department"],
+                ),
+            ))
+            .await
+            .expect("hr updates the department");
+        expect_code(
+            people
+                .update_person(authed(
+                    "hr-system",
+                    update(
+                        &org.id,
+                        pb::Person {
+                            id: hired.id.clone(),
+                            role: pb::Role::Admin as i32,
+                            ..Default::default()
+                        },
+                        &["role"],
+                    ),
+                ))
+                .await,
+            Code::PermissionDenied,
+        );
+        people
+            .deactivate_person(authed(
+                "hr-system",
+                pb::DeactivatePersonRequest {
+                    organisation_id: org.id.clone(),
+                    id: hired.id.clone(),
+                    etag: String::new(),
+                },
+            ))
             .await
             .expect("hr deactivates a leaver");
         // Only an admin changes a role.
         people
-            .update_person(authed("alice", update(&org.id, pb::Person { id: member.id.clone(), role: pb::Role::Director as i32, ..Default::default() }, &["role"])))
+            .update_person(authed(
+                "alice",
+                update(
+                    &org.id,
+                    pb::Person {
+                        id: member.id.clone(),
+                        role: pb::Role::Director as i32,
+                        ..Default::default()
+                    },
+                    &["role"],
+                ),
+            ))
             .await
             .expect("admin promotes");
     })
@@ -387,11 +942,30 @@ async fn create_person_retries_with_a_request_id_create_nothing_new() {
         let (org, _) = app.create_org("acme", "alice").await;
         let mut people = app.people();
         let request_id = uuid::Uuid::now_v7().to_string();
-        let first = people.create_person(authed("alice", create(&org.id, person("bob", pb::Role::Member), &request_id))).await.expect("first").into_inner();
-        let retry = people.create_person(authed("alice", create(&org.id, person("bob", pb::Role::Member), &request_id))).await.expect("retry").into_inner();
+        let first = people
+            .create_person(authed(
+                "alice",
+                create(&org.id, person("bob", pb::Role::Member), &request_id),
+            ))
+            .await
+            .expect("first")
+            .into_inner();
+        let retry = people
+            .create_person(authed(
+                "alice",
+                create(&org.id, person("bob", pb::Role::Member), &request_id),
+            ))
+            .await
+            .expect("retry")
+            .into_inner();
         assert_eq!(first, retry);
         expect_bad_field(
-            people.create_person(authed("alice", create(&org.id, person("carol", pb::Role::Member), &request_id))).await,
+            people
+                .create_person(authed(
+                    "alice",
+                    create(&org.id, person("carol", pb::Role::Member), &request_id),
+                ))
+                .await,
             "request_id",
         );
         let request_id = uuid::Uuid::now_v7().to_string();
@@ -400,9 +974,21 @@ async fn create_person_retries_with_a_request_id_create_nothing_new() {
             let request = create(&org.id, person("dan", pb::Role::Member), &request_id);
             async move { people.create_person(authed("alice", request)).await }
         });
-        let ids: Vec<String> = futures_join_all(calls).await.into_iter().map(|r| r.expect("retry succeeds").into_inner().person.unwrap().id).collect();
+        let ids: Vec<String> = futures_join_all(calls)
+            .await
+            .into_iter()
+            .map(|r| r.expect("retry succeeds").into_inner().person.unwrap().id)
+            .collect();
         assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
-        let everyone = list(&app, "alice", pb::ListPeopleRequest { organisation_id: org.id.clone(), ..Default::default() }).await;
+        let everyone = list(
+            app,
+            "alice",
+            pb::ListPeopleRequest {
+                organisation_id: org.id.clone(),
+                ..Default::default()
+            },
+        )
+        .await;
         assert_eq!(everyone.people.len(), 3, "alice, bob, dan");
     })
     .await;

@@ -14,7 +14,9 @@ use tokio::{
     net::TcpStream,
 };
 use tonic::Code;
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 use crate::helpers::*;
 
@@ -24,14 +26,20 @@ async fn health_and_reflection_answer_without_a_token() {
         let mut health = HealthClient::new(app.channel.clone());
         for service in ["", "jalon.v1.OrganisationService", "jalon.v1.PersonService"] {
             let status = health
-                .check(HealthCheckRequest { service: service.into() })
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
                 .await
                 .expect("health answers")
                 .into_inner()
                 .status;
             assert_eq!(status, ServingStatus::Serving as i32, "{service}");
         }
-        let unknown = health.check(HealthCheckRequest { service: "nope.Service".into() }).await;
+        let unknown = health
+            .check(HealthCheckRequest {
+                service: "nope.Service".into(),
+            })
+            .await;
         expect_code(unknown, Code::NotFound);
 
         for services in [reflection_v1(app).await, reflection_v1alpha(app).await] {
@@ -40,7 +48,10 @@ async fn health_and_reflection_answer_without_a_token() {
                 "jalon.v1.PersonService",
                 "grpc.health.v1.Health",
             ] {
-                assert!(services.iter().any(|s| s == expected), "{expected} in {services:?}");
+                assert!(
+                    services.iter().any(|s| s == expected),
+                    "{expected} in {services:?}"
+                );
             }
         }
     })
@@ -62,8 +73,15 @@ async fn reflection_v1(app: &TestApp) -> Vec<String> {
         .await
         .expect("reflection v1")
         .into_inner();
-    match stream.message().await.expect("a response").and_then(|r| r.message_response) {
-        Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
+    match stream
+        .message()
+        .await
+        .expect("a response")
+        .and_then(|r| r.message_response)
+    {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
         other => panic!("unexpected reflection answer {other:?}"),
     }
 }
@@ -83,8 +101,15 @@ async fn reflection_v1alpha(app: &TestApp) -> Vec<String> {
         .await
         .expect("reflection v1alpha")
         .into_inner();
-    match stream.message().await.expect("a response").and_then(|r| r.message_response) {
-        Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
+    match stream
+        .message()
+        .await
+        .expect("a response")
+        .and_then(|r| r.message_response)
+    {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
         other => panic!("unexpected reflection answer {other:?}"),
     }
 }
@@ -114,9 +139,15 @@ async fn grpc_web_answers_browsers_of_allowed_origins() {
     };
     let allowed = http1(app.addr, &preflight("https://portfolio.example"), b"").await;
     assert!(allowed.starts_with("http/1.1 200"), "{allowed}");
-    assert!(allowed.contains("access-control-allow-origin: https://portfolio.example"), "{allowed}");
+    assert!(
+        allowed.contains("access-control-allow-origin: https://portfolio.example"),
+        "{allowed}"
+    );
     let refused = http1(app.addr, &preflight("https://evil.example"), b"").await;
-    assert!(!refused.contains("access-control-allow-origin"), "{refused}");
+    assert!(
+        !refused.contains("access-control-allow-origin"),
+        "{refused}"
+    );
 
     // A gRPC-Web call: one empty ListOrganisationsRequest frame.
     let frame = [0u8, 0, 0, 0, 0];
@@ -129,7 +160,10 @@ async fn grpc_web_answers_browsers_of_allowed_origins() {
     );
     let answer = http1(app.addr, &call, &frame).await;
     assert!(answer.starts_with("http/1.1 200"), "{answer}");
-    assert!(answer.contains("content-type: application/grpc-web+proto"), "{answer}");
+    assert!(
+        answer.contains("content-type: application/grpc-web+proto"),
+        "{answer}"
+    );
     assert!(answer.contains("grpc-status:0"), "{answer}");
     app.cleanup().await;
 }
@@ -151,7 +185,10 @@ async fn graceful_shutdown_lets_an_in_flight_call_finish() {
             .expect("begin");
         if db.get_database_backend() == DbBackend::Postgres {
             blocker
-                .execute_unprepared(&format!("SELECT id FROM organisations WHERE id = '{}' FOR UPDATE", org.id))
+                .execute_unprepared(&format!(
+                    "SELECT id FROM organisations WHERE id = '{}' FOR UPDATE",
+                    org.id
+                ))
                 .await
                 .expect("lock the organisation");
         }
@@ -176,9 +213,14 @@ async fn graceful_shutdown_lets_an_in_flight_call_finish() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         blocker.commit().await.expect("release");
 
-        let created = in_flight.await.expect("task").expect("the in-flight call finished");
+        let created = in_flight
+            .await
+            .expect("task")
+            .expect("the in-flight call finished");
         assert_eq!(created.into_inner().person.expect("person").subject, "late");
-        app.wait_stopped().await.expect("the server stopped cleanly");
+        app.wait_stopped()
+            .await
+            .expect("the server stopped cleanly");
         let count = db
             .query_one_raw(sea_orm::Statement::from_string(
                 db.get_database_backend(),

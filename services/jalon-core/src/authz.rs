@@ -94,19 +94,84 @@ pub enum Action {
 
 /// The table: action, the RPC it guards, the rule, and a note for the README.
 pub const RULES: &[(Action, &str, Rule, &str)] = &[
-    (Action::CreateOrganisation, "OrganisationService/CreateOrganisation", Rule::PlatformAdmin, "platform administrators"),
-    (Action::GetOrganisation, "OrganisationService/GetOrganisation", Rule::RolesOrPlatformAdmin(ANY_MEMBER), "any active member; platform administrators"),
-    (Action::ListOrganisations, "OrganisationService/ListOrganisations", Rule::Authenticated, "anyone authenticated: lists the organisations they are an active member of (all, for platform administrators)"),
-    (Action::UpdateOrganisation, "OrganisationService/UpdateOrganisation", Rule::RolesOrPlatformAdmin(&[Role::Admin]), "ADMIN; platform administrators"),
-    (Action::DeleteOrganisation, "OrganisationService/DeleteOrganisation", Rule::PlatformAdmin, "platform administrators"),
-    (Action::UndeleteOrganisation, "OrganisationService/UndeleteOrganisation", Rule::PlatformAdmin, "platform administrators"),
-    (Action::CreatePerson, "PersonService/CreatePerson", Rule::Roles(&[Role::Admin, Role::Integration]), "ADMIN; INTEGRATION for roles MEMBER and VIEWER only"),
-    (Action::GetPerson, "PersonService/GetPerson", Rule::Roles(ANY_MEMBER), "any active member"),
-    (Action::ListPeople, "PersonService/ListPeople", Rule::Roles(ANY_MEMBER), "any active member"),
-    (Action::UpdatePerson, "PersonService/UpdatePerson", Rule::Roles(&[Role::Admin, Role::Integration]), "ADMIN; INTEGRATION for every field but role"),
-    (Action::UpdatePersonRole, "PersonService/UpdatePerson (role in the mask)", Rule::Roles(&[Role::Admin]), "ADMIN only"),
-    (Action::DeactivatePerson, "PersonService/DeactivatePerson", Rule::Roles(&[Role::Admin, Role::Integration]), "ADMIN, INTEGRATION (the HR system)"),
-    (Action::ReactivatePerson, "PersonService/ReactivatePerson", Rule::Roles(&[Role::Admin, Role::Integration]), "ADMIN, INTEGRATION (the HR system)"),
+    (
+        Action::CreateOrganisation,
+        "OrganisationService/CreateOrganisation",
+        Rule::PlatformAdmin,
+        "platform administrators",
+    ),
+    (
+        Action::GetOrganisation,
+        "OrganisationService/GetOrganisation",
+        Rule::RolesOrPlatformAdmin(ANY_MEMBER),
+        "any active member; platform administrators",
+    ),
+    (
+        Action::ListOrganisations,
+        "OrganisationService/ListOrganisations",
+        Rule::Authenticated,
+        "anyone authenticated: lists the organisations they are an active member of (all, for platform administrators)",
+    ),
+    (
+        Action::UpdateOrganisation,
+        "OrganisationService/UpdateOrganisation",
+        Rule::RolesOrPlatformAdmin(&[Role::Admin]),
+        "ADMIN; platform administrators",
+    ),
+    (
+        Action::DeleteOrganisation,
+        "OrganisationService/DeleteOrganisation",
+        Rule::PlatformAdmin,
+        "platform administrators",
+    ),
+    (
+        Action::UndeleteOrganisation,
+        "OrganisationService/UndeleteOrganisation",
+        Rule::PlatformAdmin,
+        "platform administrators",
+    ),
+    (
+        Action::CreatePerson,
+        "PersonService/CreatePerson",
+        Rule::Roles(&[Role::Admin, Role::Integration]),
+        "ADMIN; INTEGRATION for roles MEMBER and VIEWER only",
+    ),
+    (
+        Action::GetPerson,
+        "PersonService/GetPerson",
+        Rule::Roles(ANY_MEMBER),
+        "any active member",
+    ),
+    (
+        Action::ListPeople,
+        "PersonService/ListPeople",
+        Rule::Roles(ANY_MEMBER),
+        "any active member",
+    ),
+    (
+        Action::UpdatePerson,
+        "PersonService/UpdatePerson",
+        Rule::Roles(&[Role::Admin, Role::Integration]),
+        "ADMIN; INTEGRATION for every field but role",
+    ),
+    (
+        Action::UpdatePersonRole,
+        "PersonService/UpdatePerson (role in the mask)",
+        Rule::Roles(&[Role::Admin]),
+        "ADMIN only",
+    ),
+    (
+        Action::DeactivatePerson,
+        "PersonService/DeactivatePerson",
+        Rule::Roles(&[Role::Admin, Role::Integration]),
+        "ADMIN, INTEGRATION (the HR system)",
+    ),
+    (
+        Action::ReactivatePerson,
+        "PersonService/ReactivatePerson",
+        Rule::Roles(&[Role::Admin, Role::Integration]),
+        "ADMIN, INTEGRATION (the HR system)",
+    ),
 ];
 
 /// The rule of an action.
@@ -155,15 +220,31 @@ pub fn authorize(action: Action, standing: Standing, resource: &'static str) -> 
 mod tests {
     use super::*;
 
-    const MEMBER: Standing = Standing { platform_admin: false, role: Some(Role::Member) };
-    const ADMIN: Standing = Standing { platform_admin: false, role: Some(Role::Admin) };
-    const STRANGER: Standing = Standing { platform_admin: false, role: None };
-    const PLATFORM: Standing = Standing { platform_admin: true, role: None };
+    const MEMBER: Standing = Standing {
+        platform_admin: false,
+        role: Some(Role::Member),
+    };
+    const ADMIN: Standing = Standing {
+        platform_admin: false,
+        role: Some(Role::Admin),
+    };
+    const STRANGER: Standing = Standing {
+        platform_admin: false,
+        role: None,
+    };
+    const PLATFORM: Standing = Standing {
+        platform_admin: true,
+        role: None,
+    };
 
     #[test]
     fn every_action_has_exactly_one_rule() {
         for (action, ..) in RULES {
-            assert_eq!(RULES.iter().filter(|(a, ..)| a == action).count(), 1, "{action:?}");
+            assert_eq!(
+                RULES.iter().filter(|(a, ..)| a == action).count(),
+                1,
+                "{action:?}"
+            );
         }
     }
 
@@ -175,7 +256,9 @@ mod tests {
             }
             assert_eq!(
                 authorize(*action, STRANGER, "organisation"),
-                Err(Error::NotFound { resource: "organisation" }),
+                Err(Error::NotFound {
+                    resource: "organisation"
+                }),
                 "{action:?}"
             );
         }
@@ -185,9 +268,18 @@ mod tests {
     fn members_read_but_do_not_manage() {
         assert!(authorize(Action::GetPerson, MEMBER, "person").is_ok());
         assert!(authorize(Action::ListPeople, MEMBER, "person").is_ok());
-        assert!(matches!(authorize(Action::CreatePerson, MEMBER, "person"), Err(Error::PermissionDenied(_))));
-        assert!(matches!(authorize(Action::UpdateOrganisation, MEMBER, "organisation"), Err(Error::PermissionDenied(_))));
-        assert!(matches!(authorize(Action::CreateOrganisation, MEMBER, "organisation"), Err(Error::PermissionDenied(_))));
+        assert!(matches!(
+            authorize(Action::CreatePerson, MEMBER, "person"),
+            Err(Error::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            authorize(Action::UpdateOrganisation, MEMBER, "organisation"),
+            Err(Error::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            authorize(Action::CreateOrganisation, MEMBER, "organisation"),
+            Err(Error::PermissionDenied(_))
+        ));
     }
 
     #[test]
@@ -205,13 +297,18 @@ mod tests {
         assert!(authorize(Action::DeleteOrganisation, PLATFORM, "organisation").is_ok());
         assert_eq!(
             authorize(Action::ListPeople, PLATFORM, "organisation"),
-            Err(Error::NotFound { resource: "organisation" })
+            Err(Error::NotFound {
+                resource: "organisation"
+            })
         );
     }
 
     #[test]
     fn integration_accounts_cannot_change_roles() {
-        let integration = Standing { platform_admin: false, role: Some(Role::Integration) };
+        let integration = Standing {
+            platform_admin: false,
+            role: Some(Role::Integration),
+        };
         assert!(authorize(Action::UpdatePerson, integration, "person").is_ok());
         assert!(authorize(Action::DeactivatePerson, integration, "person").is_ok());
         assert!(authorize(Action::UpdatePersonRole, integration, "person").is_err());

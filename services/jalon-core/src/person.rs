@@ -139,7 +139,11 @@ mod tests {
         assert!(removes_an_admin(&admin, None, true));
         assert!(!removes_an_admin(&admin, Some(Role::Admin), false));
         assert!(!removes_an_admin(&admin, None, false));
-        assert!(!removes_an_admin(&person(Role::Admin, false), Some(Role::Member), false));
+        assert!(!removes_an_admin(
+            &person(Role::Admin, false),
+            Some(Role::Member),
+            false
+        ));
         assert!(!removes_an_admin(&person(Role::Member, true), None, true));
     }
 

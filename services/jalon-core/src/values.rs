@@ -105,10 +105,30 @@ const ISO_4217: &[&str] = &[
 
 /// Currencies whose minor unit is not 2 digits (ISO 4217).
 const MINOR_UNITS: &[(&str, u32)] = &[
-    ("BHD", 3), ("BIF", 0), ("CLP", 0), ("DJF", 0), ("GNF", 0), ("IQD", 3), ("ISK", 0),
-    ("JOD", 3), ("JPY", 0), ("KMF", 0), ("KRW", 0), ("KWD", 3), ("LYD", 3), ("OMR", 3),
-    ("PYG", 0), ("RWF", 0), ("TND", 3), ("UGX", 0), ("UYU", 2), ("VND", 0), ("VUV", 0),
-    ("XAF", 0), ("XOF", 0), ("XPF", 0),
+    ("BHD", 3),
+    ("BIF", 0),
+    ("CLP", 0),
+    ("DJF", 0),
+    ("GNF", 0),
+    ("IQD", 3),
+    ("ISK", 0),
+    ("JOD", 3),
+    ("JPY", 0),
+    ("KMF", 0),
+    ("KRW", 0),
+    ("KWD", 3),
+    ("LYD", 3),
+    ("OMR", 3),
+    ("PYG", 0),
+    ("RWF", 0),
+    ("TND", 3),
+    ("UGX", 0),
+    ("UYU", 2),
+    ("VND", 0),
+    ("VUV", 0),
+    ("XAF", 0),
+    ("XOF", 0),
+    ("XPF", 0),
 ];
 
 /// An active ISO 4217 currency code, uppercase.
@@ -325,7 +345,10 @@ mod tests {
 
     #[test]
     fn currency_accepts_iso_codes_only() {
-        assert_eq!(CurrencyCode::parse("EUR").map(|c| c.to_string()), Ok("EUR".into()));
+        assert_eq!(
+            CurrencyCode::parse("EUR").map(|c| c.to_string()),
+            Ok("EUR".into())
+        );
         assert!(CurrencyCode::parse("eur").is_err());
         assert!(CurrencyCode::parse("EURO").is_err());
         assert!(CurrencyCode::parse("XYZ").is_err());
@@ -334,9 +357,18 @@ mod tests {
 
     #[test]
     fn currency_minor_units() {
-        assert_eq!(CurrencyCode::parse("EUR").map(|c| c.minor_unit_digits()), Ok(2));
-        assert_eq!(CurrencyCode::parse("JPY").map(|c| c.minor_unit_digits()), Ok(0));
-        assert_eq!(CurrencyCode::parse("KWD").map(|c| c.minor_unit_digits()), Ok(3));
+        assert_eq!(
+            CurrencyCode::parse("EUR").map(|c| c.minor_unit_digits()),
+            Ok(2)
+        );
+        assert_eq!(
+            CurrencyCode::parse("JPY").map(|c| c.minor_unit_digits()),
+            Ok(0)
+        );
+        assert_eq!(
+            CurrencyCode::parse("KWD").map(|c| c.minor_unit_digits()),
+            Ok(3)
+        );
     }
 
     #[test]
@@ -353,7 +385,10 @@ mod tests {
 
     #[test]
     fn display_name_is_trimmed_and_bounded() {
-        assert_eq!(DisplayName::parse("  Acme ").map(|n| n.0), Ok("Acme".into()));
+        assert_eq!(
+            DisplayName::parse("  Acme ").map(|n| n.0),
+            Ok("Acme".into())
+        );
         assert!(DisplayName::parse("   ").is_err());
         assert!(DisplayName::parse(&"x".repeat(201)).is_err());
         assert!(DisplayName::parse("a\u{0}b").is_err());
@@ -361,8 +396,14 @@ mod tests {
 
     #[test]
     fn discount_rate_between_zero_and_one() {
-        assert_eq!(DiscountRate::parse("0.080").map(|r| r.to_string()), Ok("0.08".into()));
-        assert_eq!(DiscountRate::parse("").map(|r| r.to_string()), Ok("0".into()));
+        assert_eq!(
+            DiscountRate::parse("0.080").map(|r| r.to_string()),
+            Ok("0.08".into())
+        );
+        assert_eq!(
+            DiscountRate::parse("").map(|r| r.to_string()),
+            Ok("0".into())
+        );
         assert!(DiscountRate::parse("1").is_ok());
         assert!(DiscountRate::parse("1.01").is_err());
         assert!(DiscountRate::parse("-0.1").is_err());
@@ -380,9 +421,22 @@ mod tests {
 
     #[test]
     fn email_shapes() {
-        assert_eq!(Email::parse("Ada@Example.COM").map(|e| e.0), Ok("ada@example.com".into()));
+        assert_eq!(
+            Email::parse("Ada@Example.COM").map(|e| e.0),
+            Ok("ada@example.com".into())
+        );
         assert!(Email::parse("first.last+tag@sub.example.org").is_ok());
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "ada@@example.com", "ada@-x.com", ".ada@example.com"] {
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "ada@@example.com",
+            "ada@-x.com",
+            ".ada@example.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad} accepted");
         }
     }

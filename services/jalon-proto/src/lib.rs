@@ -8,11 +8,9 @@ pub mod v1 {
 }
 
 /// The encoded `google.protobuf.FileDescriptorSet` of every proto in `proto/`.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/jalon_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/jalon_descriptor.bin"));
 
 /// Fully qualified names of the services of the API, as health and reflection
 /// know them.
-pub const SERVICE_NAMES: &[&str] = &[
-    "jalon.v1.OrganisationService",
-    "jalon.v1.PersonService",
-];
+pub const SERVICE_NAMES: &[&str] = &["jalon.v1.OrganisationService", "jalon.v1.PersonService"];

@@ -112,9 +112,9 @@ fn create_dev_secret(path: &PathBuf) -> Result<Vec<u8>, String> {
             Ok(secret)
         }
         // Another process created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => dev_secret(
-            path.parent().unwrap_or(Path::new(".")),
-        ),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            dev_secret(path.parent().unwrap_or(Path::new(".")))
+        }
         Err(e) => Err(format!("cannot create {}: {e}", path.display())),
     }
 }
@@ -136,7 +136,12 @@ impl Authenticator {
         } else {
             match (&auth.issuer, &auth.audience) {
                 (Some(iss), Some(aud)) => (iss.clone(), aud.clone()),
-                _ => return Err("auth.issuer and auth.audience are required when a key is configured".into()),
+                _ => {
+                    return Err(
+                        "auth.issuer and auth.audience are required when a key is configured"
+                            .into(),
+                    );
+                }
             }
         };
 
@@ -152,20 +157,26 @@ impl Authenticator {
             if secret.len() < 32 {
                 return Err("auth.hs256_secret must be at least 32 bytes".into());
             }
-            let key = DecodingKey::from_secret(&secret).map_err(|e| format!("bad HS256 secret: {e}"))?;
+            let key =
+                DecodingKey::from_secret(&secret).map_err(|e| format!("bad HS256 secret: {e}"))?;
             (algorithm, Keys::One(key), Some(secret))
         } else {
             let algorithm = parse_algorithm(auth.algorithm.as_deref().unwrap_or("RS256"))?;
             if algorithm == Algorithm::HS256 {
-                return Err("auth.algorithm = HS256 needs auth.hs256_secret, not a public key".into());
+                return Err(
+                    "auth.algorithm = HS256 needs auth.hs256_secret, not a public key".into(),
+                );
             }
             let keys = if let Some(file) = &auth.public_key_file {
-                let pem = fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                let pem =
+                    fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
                 let key = match algorithm {
                     Algorithm::RS256 => DecodingKey::from_rsa_pem(&pem),
                     _ => DecodingKey::from_ec_pem(&pem),
                 }
-                .map_err(|e| format!("{} is not a {algorithm:?} public key: {e}", file.display()))?;
+                .map_err(|e| {
+                    format!("{} is not a {algorithm:?} public key: {e}", file.display())
+                })?;
                 Keys::One(key)
             } else {
                 let file = auth.jwks_file.as_ref().ok_or("no key configured")?;
@@ -224,8 +235,16 @@ impl Authenticator {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
             sub: subject.to_owned(),
-            iss: self.validation.iss.as_ref().and_then(|s| s.iter().next().cloned()),
-            aud: self.validation.aud.as_ref().and_then(|s| s.iter().next().cloned()),
+            iss: self
+                .validation
+                .iss
+                .as_ref()
+                .and_then(|s| s.iter().next().cloned()),
+            aud: self
+                .validation
+                .aud
+                .as_ref()
+                .and_then(|s| s.iter().next().cloned()),
             iat: Some(now),
             nbf: Some(now),
             exp: now + ttl.as_secs(),
@@ -236,7 +255,8 @@ impl Authenticator {
 }
 
 fn load_jwks(file: &Path, algorithm: Algorithm) -> Result<HashMap<String, DecodingKey>, String> {
-    let text = fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let text =
+        fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let set: JwkSet = serde_json::from_str(&text)
         .map_err(|e| format!("{} is not a JWKS document: {e}", file.display()))?;
     let mut keys = HashMap::new();
@@ -258,7 +278,10 @@ fn load_jwks(file: &Path, algorithm: Algorithm) -> Result<HashMap<String, Decodi
         }
     }
     if keys.is_empty() {
-        return Err(format!("{} has no {algorithm:?} key with a kid", file.display()));
+        return Err(format!(
+            "{} has no {algorithm:?} key with a kid",
+            file.display()
+        ));
     }
     Ok(keys)
 }
@@ -267,7 +290,9 @@ fn load_jwks(file: &Path, algorithm: Algorithm) -> Result<HashMap<String, Decodi
 pub fn parse_ttl(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let (digits, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len()));
-    let n: u64 = digits.parse().map_err(|_| format!("'{raw}' is not a duration like 30m, 12h or 7d"))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{raw}' is not a duration like 30m, 12h or 7d"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
@@ -325,10 +350,16 @@ mod tests {
         let token = authn.mint("root", Duration::from_secs(60)).unwrap();
         assert_eq!(
             authn.authenticate(&token),
-            Some(Caller { subject: "root".into(), platform_admin: true })
+            Some(Caller {
+                subject: "root".into(),
+                platform_admin: true
+            })
         );
         let other = authn.mint("ada", Duration::from_secs(60)).unwrap();
-        assert_eq!(authn.authenticate(&other).map(|c| c.platform_admin), Some(false));
+        assert_eq!(
+            authn.authenticate(&other).map(|c| c.platform_admin),
+            Some(false)
+        );
         assert_eq!(authn.authenticate("not.a.token"), None);
     }
 

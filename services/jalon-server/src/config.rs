@@ -245,6 +245,7 @@ pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Settings, String>
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -280,10 +281,14 @@ mod tests {
     #[test]
     fn layers_apply_in_order() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("jalon.toml", "[server]\nrequest_timeout_secs = 7\n[auth]\nplatform_admins = [\"root\"]")?;
+            jail.create_file(
+                "jalon.toml",
+                "[server]\nrequest_timeout_secs = 7\n[auth]\nplatform_admins = [\"root\"]",
+            )?;
             jail.set_env("JALON__SERVER__DRAIN_TIMEOUT_SECS", "3");
             jail.set_env("JALON__SERVER__REQUEST_TIMEOUT_SECS", "8");
-            let overrides = Figment::new().merge(Serialized::default("server.drain_timeout_secs", 4));
+            let overrides =
+                Figment::new().merge(Serialized::default("server.drain_timeout_secs", 4));
             let s = load(Some(Path::new("jalon.toml")), overrides).map_err(|e| e.to_string())?;
             assert_eq!(s.server.request_timeout_secs, 8);
             assert_eq!(s.server.drain_timeout_secs, 4);

@@ -77,6 +77,9 @@ mod tests {
         let status = to_status(Error::precondition("LAST_ADMIN", "people/x", "keep one"));
         assert_eq!(status.code(), Code::FailedPrecondition);
         let details = status.get_error_details();
-        assert_eq!(details.precondition_failure().map(|p| p.violations.len()), Some(1));
+        assert_eq!(
+            details.precondition_failure().map(|p| p.violations.len()),
+            Some(1)
+        );
     }
 }

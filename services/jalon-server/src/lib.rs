@@ -10,3 +10,35 @@ pub mod startup;
 pub mod telemetry;
 
 pub use startup::Application;
+
+#[cfg(test)]
+mod tests {
+    /// The README's authorisation table is a copy of `jalon_core::authz::RULES`.
+    #[test]
+    fn readme_lists_the_rule_of_every_rpc() {
+        let readme = include_str!("../../../README.md");
+        for (_, rpc, _, note) in jalon_core::authz::RULES {
+            let row = format!("| `{rpc}` | {note} |");
+            assert!(readme.contains(&row), "README lacks the row {row}");
+        }
+    }
+
+    /// Every RPC of the API has a rule in the table.
+    #[test]
+    fn every_rpc_has_an_authorisation_rule() {
+        use prost::Message;
+        let set = prost_types::FileDescriptorSet::decode(jalon_proto::FILE_DESCRIPTOR_SET)
+            .expect("descriptor set");
+        for file in set.file {
+            for service in file.service {
+                for method in &service.method {
+                    let rpc = format!("{}/{}", service.name(), method.name());
+                    assert!(
+                        jalon_core::authz::RULES.iter().any(|(_, r, ..)| *r == rpc),
+                        "{rpc} has no authorisation rule"
+                    );
+                }
+            }
+        }
+    }
+}

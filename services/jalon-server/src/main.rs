@@ -102,9 +102,13 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Migrate => {
             telemetry::init(&settings.log);
-            let store = Store::connect(settings.database.url.expose(), &PoolOptions::default()).await?;
+            let store =
+                Store::connect(settings.database.url.expose(), &PoolOptions::default()).await?;
             let applied = store.migrate().await?;
-            println!("{applied} migration(s) applied to {}", settings.database.redacted_url());
+            println!(
+                "{applied} migration(s) applied to {}",
+                settings.database.redacted_url()
+            );
             store.close().await;
             Ok(())
         }

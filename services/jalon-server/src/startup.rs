@@ -43,7 +43,10 @@ impl Application {
     /// Connects the database (migrating it when allowed), loads the keys and
     /// binds the listener. Port 0 picks a free port (tests).
     pub async fn build(settings: Settings) -> Result<Self, String> {
-        let authenticator = Arc::new(Authenticator::from_settings(&settings.auth, &settings.database)?);
+        let authenticator = Arc::new(Authenticator::from_settings(
+            &settings.auth,
+            &settings.database,
+        )?);
         let pool = PoolOptions {
             max_connections: settings.database.max_connections,
             acquire_timeout: Duration::from_secs(settings.database.acquire_timeout_secs),
@@ -52,7 +55,10 @@ impl Application {
         let store = Store::connect(settings.database.url.expose(), &pool).await?;
         let pending = store.pending_migrations().await?;
         if !pending.is_empty() {
-            let migrate = settings.database.migrate.unwrap_or(settings.database.is_sqlite());
+            let migrate = settings
+                .database
+                .migrate
+                .unwrap_or(settings.database.is_sqlite());
             if !migrate {
                 return Err(format!(
                     "the database schema is behind: {} pending migration(s) ({}). \
@@ -117,12 +123,16 @@ impl Application {
 
         let max = settings.server.max_message_bytes;
         let interceptor = AuthInterceptor(authenticator);
-        let organisations = OrganisationServiceServer::new(OrganisationApi { store: store.clone() })
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
-        let people = PersonServiceServer::new(PersonApi { store: store.clone() })
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max);
+        let organisations = OrganisationServiceServer::new(OrganisationApi {
+            store: store.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+        let people = PersonServiceServer::new(PersonApi {
+            store: store.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
 
         let layers = tower::ServiceBuilder::new()
             .layer(cors(&settings.server.cors_allowed_origins))

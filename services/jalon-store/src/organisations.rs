@@ -10,8 +10,7 @@ use jalon_core::{
 };
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::Query,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Query,
 };
 use uuid::Uuid;
 
@@ -236,7 +235,11 @@ pub async fn set_deleted(
     }
     if current.is_deleted() == deleted {
         return Err(Error::precondition(
-            if deleted { "ALREADY_DELETED" } else { "NOT_DELETED" },
+            if deleted {
+                "ALREADY_DELETED"
+            } else {
+                "NOT_DELETED"
+            },
             format!("organisations/{id}"),
             if deleted {
                 "the organisation is already deleted"

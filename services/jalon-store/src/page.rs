@@ -58,11 +58,18 @@ pub struct Page<T> {
 }
 
 /// Cuts the `size + 1` rows fetched into a page and the token to the next.
-pub(crate) fn paginate<T>(mut rows: Vec<T>, size: u32, filter: &str, id: impl Fn(&T) -> Uuid) -> Page<T> {
+pub(crate) fn paginate<T>(
+    mut rows: Vec<T>,
+    size: u32,
+    filter: &str,
+    id: impl Fn(&T) -> Uuid,
+) -> Page<T> {
     let size = size as usize;
     let next_page_token = if rows.len() > size {
         rows.truncate(size);
-        rows.last().map(|last| encode(id(last), filter)).unwrap_or_default()
+        rows.last()
+            .map(|last| encode(id(last), filter))
+            .unwrap_or_default()
     } else {
         String::new()
     };

@@ -152,7 +152,9 @@ async fn lock_organisation(conn: &impl ConnectionTrait, organisation_id: Uuid) -
     }
     let found = query.one(conn).await.map_err(db_error)?;
     match found {
-        Some(o) if o.delete_time.is_some() => Err(organisations::deleted_precondition(organisation_id)),
+        Some(o) if o.delete_time.is_some() => {
+            Err(organisations::deleted_precondition(organisation_id))
+        }
         Some(_) => Ok(()),
         None => Err(Error::NotFound {
             resource: "organisation",
@@ -261,7 +263,8 @@ pub async fn list(
     page_size: u32,
     after: Option<Uuid>,
 ) -> Result<Page<Person>> {
-    let mut query = person::Entity::find().filter(person::Column::OrganisationId.eq(organisation_id));
+    let mut query =
+        person::Entity::find().filter(person::Column::OrganisationId.eq(organisation_id));
     if let Some(role) = filter.role {
         query = query.filter(person::Column::Role.eq(role.as_str()));
     }
@@ -381,7 +384,11 @@ pub async fn set_active(
     }
     if current.active == active {
         return Err(Error::precondition(
-            if active { "ALREADY_ACTIVE" } else { "ALREADY_INACTIVE" },
+            if active {
+                "ALREADY_ACTIVE"
+            } else {
+                "ALREADY_INACTIVE"
+            },
             format!("people/{id}"),
             if active {
                 "the person is already active"

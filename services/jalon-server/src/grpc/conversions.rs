@@ -114,21 +114,51 @@ pub fn required<T>(field: &str, value: Option<T>) -> Result<T> {
 
 pub fn new_organisation(o: &pb::Organisation) -> Result<NewOrganisation> {
     let mut v = Violations::new();
-    let display_name = v.check("organisation.display_name", DisplayName::parse(&o.display_name));
+    let display_name = v.check(
+        "organisation.display_name",
+        DisplayName::parse(&o.display_name),
+    );
     let slug = v.check("organisation.slug", Slug::parse(&o.slug));
-    let currency = v.check("organisation.default_currency", CurrencyCode::parse(&o.default_currency));
-    let rate = v.check("organisation.discount_rate", DiscountRate::parse(&o.discount_rate));
+    let currency = v.check(
+        "organisation.default_currency",
+        CurrencyCode::parse(&o.default_currency),
+    );
+    let rate = v.check(
+        "organisation.discount_rate",
+        DiscountRate::parse(&o.discount_rate),
+    );
     let month = if o.fiscal_year_start_month == 0 {
         Some(Month::JANUARY)
     } else {
-        v.check("organisation.fiscal_year_start_month", Month::parse(o.fiscal_year_start_month))
+        v.check(
+            "organisation.fiscal_year_start_month",
+            Month::parse(o.fiscal_year_start_month),
+        )
     };
-    let external_ref = v.check("organisation.external_ref", optional_ref(o.external_ref.as_deref()));
+    let external_ref = v.check(
+        "organisation.external_ref",
+        optional_ref(o.external_ref.as_deref()),
+    );
     match (display_name, slug, currency, rate, month, external_ref) {
-        (Some(display_name), Some(slug), Some(default_currency), Some(discount_rate), Some(fiscal_year_start_month), Some(external_ref)) if v.is_empty() => {
-            Ok(NewOrganisation { display_name, slug, default_currency, discount_rate, fiscal_year_start_month, external_ref })
-        }
-        _ => Err(v.finish().err().unwrap_or_else(|| Error::invalid("organisation", "is invalid"))),
+        (
+            Some(display_name),
+            Some(slug),
+            Some(default_currency),
+            Some(discount_rate),
+            Some(fiscal_year_start_month),
+            Some(external_ref),
+        ) if v.is_empty() => Ok(NewOrganisation {
+            display_name,
+            slug,
+            default_currency,
+            discount_rate,
+            fiscal_year_start_month,
+            external_ref,
+        }),
+        _ => Err(v
+            .finish()
+            .err()
+            .unwrap_or_else(|| Error::invalid("organisation", "is invalid"))),
     }
 }
 
@@ -136,14 +166,20 @@ pub fn new_organisation(o: &pb::Organisation) -> Result<NewOrganisation> {
 pub fn mask_paths(mask: Option<&FieldMask>, allowed: &[&str]) -> Result<Vec<String>> {
     let paths = mask.map(|m| m.paths.clone()).unwrap_or_default();
     if paths.is_empty() {
-        return Err(Error::invalid("update_mask", "must name at least one field to update"));
+        return Err(Error::invalid(
+            "update_mask",
+            "must name at least one field to update",
+        ));
     }
     let mut v = Violations::new();
     for path in &paths {
         if !allowed.contains(&path.as_str()) {
             v.push(
                 "update_mask",
-                format!("'{path}' cannot be updated; updatable: {}", allowed.join(", ")),
+                format!(
+                    "'{path}' cannot be updated; updatable: {}",
+                    allowed.join(", ")
+                ),
             );
         }
     }
@@ -151,19 +187,33 @@ pub fn mask_paths(mask: Option<&FieldMask>, allowed: &[&str]) -> Result<Vec<Stri
     Ok(paths)
 }
 
-pub fn organisation_patch(o: &pb::Organisation, mask: Option<&FieldMask>) -> Result<OrganisationPatch> {
+pub fn organisation_patch(
+    o: &pb::Organisation,
+    mask: Option<&FieldMask>,
+) -> Result<OrganisationPatch> {
     let paths = mask_paths(mask, organisation::UPDATABLE_FIELDS)?;
     let mut v = Violations::new();
     let mut patch = OrganisationPatch::default();
     for path in paths {
         let field = format!("organisation.{path}");
         match path.as_str() {
-            "display_name" => patch.display_name = v.check(&field, DisplayName::parse(&o.display_name)),
+            "display_name" => {
+                patch.display_name = v.check(&field, DisplayName::parse(&o.display_name))
+            }
             "slug" => patch.slug = v.check(&field, Slug::parse(&o.slug)),
-            "default_currency" => patch.default_currency = v.check(&field, CurrencyCode::parse(&o.default_currency)),
-            "discount_rate" => patch.discount_rate = v.check(&field, DiscountRate::parse(&o.discount_rate)),
-            "fiscal_year_start_month" => patch.fiscal_year_start_month = v.check(&field, Month::parse(o.fiscal_year_start_month)),
-            "external_ref" => patch.external_ref = v.check(&field, optional_ref(o.external_ref.as_deref())),
+            "default_currency" => {
+                patch.default_currency = v.check(&field, CurrencyCode::parse(&o.default_currency))
+            }
+            "discount_rate" => {
+                patch.discount_rate = v.check(&field, DiscountRate::parse(&o.discount_rate))
+            }
+            "fiscal_year_start_month" => {
+                patch.fiscal_year_start_month =
+                    v.check(&field, Month::parse(o.fiscal_year_start_month))
+            }
+            "external_ref" => {
+                patch.external_ref = v.check(&field, optional_ref(o.external_ref.as_deref()))
+            }
             _ => {}
         }
     }
@@ -199,11 +249,39 @@ pub fn new_person(p: &pb::Person, prefix: &str, role: Option<Role>) -> Result<Ne
         },
     };
     let external_id = v.check(&f("external_id"), optional_ref(p.external_id.as_deref()));
-    match (subject, email, display_name, department, job_title, manager_id, role, external_id) {
-        (Some(subject), Some(email), Some(display_name), Some(department), Some(job_title), Some(manager_id), Some(role), Some(external_id)) if v.is_empty() => {
-            Ok(NewPerson { subject, email, display_name, department, job_title, manager_id, role, external_id })
-        }
-        _ => Err(v.finish().err().unwrap_or_else(|| Error::invalid(prefix, "is invalid"))),
+    match (
+        subject,
+        email,
+        display_name,
+        department,
+        job_title,
+        manager_id,
+        role,
+        external_id,
+    ) {
+        (
+            Some(subject),
+            Some(email),
+            Some(display_name),
+            Some(department),
+            Some(job_title),
+            Some(manager_id),
+            Some(role),
+            Some(external_id),
+        ) if v.is_empty() => Ok(NewPerson {
+            subject,
+            email,
+            display_name,
+            department,
+            job_title,
+            manager_id,
+            role,
+            external_id,
+        }),
+        _ => Err(v
+            .finish()
+            .err()
+            .unwrap_or_else(|| Error::invalid(prefix, "is invalid"))),
     }
 }
 
@@ -216,7 +294,9 @@ pub fn person_patch(p: &pb::Person, mask: Option<&FieldMask>) -> Result<PersonPa
         match path.as_str() {
             "subject" => patch.subject = v.check(&field, Subject::parse(&p.subject)),
             "email" => patch.email = v.check(&field, Email::parse(&p.email)),
-            "display_name" => patch.display_name = v.check(&field, DisplayName::parse(&p.display_name)),
+            "display_name" => {
+                patch.display_name = v.check(&field, DisplayName::parse(&p.display_name))
+            }
             "department" => patch.department = v.check(&field, ShortText::parse(&p.department)),
             "job_title" => patch.job_title = v.check(&field, ShortText::parse(&p.job_title)),
             "manager_id" => patch.manager_id = v.check(&field, optional_manager(&p.manager_id)),
@@ -225,7 +305,9 @@ pub fn person_patch(p: &pb::Person, mask: Option<&FieldMask>) -> Result<PersonPa
                 Ok(None) => v.push(field, "must be a role"),
                 Err(e) => v.push(field, e),
             },
-            "external_id" => patch.external_id = v.check(&field, optional_ref(p.external_id.as_deref())),
+            "external_id" => {
+                patch.external_id = v.check(&field, optional_ref(p.external_id.as_deref()))
+            }
             _ => {}
         }
     }
@@ -235,7 +317,11 @@ pub fn person_patch(p: &pb::Person, mask: Option<&FieldMask>) -> Result<PersonPa
 
 /// The idempotency key of a Create call: `None` without a `request_id`.
 /// `message` is the request with its `request_id` cleared.
-pub fn idempotency_key(scope: String, request_id: &str, message: &impl Message) -> Result<Option<IdempotencyKey>> {
+pub fn idempotency_key(
+    scope: String,
+    request_id: &str,
+    message: &impl Message,
+) -> Result<Option<IdempotencyKey>> {
     if request_id.is_empty() {
         return Ok(None);
     }
@@ -250,5 +336,8 @@ pub fn idempotency_key(scope: String, request_id: &str, message: &impl Message) 
 
 /// The hex SHA-256 of a request's encoding.
 fn fingerprint(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -33,7 +33,8 @@ pub async fn authorise(
     action: Action,
     organisation_id: Uuid,
 ) -> Result<Option<Membership>> {
-    let membership = jalon_store::people::membership(store.db(), organisation_id, &caller.subject).await?;
+    let membership =
+        jalon_store::people::membership(store.db(), organisation_id, &caller.subject).await?;
     let standing = Standing {
         platform_admin: caller.platform_admin,
         role: membership.map(|m| m.role),

@@ -1,14 +1,11 @@
 //! `jalon.v1.OrganisationService`.
 
 use jalon_core::{
-    Result,
+    Error, Result,
     authz::{Action, Standing, authorize},
     values::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, parse_page_size},
-    Error,
 };
-use jalon_proto::v1::{
-    self as pb, organisation_service_server::OrganisationService,
-};
+use jalon_proto::v1::{self as pb, organisation_service_server::OrganisationService};
 use jalon_store::{Store, organisations, page};
 use tonic::{Request, Response, Status};
 
@@ -29,25 +26,35 @@ impl OrganisationService for OrganisationApi {
         request: Request<pb::CreateOrganisationRequest>,
     ) -> Result<Response<pb::CreateOrganisationResponse>, Status> {
         let caller = caller(&request)?;
-        let standing = Standing { platform_admin: caller.platform_admin, role: None };
+        let standing = Standing {
+            platform_admin: caller.platform_admin,
+            role: None,
+        };
         authorize(Action::CreateOrganisation, standing, "organisation")
-            .map_err(|_| Error::PermissionDenied("only platform administrators create organisations".into()))
+            .map_err(|_| {
+                Error::PermissionDenied("only platform administrators create organisations".into())
+            })
             .or_status()?;
         let req = request.into_inner();
         let organisation = conv::required("organisation", req.organisation.as_ref()).or_status()?;
         let admin = conv::required("initial_admin", req.initial_admin.as_ref()).or_status()?;
         let new = conv::new_organisation(organisation);
-        let new_admin = conv::new_person(admin, "initial_admin", Some(jalon_core::authz::Role::Admin));
+        let new_admin =
+            conv::new_person(admin, "initial_admin", Some(jalon_core::authz::Role::Admin));
         let (new, new_admin) = merge(new, new_admin).or_status()?;
         let key = conv::idempotency_key(
             format!("organisations:{}", caller.subject),
             &req.request_id,
-            &pb::CreateOrganisationRequest { request_id: String::new(), ..req.clone() },
+            &pb::CreateOrganisationRequest {
+                request_id: String::new(),
+                ..req.clone()
+            },
         )
         .or_status()?;
-        let (organisation, admin) = organisations::create(self.store.db(), &new, &new_admin, key.as_ref())
-            .await
-            .or_status()?;
+        let (organisation, admin) =
+            organisations::create(self.store.db(), &new, &new_admin, key.as_ref())
+                .await
+                .or_status()?;
         tracing::info!(organisation_id = %organisation.id, "organisation created");
         Ok(Response::new(pb::CreateOrganisationResponse {
             organisation: Some(conv::organisation_to_proto(organisation)),
@@ -62,7 +69,9 @@ impl OrganisationService for OrganisationApi {
     ) -> Result<Response<pb::GetOrganisationResponse>, Status> {
         let caller = caller(&request)?;
         let id = conv::id("id", &request.get_ref().id).or_status()?;
-        authorise(&self.store, &caller, Action::GetOrganisation, id).await.or_status()?;
+        authorise(&self.store, &caller, Action::GetOrganisation, id)
+            .await
+            .or_status()?;
         let organisation = organisations::get(self.store.db(), id).await.or_status()?;
         Ok(Response::new(pb::GetOrganisationResponse {
             organisation: Some(conv::organisation_to_proto(organisation)),
@@ -86,11 +95,22 @@ impl OrganisationService for OrganisationApi {
         } else {
             organisations::Visibility::MemberOf(caller.subject.clone())
         };
-        let page = organisations::list(self.store.db(), &visibility, req.show_deleted, size, after, &filter)
-            .await
-            .or_status()?;
+        let page = organisations::list(
+            self.store.db(),
+            &visibility,
+            req.show_deleted,
+            size,
+            after,
+            &filter,
+        )
+        .await
+        .or_status()?;
         Ok(Response::new(pb::ListOrganisationsResponse {
-            organisations: page.items.into_iter().map(conv::organisation_to_proto).collect(),
+            organisations: page
+                .items
+                .into_iter()
+                .map(conv::organisation_to_proto)
+                .collect(),
             next_page_token: page.next_page_token,
         }))
     }
@@ -104,7 +124,9 @@ impl OrganisationService for OrganisationApi {
         let req = request.into_inner();
         let organisation = conv::required("organisation", req.organisation.as_ref()).or_status()?;
         let id = conv::id("organisation.id", &organisation.id).or_status()?;
-        authorise(&self.store, &caller, Action::UpdateOrganisation, id).await.or_status()?;
+        authorise(&self.store, &caller, Action::UpdateOrganisation, id)
+            .await
+            .or_status()?;
         let patch = conv::organisation_patch(organisation, req.update_mask.as_ref()).or_status()?;
         let updated = organisations::update(self.store.db(), id, &organisation.etag, &patch)
             .await
@@ -122,7 +144,9 @@ impl OrganisationService for OrganisationApi {
         let caller = caller(&request)?;
         let req = request.into_inner();
         let id = conv::id("id", &req.id).or_status()?;
-        authorise(&self.store, &caller, Action::DeleteOrganisation, id).await.or_status()?;
+        authorise(&self.store, &caller, Action::DeleteOrganisation, id)
+            .await
+            .or_status()?;
         let deleted = organisations::set_deleted(self.store.db(), id, &req.etag, true)
             .await
             .or_status()?;
@@ -140,7 +164,9 @@ impl OrganisationService for OrganisationApi {
         let caller = caller(&request)?;
         let req = request.into_inner();
         let id = conv::id("id", &req.id).or_status()?;
-        authorise(&self.store, &caller, Action::UndeleteOrganisation, id).await.or_status()?;
+        authorise(&self.store, &caller, Action::UndeleteOrganisation, id)
+            .await
+            .or_status()?;
         let restored = organisations::set_deleted(self.store.db(), id, &req.etag, false)
             .await
             .or_status()?;

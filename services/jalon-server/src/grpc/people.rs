@@ -2,10 +2,10 @@
 
 use jalon_core::{
     Error, Result,
+    authz::Role,
     authz::{Action, Standing, authorize},
     person::ROLES_AN_INTEGRATION_MAY_GRANT,
     values::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, parse_page_size},
-    authz::Role,
 };
 use jalon_proto::v1::{self as pb, person_service_server::PersonService};
 use jalon_store::{
@@ -23,7 +23,10 @@ pub struct PersonApi {
     pub store: Store,
 }
 
-fn person_response<T>(make: impl FnOnce(Option<pb::Person>) -> T, p: jalon_core::person::Person) -> Response<T> {
+fn person_response<T>(
+    make: impl FnOnce(Option<pb::Person>) -> T,
+    p: jalon_core::person::Person,
+) -> Response<T> {
     Response::new(make(Some(conv::person_to_proto(p))))
 }
 
@@ -37,10 +40,17 @@ impl PersonService for PersonApi {
         let caller = caller(&request)?;
         let req = request.into_inner();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
-        let membership = member(authorise(&self.store, &caller, Action::CreatePerson, org).await.or_status()?).or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::CreatePerson, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
         let person = conv::required("person", req.person.as_ref()).or_status()?;
         let new = conv::new_person(person, "person", None).or_status()?;
-        if membership.role == Role::Integration && !ROLES_AN_INTEGRATION_MAY_GRANT.contains(&new.role) {
+        if membership.role == Role::Integration
+            && !ROLES_AN_INTEGRATION_MAY_GRANT.contains(&new.role)
+        {
             return Err(Error::PermissionDenied(format!(
                 "an INTEGRATION account may only create people with the roles MEMBER or VIEWER, not {}",
                 new.role
@@ -50,12 +60,20 @@ impl PersonService for PersonApi {
         let key = conv::idempotency_key(
             format!("people:{org}"),
             &req.request_id,
-            &pb::CreatePersonRequest { request_id: String::new(), ..req.clone() },
+            &pb::CreatePersonRequest {
+                request_id: String::new(),
+                ..req.clone()
+            },
         )
         .or_status()?;
-        let created = people::create(self.store.db(), org, &new, key.as_ref()).await.or_status()?;
+        let created = people::create(self.store.db(), org, &new, key.as_ref())
+            .await
+            .or_status()?;
         tracing::info!(organisation_id = %org, person_id = %created.id, "person created");
-        Ok(person_response(|person| pb::CreatePersonResponse { person }, created))
+        Ok(person_response(
+            |person| pb::CreatePersonResponse { person },
+            created,
+        ))
     }
 
     #[tracing::instrument(skip_all)]
@@ -67,9 +85,14 @@ impl PersonService for PersonApi {
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
         let id = conv::id("id", &req.id).or_status()?;
-        authorise(&self.store, &caller, Action::GetPerson, org).await.or_status()?;
+        authorise(&self.store, &caller, Action::GetPerson, org)
+            .await
+            .or_status()?;
         let found = people::get(self.store.db(), org, id).await.or_status()?;
-        Ok(person_response(|person| pb::GetPersonResponse { person }, found))
+        Ok(person_response(
+            |person| pb::GetPersonResponse { person },
+            found,
+        ))
     }
 
     #[tracing::instrument(skip_all)]
@@ -93,8 +116,12 @@ impl PersonService for PersonApi {
             external_id: (!req.external_id.is_empty()).then_some(req.external_id),
         };
         let after = page::decode(&req.page_token, &filter.key(), "page_token").or_status()?;
-        authorise(&self.store, &caller, Action::ListPeople, org).await.or_status()?;
-        let page = people::list(self.store.db(), org, &filter, size, after).await.or_status()?;
+        authorise(&self.store, &caller, Action::ListPeople, org)
+            .await
+            .or_status()?;
+        let page = people::list(self.store.db(), org, &filter, size, after)
+            .await
+            .or_status()?;
         Ok(Response::new(pb::ListPeopleResponse {
             people: page.items.into_iter().map(conv::person_to_proto).collect(),
             next_page_token: page.next_page_token,
@@ -111,16 +138,27 @@ impl PersonService for PersonApi {
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
         let person = conv::required("person", req.person.as_ref()).or_status()?;
         let id = conv::id("person.id", &person.id).or_status()?;
-        let membership = member(authorise(&self.store, &caller, Action::UpdatePerson, org).await.or_status()?).or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::UpdatePerson, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
         let patch = conv::person_patch(person, req.update_mask.as_ref()).or_status()?;
         if patch.role.is_some() {
-            let standing = Standing { platform_admin: false, role: Some(membership.role) };
+            let standing = Standing {
+                platform_admin: false,
+                role: Some(membership.role),
+            };
             authorize(Action::UpdatePersonRole, standing, "organisation").or_status()?;
         }
         let updated = people::update(self.store.db(), org, id, &person.etag, &patch)
             .await
             .or_status()?;
-        Ok(person_response(|person| pb::UpdatePersonResponse { person }, updated))
+        Ok(person_response(
+            |person| pb::UpdatePersonResponse { person },
+            updated,
+        ))
     }
 
     #[tracing::instrument(skip_all)]
@@ -132,12 +170,17 @@ impl PersonService for PersonApi {
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
         let id = conv::id("id", &req.id).or_status()?;
-        authorise(&self.store, &caller, Action::DeactivatePerson, org).await.or_status()?;
+        authorise(&self.store, &caller, Action::DeactivatePerson, org)
+            .await
+            .or_status()?;
         let updated = people::set_active(self.store.db(), org, id, &req.etag, false)
             .await
             .or_status()?;
         tracing::info!(organisation_id = %org, person_id = %id, "person deactivated");
-        Ok(person_response(|person| pb::DeactivatePersonResponse { person }, updated))
+        Ok(person_response(
+            |person| pb::DeactivatePersonResponse { person },
+            updated,
+        ))
     }
 
     #[tracing::instrument(skip_all)]
@@ -149,12 +192,16 @@ impl PersonService for PersonApi {
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
         let id = conv::id("id", &req.id).or_status()?;
-        authorise(&self.store, &caller, Action::ReactivatePerson, org).await.or_status()?;
+        authorise(&self.store, &caller, Action::ReactivatePerson, org)
+            .await
+            .or_status()?;
         let updated = people::set_active(self.store.db(), org, id, &req.etag, true)
             .await
             .or_status()?;
         tracing::info!(organisation_id = %org, person_id = %id, "person reactivated");
-        Ok(person_response(|person| pb::ReactivatePersonResponse { person }, updated))
+        Ok(person_response(
+            |person| pb::ReactivatePersonResponse { person },
+            updated,
+        ))
     }
 }
-
