@@ -254,3 +254,79 @@ async fn an_unmigrated_database_is_refused_unless_migrations_may_run() {
         db.drop_database().await;
     }
 }
+
+#[tokio::test]
+async fn a_lost_database_is_unavailable_and_the_pool_recovers() {
+    // SQLite is embedded: only a networked database can go away.
+    let Some(backend) = backends()
+        .into_iter()
+        .find(|b| matches!(b, Backend::Postgres(_)))
+    else {
+        eprintln!("skipped: JALON_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let db = FreshDatabase::create(&backend).await;
+    let host_port = pg_host_port(&db.url);
+    let target = tokio::net::lookup_host(&host_port)
+        .await
+        .expect("resolve")
+        .next()
+        .expect("an address");
+    let proxy = TcpProxy::start(target).await;
+    let mut settings = test_settings(&db.url.replacen(&host_port, &proxy.addr.to_string(), 1));
+    settings.database.acquire_timeout_secs = 2;
+    let app = TestApp::start(db, settings).await;
+    let (org, _) = app.create_org("flaky", "alice").await;
+    let get = || {
+        let mut client = app.organisations();
+        let id = org.id.clone();
+        async move {
+            client
+                .get_organisation(authed("alice", pb::GetOrganisationRequest { id }))
+                .await
+        }
+    };
+    assert!(get().await.is_ok());
+
+    proxy.cut();
+    let status = expect_code(get().await, Code::Unavailable);
+    assert!(
+        !status.message().contains("127.0.0.1"),
+        "no connection details leak: {status:?}"
+    );
+    // Still serving: health is not tied to one query.
+    let mut health = HealthClient::new(app.channel.clone());
+    assert!(
+        health
+            .check(HealthCheckRequest {
+                service: String::new()
+            })
+            .await
+            .is_ok()
+    );
+
+    proxy.restore();
+    let mut recovered = false;
+    for _ in 0..20 {
+        if get().await.is_ok() {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(recovered, "the pool reconnects once the database is back");
+    app.cleanup().await;
+}
+
+#[test]
+fn postgres_host_and_port_are_read_from_urls() {
+    assert_eq!(
+        pg_host_port("postgres://postgres@127.0.0.1:5432/x"),
+        "127.0.0.1:5432"
+    );
+    assert_eq!(
+        pg_host_port("postgres://u:p@db/x?sslmode=disable"),
+        "db:5432"
+    );
+    assert_eq!(pg_host_port("postgres://localhost:6543"), "localhost:6543");
+}
