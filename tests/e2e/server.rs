@@ -330,3 +330,82 @@ fn postgres_host_and_port_are_read_from_urls() {
     );
     assert_eq!(pg_host_port("postgres://localhost:6543"), "localhost:6543");
 }
+
+#[tokio::test]
+async fn slow_calls_are_cut_by_the_request_timeout_and_write_nothing() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, |s| s.server.request_timeout_secs = 1).await;
+        let (org, _) = app.create_org("slow", "alice").await;
+        let db = app.db.connect().await;
+        let blocker = db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await
+            .expect("begin");
+        if db.get_database_backend() == DbBackend::Postgres {
+            blocker
+                .execute_unprepared(&format!(
+                    "SELECT id FROM organisations WHERE id = '{}' FOR UPDATE",
+                    org.id
+                ))
+                .await
+                .expect("lock the organisation");
+        }
+        let slow = app
+            .people()
+            .create_person(authed(
+                "alice",
+                pb::CreatePersonRequest {
+                    organisation_id: org.id.clone(),
+                    person: Some(person("too-late", pb::Role::Member)),
+                    request_id: String::new(),
+                },
+            ))
+            .await;
+        let status = expect_code(slow, Code::Cancelled);
+        assert_eq!(status.message(), "Timeout expired");
+        blocker.rollback().await.expect("release");
+        let listed = app
+            .people()
+            .list_people(authed(
+                "alice",
+                pb::ListPeopleRequest {
+                    organisation_id: org.id.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("list")
+            .into_inner();
+        assert!(
+            listed.people.iter().all(|p| p.subject != "too-late"),
+            "the cancelled call wrote nothing"
+        );
+        db.close().await.ok();
+        app.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn oversized_messages_are_refused() {
+    let app =
+        TestApp::spawn_with(&Backend::Sqlite, |s| s.server.max_message_bytes = 64 * 1024).await;
+    let (org, _) = app.create_org("big", "alice").await;
+    let mut huge = person("huge", pb::Role::Member);
+    huge.job_title = "x".repeat(100 * 1024);
+    let refused = app
+        .people()
+        .create_person(authed(
+            "alice",
+            pb::CreatePersonRequest {
+                organisation_id: org.id.clone(),
+                person: Some(huge),
+                request_id: String::new(),
+            },
+        ))
+        .await;
+    expect_code(refused, Code::OutOfRange);
+    app.cleanup().await;
+}
