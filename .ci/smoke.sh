@@ -3,6 +3,7 @@
 # README's grpcurl session: list, mint a token, create an organisation, add a
 # person, list people. Needs grpcurl on PATH.
 set -euo pipefail
+[ -x "$1" ] || { echo "no jalon binary at $1" >&2; exit 1; }
 jalon="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 dir="$(mktemp -d)"
 port=50651
@@ -10,7 +11,11 @@ cd "$dir"
 "$jalon" serve --listen "127.0.0.1:$port" >serve.out 2>serve.log &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
-for _ in $(seq 1 50); do grpcurl -plaintext "localhost:$port" list >/dev/null 2>&1 && break; sleep 0.2; done
+for _ in $(seq 1 50); do
+  grpcurl -plaintext "localhost:$port" list >/dev/null 2>&1 && break
+  kill -0 $pid 2>/dev/null || { echo "jalon serve exited:" >&2; cat serve.log >&2; exit 1; }
+  sleep 0.2
+done
 
 grpcurl -plaintext "localhost:$port" list | tee list.txt
 grep -q jalon.v1.OrganisationService list.txt
