@@ -5,6 +5,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_create_organisations_and_people;
+mod m20261129_000002_create_projects;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -12,8 +13,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(
-            m20261129_000001_create_organisations_and_people::Migration,
-        )]
+        vec![
+            Box::new(m20261129_000001_create_organisations_and_people::Migration),
+            Box::new(m20261129_000002_create_projects::Migration),
+        ]
     }
 }

@@ -7,7 +7,7 @@ use std::{path::PathBuf, time::Duration};
 
 use jalon_proto::v1::{
     self as pb, organisation_service_client::OrganisationServiceClient,
-    person_service_client::PersonServiceClient,
+    person_service_client::PersonServiceClient, project_service_client::ProjectServiceClient,
 };
 use jalon_server::{
     Application,
@@ -195,6 +195,10 @@ impl TestApp {
 
     pub fn people(&self) -> PersonServiceClient<Channel> {
         PersonServiceClient::new(self.channel.clone())
+    }
+
+    pub fn projects(&self) -> ProjectServiceClient<Channel> {
+        ProjectServiceClient::new(self.channel.clone())
     }
 
     /// Sends the shutdown signal and waits for the server to stop.

@@ -6,5 +6,6 @@ mod auth;
 mod helpers;
 mod organisations;
 mod people;
+mod projects;
 mod server;
 mod tenancy;

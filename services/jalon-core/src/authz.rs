@@ -90,6 +90,10 @@ pub enum Action {
     UpdatePersonRole,
     DeactivatePerson,
     ReactivatePerson,
+    CreateProject,
+    GetProject,
+    ListProjects,
+    UpdateProject,
 }
 
 /// The table: action, the RPC it guards, the rule, and a note for the README.
@@ -171,6 +175,30 @@ pub const RULES: &[(Action, &str, Rule, &str)] = &[
         "PersonService/ReactivatePerson",
         Rule::Roles(&[Role::Admin, Role::Integration]),
         "ADMIN, INTEGRATION (the HR system)",
+    ),
+    (
+        Action::CreateProject,
+        "ProjectService/CreateProject",
+        Rule::Roles(&[Role::Admin, Role::Director, Role::Member]),
+        "ADMIN, DIRECTOR; a MEMBER for a project they lead (the default) or sponsor",
+    ),
+    (
+        Action::GetProject,
+        "ProjectService/GetProject",
+        Rule::Roles(ANY_MEMBER),
+        "any active member; a MEMBER only for the projects they lead or sponsor",
+    ),
+    (
+        Action::ListProjects,
+        "ProjectService/ListProjects",
+        Rule::Roles(ANY_MEMBER),
+        "any active member; a MEMBER sees only the projects they lead or sponsor",
+    ),
+    (
+        Action::UpdateProject,
+        "ProjectService/UpdateProject",
+        Rule::Roles(&[Role::Admin, Role::Director, Role::Member]),
+        "ADMIN, DIRECTOR; a MEMBER only as the project's lead",
     ),
 ];
 

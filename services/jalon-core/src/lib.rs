@@ -8,6 +8,7 @@ pub mod authz;
 pub mod error;
 pub mod organisation;
 pub mod person;
+pub mod project;
 pub mod values;
 
 pub use error::{Error, FieldViolation, PreconditionViolation, Result};

@@ -168,6 +168,60 @@ impl fmt::Display for CurrencyCode {
     }
 }
 
+/// An exact amount of money: integer minor units (cents) of a currency.
+/// Never a float; parsed from and rendered to a decimal string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Money {
+    minor: i64,
+    currency: CurrencyCode,
+}
+
+impl Money {
+    /// Parses a decimal string (`"1234.50"`) in `currency`: at most as many
+    /// decimal places as the currency's minor unit.
+    pub fn parse(amount: &str, currency: CurrencyCode) -> ParseResult<Self> {
+        let value = Decimal::from_str(amount.trim())
+            .map_err(|_| format!("'{amount}' is not a decimal amount (e.g. \"1234.50\")"))?;
+        let digits = currency.minor_unit_digits();
+        let normalized = value.normalize();
+        if normalized.scale() > digits {
+            return Err(format!(
+                "{currency} amounts have at most {digits} decimal places"
+            ));
+        }
+        let minor = (normalized * Decimal::from(10_i64.pow(digits)))
+            .trunc()
+            .to_string()
+            .parse::<i64>()
+            .map_err(|_| "is too large".to_owned())?;
+        Ok(Self { minor, currency })
+    }
+
+    /// From stored minor units.
+    pub fn from_minor(minor: i64, currency: CurrencyCode) -> Self {
+        Self { minor, currency }
+    }
+
+    pub fn minor_units(&self) -> i64 {
+        self.minor
+    }
+
+    pub fn currency(&self) -> CurrencyCode {
+        self.currency
+    }
+
+    /// The exact decimal value.
+    pub fn amount(&self) -> Decimal {
+        Decimal::new(self.minor, self.currency.minor_unit_digits())
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.amount())
+    }
+}
+
 /// A discount rate for NPV: a decimal in `0..=1`, at most 6 decimal places.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DiscountRate(Decimal);
@@ -369,6 +423,22 @@ mod tests {
             CurrencyCode::parse("KWD").map(|c| c.minor_unit_digits()),
             Ok(3)
         );
+    }
+
+    #[test]
+    fn money_is_exact_minor_units() {
+        let eur = CurrencyCode::parse("EUR").unwrap();
+        let m = Money::parse("1234.5", eur).unwrap();
+        assert_eq!(m.minor_units(), 123_450);
+        assert_eq!(m.to_string(), "1234.50");
+        assert_eq!(Money::parse("0.1", eur).map(|m| m.minor_units()), Ok(10));
+        assert!(Money::parse("1.005", eur).is_err());
+        assert!(Money::parse("abc", eur).is_err());
+        assert!(Money::parse("1e40", eur).is_err());
+        let jpy = CurrencyCode::parse("JPY").unwrap();
+        assert_eq!(Money::parse("500", jpy).map(|m| m.minor_units()), Ok(500));
+        assert!(Money::parse("500.5", jpy).is_err());
+        assert_eq!(Money::from_minor(-250, eur).to_string(), "-2.50");
     }
 
     #[test]

@@ -13,4 +13,8 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 /// Fully qualified names of the services of the API, as health and reflection
 /// know them.
-pub const SERVICE_NAMES: &[&str] = &["jalon.v1.OrganisationService", "jalon.v1.PersonService"];
+pub const SERVICE_NAMES: &[&str] = &[
+    "jalon.v1.OrganisationService",
+    "jalon.v1.PersonService",
+    "jalon.v1.ProjectService",
+];

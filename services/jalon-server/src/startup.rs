@@ -10,7 +10,7 @@ use jalon_proto::{
     FILE_DESCRIPTOR_SET, SERVICE_NAMES,
     v1::{
         organisation_service_server::OrganisationServiceServer,
-        person_service_server::PersonServiceServer,
+        person_service_server::PersonServiceServer, project_service_server::ProjectServiceServer,
     },
 };
 use jalon_store::{PoolOptions, Store};
@@ -27,7 +27,7 @@ use tracing::Span;
 use crate::{
     auth::{AuthInterceptor, Authenticator},
     config::Settings,
-    grpc::{organisations::OrganisationApi, people::PersonApi},
+    grpc::{organisations::OrganisationApi, people::PersonApi, projects::ProjectApi},
 };
 
 /// A built application: database connected and migrated, port bound.
@@ -134,6 +134,12 @@ impl Application {
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
 
+        let projects = ProjectServiceServer::new(ProjectApi {
+            store: store.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+
         let layers = tower::ServiceBuilder::new()
             .layer(cors(&settings.server.cors_allowed_origins))
             .layer(tonic_web::GrpcWebLayer::new())
@@ -170,7 +176,8 @@ impl Application {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(InterceptedService::new(organisations, interceptor.clone()))
-            .add_service(InterceptedService::new(people, interceptor));
+            .add_service(InterceptedService::new(people, interceptor.clone()))
+            .add_service(InterceptedService::new(projects, interceptor));
         let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
             let _ = stop_rx.await;
         });

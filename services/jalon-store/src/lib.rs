@@ -9,6 +9,7 @@ pub mod idempotency;
 pub mod organisations;
 pub mod page;
 pub mod people;
+pub mod projects;
 
 use std::time::Duration;
 

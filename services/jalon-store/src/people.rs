@@ -74,6 +74,8 @@ fn write_error(err: sea_orm::DbErr) -> Error {
 /// What the caller is in an organisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Membership {
+    /// The caller's person id in the organisation.
+    pub person_id: Uuid,
     pub role: Role,
     pub organisation_deleted: bool,
 }
@@ -87,6 +89,7 @@ pub async fn membership(
 ) -> Result<Option<Membership>> {
     let found = person::Entity::find()
         .select_only()
+        .column(person::Column::Id)
         .column(person::Column::Role)
         .column_as(org::Column::DeleteTime, "delete_time")
         .join(
@@ -99,12 +102,13 @@ pub async fn membership(
         .filter(person::Column::OrganisationId.eq(organisation_id))
         .filter(person::Column::Subject.eq(subject))
         .filter(person::Column::Active.eq(true))
-        .into_tuple::<(String, Option<chrono::DateTime<Utc>>)>()
+        .into_tuple::<(Uuid, String, Option<chrono::DateTime<Utc>>)>()
         .one(db)
         .await
         .map_err(db_error)?;
-    Ok(found.and_then(|(role, deleted)| {
+    Ok(found.and_then(|(person_id, role, deleted)| {
         role.parse().ok().map(|role| Membership {
+            person_id,
             role,
             organisation_deleted: deleted.is_some(),
         })
@@ -145,7 +149,10 @@ pub(crate) async fn insert(
 /// Locks the organisation row for the rest of the transaction, so that rules
 /// counting its people (the last admin) hold under concurrent writers. On
 /// SQLite the write transaction already holds the database's write lock.
-async fn lock_organisation(conn: &impl ConnectionTrait, organisation_id: Uuid) -> Result<()> {
+pub(crate) async fn lock_organisation(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+) -> Result<()> {
     let mut query = org::Entity::find_by_id(organisation_id);
     if is_postgres(conn) {
         query = query.lock_exclusive();

@@ -5,6 +5,7 @@
 pub mod conversions;
 pub mod organisations;
 pub mod people;
+pub mod projects;
 
 use jalon_core::{
     Error, Result,

@@ -3,3 +3,6 @@
 pub mod idempotency_key;
 pub mod organisation;
 pub mod person;
+pub mod project;
+pub mod project_phase;
+pub mod project_tag;

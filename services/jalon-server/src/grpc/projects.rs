@@ -1,0 +1,495 @@
+//! `jalon.v1.ProjectService`.
+
+use chrono::NaiveDate;
+use jalon_core::{
+    Error, FieldViolation, Result,
+    authz::{Action, Role},
+    project::{
+        self as domain, AiActTier, AlgorithmApproach, DataKind, Execution, Hosting, Phase, Project,
+        ProjectDetails, ResultType, Status, Usage, check_consistency, member_sees,
+    },
+    values::{
+        CurrencyCode, DEFAULT_PAGE_SIZE, DisplayName, MAX_PAGE_SIZE, Money, ShortText, parse_id,
+        parse_page_size,
+    },
+};
+use jalon_proto::v1::{self as pb, project_service_server::ProjectService};
+use jalon_store::{
+    Store, organisations, page,
+    people::Membership,
+    projects::{self, ProjectFilter},
+};
+use tonic::{Request, Response, Status as GrpcStatus};
+use uuid::Uuid;
+
+use super::{authorise, caller, conversions as conv, member};
+use crate::error::OrStatus;
+
+/// The handlers of `ProjectService`.
+#[derive(Clone)]
+pub struct ProjectApi {
+    pub store: Store,
+}
+
+/// A wire enum value to a domain one: `None` for UNSPECIFIED.
+fn from_wire<T: std::str::FromStr>(
+    name: Option<&'static str>,
+    prefix: &str,
+    raw: i32,
+) -> Result<Option<T>, String> {
+    let name = name.ok_or_else(|| format!("{raw} is not a known value"))?;
+    let bare = name.strip_prefix(prefix).unwrap_or(name);
+    if bare == "UNSPECIFIED" {
+        return Ok(None);
+    }
+    bare.parse::<T>()
+        .map(Some)
+        .map_err(|_| format!("{name} is not supported"))
+}
+
+macro_rules! wire_enum {
+    ($from:ident, $to:ident, $pb:ty, $domain:ty, $prefix:literal) => {
+        fn $from(raw: i32) -> Result<Option<$domain>, String> {
+            from_wire(
+                <$pb>::try_from(raw).ok().map(|e| e.as_str_name()),
+                $prefix,
+                raw,
+            )
+        }
+        fn $to(value: Option<$domain>) -> i32 {
+            value
+                .and_then(|v| <$pb>::from_str_name(&format!("{}{}", $prefix, v.as_str())))
+                .map_or(0, |e| e as i32)
+        }
+    };
+}
+
+wire_enum!(phase_in, phase_out, pb::Phase, Phase, "PHASE_");
+wire_enum!(
+    status_in,
+    status_out,
+    pb::ProjectStatus,
+    Status,
+    "PROJECT_STATUS_"
+);
+wire_enum!(usage_in, usage_out, pb::Usage, Usage, "USAGE_");
+wire_enum!(
+    result_in,
+    result_out,
+    pb::ResultType,
+    ResultType,
+    "RESULT_TYPE_"
+);
+wire_enum!(
+    data_kind_in,
+    data_kind_out,
+    pb::DataKind,
+    DataKind,
+    "DATA_KIND_"
+);
+wire_enum!(
+    approach_in,
+    approach_out,
+    pb::AlgorithmApproach,
+    AlgorithmApproach,
+    "ALGORITHM_APPROACH_"
+);
+wire_enum!(
+    execution_in,
+    execution_out,
+    pb::Execution,
+    Execution,
+    "EXECUTION_"
+);
+wire_enum!(hosting_in, hosting_out, pb::Hosting, Hosting, "HOSTING_");
+wire_enum!(tier_in, tier_out, pb::AiActTier, AiActTier, "AI_ACT_TIER_");
+
+fn date_in(d: Option<&pb::Date>) -> Result<Option<NaiveDate>, String> {
+    match d {
+        None => Ok(None),
+        Some(d) => u32::try_from(d.month)
+            .ok()
+            .zip(u32::try_from(d.day).ok())
+            .and_then(|(m, day)| NaiveDate::from_ymd_opt(d.year, m, day))
+            .filter(|date| (1..=9999).contains(&chrono::Datelike::year(date)))
+            .map(Some)
+            .ok_or_else(|| format!("{}-{}-{} is not a valid date", d.year, d.month, d.day)),
+    }
+}
+
+fn date_out(d: Option<NaiveDate>) -> Option<pb::Date> {
+    d.map(|d| pb::Date {
+        year: chrono::Datelike::year(&d),
+        month: i32::try_from(chrono::Datelike::month(&d)).unwrap_or(1),
+        day: i32::try_from(chrono::Datelike::day(&d)).unwrap_or(1),
+    })
+}
+
+fn optional_person(raw: &str) -> Result<Option<Uuid>, String> {
+    if raw.is_empty() {
+        Ok(None)
+    } else {
+        parse_id(raw).map(Some)
+    }
+}
+
+fn money_in(m: Option<&pb::Money>, currency: CurrencyCode) -> Result<Option<Money>, String> {
+    let Some(m) = m else { return Ok(None) };
+    if m.currency_code != currency.as_str() {
+        return Err(format!(
+            "must be in the organisation's currency {currency}, not '{}' (no conversion is made)",
+            m.currency_code
+        ));
+    }
+    Money::parse(&m.amount, currency).map(Some)
+}
+
+/// Sets `path` of `d` from the request's project, or says what is wrong.
+fn set_field(
+    d: &mut ProjectDetails,
+    path: &str,
+    p: &pb::Project,
+    currency: CurrencyCode,
+) -> Result<(), String> {
+    match path {
+        "name" => d.name = DisplayName::parse(&p.name)?,
+        "description" => d.description = domain::parse_long_text(&p.description)?,
+        "business_unit" => d.business_unit = ShortText::parse(&p.business_unit)?,
+        "tags" => d.tags = domain::parse_tags(&p.tags)?,
+        "objective" => d.objective = domain::parse_long_text(&p.objective)?,
+        "gain_quantified" => d.gain_quantified = p.gain_quantified,
+        "expected_gain" => d.expected_gain = money_in(p.expected_gain.as_ref(), currency)?,
+        "usage" => d.usage = usage_in(p.usage)?,
+        "result_type" => d.result_type = result_in(p.result_type)?,
+        "data_kinds" => {
+            let mut kinds = Vec::new();
+            for raw in &p.data_kinds {
+                match data_kind_in(*raw)? {
+                    Some(kind) if !kinds.contains(&kind) => kinds.push(kind),
+                    Some(_) => {}
+                    None => return Err("DATA_KIND_UNSPECIFIED is not a data kind".into()),
+                }
+            }
+            kinds.sort();
+            d.data_kinds = kinds;
+        }
+        "algorithm_approach" => d.algorithm_approach = approach_in(p.algorithm_approach)?,
+        "execution" => d.execution = execution_in(p.execution)?,
+        "hosting" => d.hosting = hosting_in(p.hosting)?,
+        "personal_data" => d.personal_data = p.personal_data,
+        "ai_act_tier" => d.ai_act_tier = tier_in(p.ai_act_tier)?.unwrap_or(AiActTier::Unassessed),
+        "ai_act_reason" => d.ai_act_reason = domain::parse_long_text(&p.ai_act_reason)?,
+        "sponsor_id" => d.sponsor_id = optional_person(&p.sponsor_id)?,
+        "lead_id" => d.lead_id = optional_person(&p.lead_id)?,
+        "planned_start_date" => d.planned_start = date_in(p.planned_start_date.as_ref())?,
+        "planned_end_date" => d.planned_end = date_in(p.planned_end_date.as_ref())?,
+        other => return Err(format!("'{other}' cannot be set")),
+    }
+    Ok(())
+}
+
+/// Applies the named paths, then the rules that tie fields together; every
+/// violation is reported at once.
+fn apply(
+    mut d: ProjectDetails,
+    paths: &[&str],
+    p: &pb::Project,
+    currency: CurrencyCode,
+) -> Result<ProjectDetails> {
+    let mut violations = Vec::new();
+    for path in paths {
+        if let Err(description) = set_field(&mut d, path, p, currency) {
+            violations.push(FieldViolation::new(format!("project.{path}"), description));
+        }
+    }
+    if violations.is_empty() {
+        for (field, description) in check_consistency(&d) {
+            violations.push(FieldViolation::new(format!("project.{field}"), description));
+        }
+    }
+    if violations.is_empty() {
+        Ok(d)
+    } else {
+        Err(Error::InvalidArgument(violations))
+    }
+}
+
+fn blank_details() -> ProjectDetails {
+    ProjectDetails {
+        name: DisplayName::parse("-").unwrap_or_else(|_| unreachable!("a valid name")),
+        description: String::new(),
+        business_unit: ShortText::parse("").unwrap_or_else(|_| unreachable!("empty is valid")),
+        tags: Vec::new(),
+        objective: String::new(),
+        gain_quantified: false,
+        expected_gain: None,
+        usage: None,
+        result_type: None,
+        data_kinds: Vec::new(),
+        algorithm_approach: None,
+        execution: None,
+        hosting: None,
+        personal_data: false,
+        ai_act_tier: AiActTier::Unassessed,
+        ai_act_reason: String::new(),
+        sponsor_id: None,
+        lead_id: None,
+        planned_start: None,
+        planned_end: None,
+    }
+}
+
+pub fn project_to_proto(p: Project) -> pb::Project {
+    let d = p.details;
+    pb::Project {
+        id: p.id.to_string(),
+        organisation_id: p.organisation_id.to_string(),
+        name: d.name.as_str().to_owned(),
+        description: d.description,
+        business_unit: d.business_unit.as_str().to_owned(),
+        tags: d.tags,
+        objective: d.objective,
+        gain_quantified: d.gain_quantified,
+        expected_gain: d.expected_gain.map(|m| pb::Money {
+            currency_code: m.currency().as_str().to_owned(),
+            amount: m.to_string(),
+        }),
+        usage: usage_out(d.usage),
+        result_type: result_out(d.result_type),
+        data_kinds: d
+            .data_kinds
+            .into_iter()
+            .map(|k| data_kind_out(Some(k)))
+            .collect(),
+        algorithm_approach: approach_out(d.algorithm_approach),
+        execution: execution_out(d.execution),
+        hosting: hosting_out(d.hosting),
+        personal_data: d.personal_data,
+        ai_act_tier: tier_out(Some(d.ai_act_tier)),
+        ai_act_reason: d.ai_act_reason,
+        sponsor_id: d.sponsor_id.map(|id| id.to_string()).unwrap_or_default(),
+        lead_id: d.lead_id.map(|id| id.to_string()).unwrap_or_default(),
+        phase: phase_out(Some(p.phase)),
+        status: status_out(Some(p.status)),
+        phase_history: p
+            .phase_history
+            .into_iter()
+            .map(|s| pb::PhaseSpan {
+                phase: phase_out(Some(s.phase)),
+                enter_time: Some(conv::timestamp(s.enter_time)),
+                leave_time: s.leave_time.map(conv::timestamp),
+            })
+            .collect(),
+        planned_start_date: date_out(d.planned_start),
+        planned_end_date: date_out(d.planned_end),
+        create_time: Some(conv::timestamp(p.create_time)),
+        update_time: Some(conv::timestamp(p.update_time)),
+        etag: jalon_core::organisation::etag(p.version),
+    }
+}
+
+/// Members see the projects they lead or sponsor; other roles see them all.
+fn visible(membership: &Membership, project: &Project) -> bool {
+    membership.role != Role::Member
+        || member_sees(
+            project.details.lead_id,
+            project.details.sponsor_id,
+            membership.person_id,
+        )
+}
+
+async fn currency_of(store: &Store, organisation_id: Uuid) -> Result<CurrencyCode> {
+    let organisation = organisations::get(store.db(), organisation_id).await?;
+    CurrencyCode::parse(&organisation.default_currency).map_err(Error::Internal)
+}
+
+#[tonic::async_trait]
+impl ProjectService for ProjectApi {
+    #[tracing::instrument(skip_all)]
+    async fn create_project(
+        &self,
+        request: Request<pb::CreateProjectRequest>,
+    ) -> Result<Response<pb::CreateProjectResponse>, GrpcStatus> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::CreateProject, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        let wire = conv::required("project", req.project.as_ref()).or_status()?;
+        let currency = currency_of(&self.store, org).await.or_status()?;
+        let mut wire_project = wire.clone();
+        if membership.role == Role::Member && wire_project.lead_id.is_empty() {
+            // A member who proposes a project leads it unless they say otherwise.
+            wire_project.lead_id = membership.person_id.to_string();
+        }
+        let paths: Vec<&str> = domain::UPDATABLE_FIELDS.to_vec();
+        let details = apply(blank_details(), &paths, &wire_project, currency).or_status()?;
+        if membership.role == Role::Member
+            && !member_sees(details.lead_id, details.sponsor_id, membership.person_id)
+        {
+            return Err(Error::PermissionDenied(
+                "a MEMBER creates projects they lead or sponsor".into(),
+            ))
+            .or_status();
+        }
+        let key = conv::idempotency_key(
+            format!("projects:{org}"),
+            &req.request_id,
+            &pb::CreateProjectRequest {
+                request_id: String::new(),
+                ..req.clone()
+            },
+        )
+        .or_status()?;
+        let created = projects::create(self.store.db(), org, &details, key.as_ref())
+            .await
+            .or_status()?;
+        tracing::info!(organisation_id = %org, project_id = %created.id, "project created");
+        Ok(Response::new(pb::CreateProjectResponse {
+            project: Some(project_to_proto(created)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_project(
+        &self,
+        request: Request<pb::GetProjectRequest>,
+    ) -> Result<Response<pb::GetProjectResponse>, GrpcStatus> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let id = conv::id("id", &req.id).or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::GetProject, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        let project = projects::get(self.store.db(), org, id).await.or_status()?;
+        if !visible(&membership, &project) {
+            return Err(Error::NotFound {
+                resource: "project",
+            })
+            .or_status();
+        }
+        Ok(Response::new(pb::GetProjectResponse {
+            project: Some(project_to_proto(project)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_projects(
+        &self,
+        request: Request<pb::ListProjectsRequest>,
+    ) -> Result<Response<pb::ListProjectsResponse>, GrpcStatus> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let mut v = jalon_core::error::Violations::new();
+        let size = v.check(
+            "page_size",
+            parse_page_size(req.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
+        );
+        let phase = v.check("phase", phase_in(req.phase)).flatten();
+        let status = v.check("status", status_in(req.status)).flatten();
+        let ai_act_tier = v.check("ai_act_tier", tier_in(req.ai_act_tier)).flatten();
+        let sponsor_id = v
+            .check("sponsor_id", optional_person(&req.sponsor_id))
+            .flatten();
+        let lead_id = v.check("lead_id", optional_person(&req.lead_id)).flatten();
+        let tag = if req.tag.is_empty() {
+            None
+        } else {
+            v.check("tag", domain::parse_tag(&req.tag))
+        };
+        v.finish().or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::ListProjects, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        let filter = ProjectFilter {
+            phase,
+            status,
+            sponsor_id,
+            lead_id,
+            business_unit: (!req.business_unit.is_empty()).then_some(req.business_unit),
+            tag,
+            ai_act_tier,
+            visible_to: (membership.role == Role::Member).then_some(membership.person_id),
+        };
+        let after = page::decode(&req.page_token, &filter.key(), "page_token").or_status()?;
+        let page = projects::list(
+            self.store.db(),
+            org,
+            &filter,
+            size.unwrap_or(DEFAULT_PAGE_SIZE),
+            after,
+        )
+        .await
+        .or_status()?;
+        Ok(Response::new(pb::ListProjectsResponse {
+            projects: page.items.into_iter().map(project_to_proto).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_project(
+        &self,
+        request: Request<pb::UpdateProjectRequest>,
+    ) -> Result<Response<pb::UpdateProjectResponse>, GrpcStatus> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let wire = conv::required("project", req.project.as_ref()).or_status()?;
+        let id = conv::id("project.id", &wire.id).or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::UpdateProject, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        if let Some(mask) = &req.update_mask
+            && let Some(path) = mask
+                .paths
+                .iter()
+                .find(|p| domain::LIFECYCLE_FIELDS.contains(&p.as_str()))
+        {
+            return Err(Error::invalid(
+                "update_mask",
+                format!("'{path}' changes only through gate decisions and lifecycle actions"),
+            ))
+            .or_status();
+        }
+        let paths =
+            conv::mask_paths(req.update_mask.as_ref(), domain::UPDATABLE_FIELDS).or_status()?;
+        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let currency = currency_of(&self.store, org).await.or_status()?;
+        let updated = projects::update(self.store.db(), org, id, &wire.etag, |current| {
+            if !visible(&membership, current) {
+                return Err(Error::NotFound {
+                    resource: "project",
+                });
+            }
+            if membership.role == Role::Member
+                && current.details.lead_id != Some(membership.person_id)
+            {
+                return Err(Error::PermissionDenied(
+                    "only the project's lead, a DIRECTOR or an ADMIN updates it".into(),
+                ));
+            }
+            apply(current.details.clone(), &paths, wire, currency)
+        })
+        .await
+        .or_status()?;
+        Ok(Response::new(pb::UpdateProjectResponse {
+            project: Some(project_to_proto(updated)),
+        }))
+    }
+}

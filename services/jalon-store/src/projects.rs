@@ -1,0 +1,404 @@
+//! AI projects, with their tags and phase history.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use jalon_core::{
+    Error, Result,
+    organisation::etag_matches,
+    project::{AiActTier, DataKind, Phase, PhaseSpan, Project, ProjectDetails, Status},
+    values::{CurrencyCode, DisplayName, Money, ShortText},
+};
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{ExprTrait, Query},
+};
+use uuid::Uuid;
+
+use crate::{
+    begin_write, commit,
+    entity::{person, project, project_phase, project_tag},
+    error::db_error,
+    idempotency::{Claim, IdempotencyKey, claim},
+    page::{Page, paginate},
+    people::lock_organisation,
+    retry_idempotent_race,
+};
+
+fn parse_opt<T: std::str::FromStr>(raw: Option<String>) -> Option<T> {
+    raw.and_then(|r| r.parse().ok())
+}
+
+fn from_model(m: project::Model, tags: Vec<String>, phase_history: Vec<PhaseSpan>) -> Project {
+    let expected_gain = match (m.expected_gain_minor, m.expected_gain_currency.as_deref()) {
+        (Some(minor), Some(code)) => CurrencyCode::parse(code)
+            .ok()
+            .map(|c| Money::from_minor(minor, c)),
+        _ => None,
+    };
+    Project {
+        id: m.id,
+        organisation_id: m.organisation_id,
+        details: ProjectDetails {
+            // Stored values were validated on the way in.
+            name: DisplayName::parse(&m.name)
+                .unwrap_or_else(|_| DisplayName::parse("?").expect("a valid name")),
+            description: m.description,
+            business_unit: ShortText::parse(&m.business_unit)
+                .unwrap_or_else(|_| ShortText::parse("").expect("empty is valid")),
+            tags,
+            objective: m.objective,
+            gain_quantified: m.gain_quantified,
+            expected_gain,
+            usage: parse_opt(m.usage),
+            result_type: parse_opt(m.result_type),
+            data_kinds: m
+                .data_kinds
+                .split(',')
+                .filter_map(|k| k.parse::<DataKind>().ok())
+                .collect(),
+            algorithm_approach: parse_opt(m.algorithm_approach),
+            execution: parse_opt(m.execution),
+            hosting: parse_opt(m.hosting),
+            personal_data: m.personal_data,
+            ai_act_tier: m.ai_act_tier.parse().unwrap_or(AiActTier::Unassessed),
+            ai_act_reason: m.ai_act_reason,
+            sponsor_id: m.sponsor_id,
+            lead_id: m.lead_id,
+            planned_start: m.planned_start,
+            planned_end: m.planned_end,
+        },
+        phase: m.phase.parse().unwrap_or(Phase::Ideation),
+        status: m.status.parse().unwrap_or(Status::Active),
+        phase_history,
+        create_time: m.create_time,
+        update_time: m.update_time,
+        version: m.version,
+    }
+}
+
+/// The columns a client sets, from validated details.
+fn write_details(model: &mut project::ActiveModel, d: &ProjectDetails) {
+    model.name = Set(d.name.as_str().to_owned());
+    model.description = Set(d.description.clone());
+    model.business_unit = Set(d.business_unit.as_str().to_owned());
+    model.objective = Set(d.objective.clone());
+    model.gain_quantified = Set(d.gain_quantified);
+    model.expected_gain_minor = Set(d.expected_gain.map(|m| m.minor_units()));
+    model.expected_gain_currency = Set(d.expected_gain.map(|m| m.currency().as_str().to_owned()));
+    model.usage = Set(d.usage.map(|v| v.as_str().to_owned()));
+    model.result_type = Set(d.result_type.map(|v| v.as_str().to_owned()));
+    model.data_kinds = Set(d
+        .data_kinds
+        .iter()
+        .map(DataKind::as_str)
+        .collect::<Vec<_>>()
+        .join(","));
+    model.algorithm_approach = Set(d.algorithm_approach.map(|v| v.as_str().to_owned()));
+    model.execution = Set(d.execution.map(|v| v.as_str().to_owned()));
+    model.hosting = Set(d.hosting.map(|v| v.as_str().to_owned()));
+    model.personal_data = Set(d.personal_data);
+    model.ai_act_tier = Set(d.ai_act_tier.as_str().to_owned());
+    model.ai_act_reason = Set(d.ai_act_reason.clone());
+    model.sponsor_id = Set(d.sponsor_id);
+    model.lead_id = Set(d.lead_id);
+    model.planned_start = Set(d.planned_start);
+    model.planned_end = Set(d.planned_end);
+}
+
+/// The sponsor and the lead must be active people of the organisation.
+async fn check_people(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    d: &ProjectDetails,
+) -> Result<()> {
+    let mut violations = Vec::new();
+    for (field, id) in [
+        ("project.sponsor_id", d.sponsor_id),
+        ("project.lead_id", d.lead_id),
+    ] {
+        let Some(id) = id else { continue };
+        let found = person::Entity::find_by_id(id)
+            .filter(person::Column::OrganisationId.eq(organisation_id))
+            .filter(person::Column::Active.eq(true))
+            .one(conn)
+            .await
+            .map_err(db_error)?;
+        if found.is_none() {
+            violations.push(jalon_core::FieldViolation::new(
+                field,
+                "is not an active person of this organisation",
+            ));
+        }
+    }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(violations))
+    }
+}
+
+async fn write_tags(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    project_id: Uuid,
+    tags: &[String],
+) -> Result<()> {
+    project_tag::Entity::delete_many()
+        .filter(project_tag::Column::ProjectId.eq(project_id))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    if tags.is_empty() {
+        return Ok(());
+    }
+    project_tag::Entity::insert_many(tags.iter().map(|tag| project_tag::ActiveModel {
+        project_id: Set(project_id),
+        tag: Set(tag.clone()),
+        organisation_id: Set(organisation_id),
+    }))
+    .exec(conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// Creates a project in IDEATION, ACTIVE, with its first phase span.
+#[tracing::instrument(skip(db, details, key))]
+pub async fn create(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    details: &ProjectDetails,
+    key: Option<&IdempotencyKey>,
+) -> Result<Project> {
+    retry_idempotent_race(|| async {
+        let txn = begin_write(db).await?;
+        let id = Uuid::now_v7();
+        if let Claim::Replay(existing) = claim(&txn, key, id).await? {
+            return get(&txn, organisation_id, existing).await;
+        }
+        lock_organisation(&txn, organisation_id).await?;
+        check_people(&txn, organisation_id, details).await?;
+        let now = Utc::now();
+        let mut model = project::ActiveModel {
+            id: Set(id),
+            organisation_id: Set(organisation_id),
+            phase: Set(Phase::Ideation.as_str().to_owned()),
+            status: Set(Status::Active.as_str().to_owned()),
+            create_time: Set(now),
+            update_time: Set(now),
+            version: Set(1),
+            ..Default::default()
+        };
+        write_details(&mut model, details);
+        model.insert(&txn).await.map_err(db_error)?;
+        write_tags(&txn, organisation_id, id, &details.tags).await?;
+        project_phase::ActiveModel {
+            project_id: Set(id),
+            seq: Set(0),
+            phase: Set(Phase::Ideation.as_str().to_owned()),
+            enter_time: Set(now),
+            leave_time: Set(None),
+        }
+        .insert(&txn)
+        .await
+        .map_err(db_error)?;
+        let created = get(&txn, organisation_id, id).await?;
+        commit(txn).await?;
+        Ok(created)
+    })
+    .await
+}
+
+/// Loads the tags and phase histories of several projects at once.
+async fn hydrate(conn: &impl ConnectionTrait, rows: Vec<project::Model>) -> Result<Vec<Project>> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tags: HashMap<Uuid, Vec<String>> = HashMap::new();
+    for t in project_tag::Entity::find()
+        .filter(project_tag::Column::ProjectId.is_in(ids.clone()))
+        .order_by_asc(project_tag::Column::Tag)
+        .all(conn)
+        .await
+        .map_err(db_error)?
+    {
+        tags.entry(t.project_id).or_default().push(t.tag);
+    }
+    let mut phases: HashMap<Uuid, Vec<PhaseSpan>> = HashMap::new();
+    for p in project_phase::Entity::find()
+        .filter(project_phase::Column::ProjectId.is_in(ids))
+        .order_by_asc(project_phase::Column::Seq)
+        .all(conn)
+        .await
+        .map_err(db_error)?
+    {
+        phases.entry(p.project_id).or_default().push(PhaseSpan {
+            phase: p.phase.parse().unwrap_or(Phase::Ideation),
+            enter_time: p.enter_time,
+            leave_time: p.leave_time,
+        });
+    }
+    Ok(rows
+        .into_iter()
+        .map(|m| {
+            let id = m.id;
+            from_model(
+                m,
+                tags.remove(&id).unwrap_or_default(),
+                phases.remove(&id).unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// Reads a project of an organisation.
+#[tracing::instrument(skip(conn))]
+pub async fn get(conn: &impl ConnectionTrait, organisation_id: Uuid, id: Uuid) -> Result<Project> {
+    let row = project::Entity::find_by_id(id)
+        .filter(project::Column::OrganisationId.eq(organisation_id))
+        .one(conn)
+        .await
+        .map_err(db_error)?
+        .ok_or(Error::NotFound {
+            resource: "project",
+        })?;
+    hydrate(conn, vec![row])
+        .await?
+        .pop()
+        .ok_or(Error::NotFound {
+            resource: "project",
+        })
+}
+
+/// Filters of `ListProjects`; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectFilter {
+    pub phase: Option<Phase>,
+    pub status: Option<Status>,
+    pub sponsor_id: Option<Uuid>,
+    pub lead_id: Option<Uuid>,
+    pub business_unit: Option<String>,
+    pub tag: Option<String>,
+    pub ai_act_tier: Option<AiActTier>,
+    /// Only projects this person leads or sponsors (the MEMBER rule).
+    pub visible_to: Option<Uuid>,
+}
+
+impl ProjectFilter {
+    /// A stable rendering, bound into page tokens.
+    pub fn key(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+/// Lists projects in creation order.
+#[tracing::instrument(skip(db))]
+pub async fn list(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    filter: &ProjectFilter,
+    page_size: u32,
+    after: Option<Uuid>,
+) -> Result<Page<Project>> {
+    use project::Column as C;
+    let mut query = project::Entity::find().filter(C::OrganisationId.eq(organisation_id));
+    if let Some(v) = filter.phase {
+        query = query.filter(C::Phase.eq(v.as_str()));
+    }
+    if let Some(v) = filter.status {
+        query = query.filter(C::Status.eq(v.as_str()));
+    }
+    if let Some(v) = filter.sponsor_id {
+        query = query.filter(C::SponsorId.eq(v));
+    }
+    if let Some(v) = filter.lead_id {
+        query = query.filter(C::LeadId.eq(v));
+    }
+    if let Some(v) = &filter.business_unit {
+        query = query.filter(C::BusinessUnit.eq(v.as_str()));
+    }
+    if let Some(v) = filter.ai_act_tier {
+        query = query.filter(C::AiActTier.eq(v.as_str()));
+    }
+    if let Some(tag) = &filter.tag {
+        query = query.filter(
+            C::Id.in_subquery(
+                Query::select()
+                    .column(project_tag::Column::ProjectId)
+                    .from(project_tag::Entity)
+                    .and_where(project_tag::Column::OrganisationId.eq(organisation_id))
+                    .and_where(project_tag::Column::Tag.eq(tag.as_str()))
+                    .to_owned(),
+            ),
+        );
+    }
+    if let Some(person) = filter.visible_to {
+        query = query.filter(C::LeadId.eq(person).or(C::SponsorId.eq(person)));
+    }
+    if let Some(after) = after {
+        query = query.filter(C::Id.gt(after));
+    }
+    let rows = query
+        .order_by_asc(C::Id)
+        .limit(u64::from(page_size) + 1)
+        .all(db)
+        .await
+        .map_err(db_error)?;
+    Ok(paginate(
+        hydrate(db, rows).await?,
+        page_size,
+        &filter.key(),
+        |p| p.id,
+    ))
+}
+
+/// Updates a project: `apply` changes the current details (and checks them);
+/// compare-and-swap on the version.
+#[tracing::instrument(skip(db, apply))]
+pub async fn update(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    id: Uuid,
+    etag: &str,
+    apply: impl FnOnce(&Project) -> Result<ProjectDetails>,
+) -> Result<Project> {
+    let txn = begin_write(db).await?;
+    lock_organisation(&txn, organisation_id).await?;
+    let current = get(&txn, organisation_id, id).await?;
+    if !etag_matches(etag, current.version) {
+        return Err(Error::stale_etag("project"));
+    }
+    let details = apply(&current)?;
+    if details.sponsor_id != current.details.sponsor_id
+        || details.lead_id != current.details.lead_id
+    {
+        check_people(&txn, organisation_id, &details).await?;
+    }
+    let mut model = project::ActiveModel {
+        update_time: Set(Utc::now()),
+        version: Set(current.version + 1),
+        ..Default::default()
+    };
+    write_details(&mut model, &details);
+    let result = project::Entity::update_many()
+        .set(model)
+        .filter(project::Column::Id.eq(id))
+        .filter(project::Column::Version.eq(current.version))
+        .exec(&txn)
+        .await
+        .map_err(db_error)?;
+    if result.rows_affected == 0 {
+        return Err(Error::stale_etag("project"));
+    }
+    if details.tags != current.details.tags {
+        write_tags(&txn, organisation_id, id, &details.tags).await?;
+    }
+    let updated = get(&txn, organisation_id, id).await?;
+    commit(txn).await?;
+    Ok(updated)
+}
