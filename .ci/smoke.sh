@@ -38,6 +38,16 @@ grpcurl -plaintext "${auth[@]}" -d "{
   \"organisation\": {\"id\": \"$org_id\", \"display_name\": \"Acme Group\", \"etag\": \"W/\\\"1\\\"\"},
   \"update_mask\": {\"paths\": [\"display_name\"]}
 }" "localhost:$port" jalon.v1.OrganisationService/UpdateOrganisation | grep -q '"displayName": "Acme Group"'
+grpcurl -plaintext "${auth[@]}" -d "{
+  \"organisation_id\": \"$org_id\",
+  \"project\": {\"name\": \"Callbot\", \"tags\": [\"callbot\", \"nlp\"], \"gain_quantified\": true,
+              \"expected_gain\": {\"currency_code\": \"EUR\", \"amount\": \"250000\"},
+              \"usage\": \"USAGE_PRODUCTIVITY\", \"data_kinds\": [\"DATA_KIND_AUDIO\"],
+              \"planned_start_date\": {\"year\": 2027, \"month\": 1, \"day\": 4}}
+}" "localhost:$port" jalon.v1.ProjectService/CreateProject >/dev/null
+projects="$(grpcurl -plaintext "${auth[@]}" -d "{\"organisation_id\": \"$org_id\", \"tag\": \"nlp\"}" "localhost:$port" jalon.v1.ProjectService/ListProjects \
+  | python3 -c 'import json,sys; d=json.load(sys.stdin); p=d["projects"][0]; print(len(d["projects"]), p["phase"], p["expectedGain"]["amount"])')"
+[ "$projects" = "1 PHASE_IDEATION 250000.00" ] || { echo "unexpected projects: $projects" >&2; exit 1; }
 if grpcurl -plaintext "localhost:$port" jalon.v1.OrganisationService/ListOrganisations 2>err.txt; then
   echo "a call without a token was accepted" >&2; exit 1
 fi
