@@ -4,11 +4,14 @@
 //! types, the server carries them over the wire, and every rule is unit-tested
 //! beside its code.
 
+pub mod assessment;
 pub mod authz;
 pub mod error;
+pub mod gate;
 pub mod organisation;
 pub mod person;
 pub mod project;
+pub mod question_bank;
 pub mod values;
 
 pub use error::{Error, FieldViolation, PreconditionViolation, Result};
