@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_create_organisations_and_people;
 mod m20261129_000002_create_projects;
+mod m20261129_000003_create_assessments_gates_audit;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261129_000001_create_organisations_and_people::Migration),
             Box::new(m20261129_000002_create_projects::Migration),
+            Box::new(m20261129_000003_create_assessments_gates_audit::Migration),
         ]
     }
 }

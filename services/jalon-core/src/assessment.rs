@@ -123,11 +123,9 @@ impl Readiness {
 
     /// Whole percent, rounded down (what a progress bar shows).
     pub fn percent(&self) -> u32 {
-        if self.applicable_weight == 0 {
-            100
-        } else {
-            self.done_weight * 100 / self.applicable_weight
-        }
+        (self.done_weight * 100)
+            .checked_div(self.applicable_weight)
+            .unwrap_or(100)
     }
 }
 
@@ -219,16 +217,21 @@ pub fn bank_at(
             retired: retired_at(q.key).is_some_and(|v| v <= version),
         })
         .collect();
-    out.extend(custom.iter().filter(|c| c.added_version <= version).map(|c| Question {
-        key: c.key.clone(),
-        phase: c.phase,
-        concern: c.concern,
-        kind: c.kind,
-        weight: c.weight,
-        text: c.text.clone(),
-        default: false,
-        retired: c.retired_version.is_some_and(|v| v <= version),
-    }));
+    out.extend(
+        custom
+            .iter()
+            .filter(|c| c.added_version <= version)
+            .map(|c| Question {
+                key: c.key.clone(),
+                phase: c.phase,
+                concern: c.concern,
+                kind: c.kind,
+                weight: c.weight,
+                text: c.text.clone(),
+                default: false,
+                retired: c.retired_version.is_some_and(|v| v <= version),
+            }),
+    );
     if !include_retired {
         out.retain(|q| !q.retired);
     }
@@ -290,7 +293,12 @@ mod tests {
 
     #[test]
     fn nothing_applicable_is_fully_ready() {
-        let r = readiness(&[item("a", QuestionKind::Should, 2, AnswerStatus::NotApplicable)]);
+        let r = readiness(&[item(
+            "a",
+            QuestionKind::Should,
+            2,
+            AnswerStatus::NotApplicable,
+        )]);
         assert_eq!(r.percent(), 100);
         assert!(r.must_open.is_empty());
     }
@@ -325,13 +333,25 @@ mod tests {
         assert_eq!(at3.len(), DEFAULT_BANK.len());
         let at4 = bank_at(4, &retired, &custom, false);
         assert_eq!(at4.len(), DEFAULT_BANK.len() - 1);
-        assert_eq!(bank_at(4, &retired, &custom, true).iter().filter(|q| q.retired).count(), 2);
+        assert_eq!(
+            bank_at(4, &retired, &custom, true)
+                .iter()
+                .filter(|q| q.retired)
+                .count(),
+            2
+        );
     }
 
     #[test]
     fn custom_keys() {
-        assert_eq!(parse_custom_key("gdpr-register"), Ok("custom.gdpr-register".into()));
-        assert_eq!(parse_custom_key("custom.gdpr-register"), Ok("custom.gdpr-register".into()));
+        assert_eq!(
+            parse_custom_key("gdpr-register"),
+            Ok("custom.gdpr-register".into())
+        );
+        assert_eq!(
+            parse_custom_key("custom.gdpr-register"),
+            Ok("custom.gdpr-register".into())
+        );
         assert!(parse_custom_key("GDPR").is_err());
         assert!(parse_custom_key("a").is_err());
         assert!(parse_custom_key("poc.data.x").is_err());

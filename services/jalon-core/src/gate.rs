@@ -235,7 +235,10 @@ pub fn evaluate(criteria: &[Criterion], ctx: &GateContext, waivers: &[Waiver]) -
                 Ok(true) => (CriterionResult::Pass, "met".to_owned()),
                 Ok(false) => (CriterionResult::Pass, "does not apply".to_owned()),
                 Err(why) => match waivers.iter().find(|w| w.criterion == c.key) {
-                    Some(w) if c.waivable => (CriterionResult::Waived, format!("{why}; waived: {}", w.reason)),
+                    Some(w) if c.waivable => (
+                        CriterionResult::Waived,
+                        format!("{why}; waived: {}", w.reason),
+                    ),
                     _ => (CriterionResult::Fail, why),
                 },
             };
@@ -271,7 +274,10 @@ pub const SPONSOR: &str = "SPONSOR";
 
 /// The signatories a review requires: always the sponsor, plus the policy's.
 pub fn required_signatories(sponsor: Uuid, policy: &[Signatory]) -> Vec<Signatory> {
-    let mut all = vec![Signatory { function: SPONSOR.to_owned(), person_id: sponsor }];
+    let mut all = vec![Signatory {
+        function: SPONSOR.to_owned(),
+        person_id: sponsor,
+    }];
     for s in policy {
         if !all.contains(s) {
             all.push(s.clone());
@@ -291,7 +297,9 @@ pub fn check_signature(
 ) -> Result<()> {
     let functions: Vec<&Signatory> = required.iter().filter(|s| s.person_id == signer).collect();
     if functions.is_empty() {
-        return Err(Error::PermissionDenied("you are not a required signatory of this review".into()));
+        return Err(Error::PermissionDenied(
+            "you are not a required signatory of this review".into(),
+        ));
     }
     if lead == Some(signer) && functions.iter().any(|s| s.function == SPONSOR) {
         return Err(Error::PermissionDenied(
@@ -356,19 +364,35 @@ pub fn decide(
         return Err(Error::precondition(
             "PROJECT_NOT_ACTIVE",
             format!("projects/{}", project.id),
-            format!("the project is {} in {}: a gate is decided on an ACTIVE project in the reviewed phase", project.status, project.phase),
+            format!(
+                "the project is {} in {}: a gate is decided on an ACTIVE project in the reviewed phase",
+                project.status, project.phase
+            ),
         ));
     }
     let mut unmet = Vec::new();
     let subject = format!("projects/{}", project.id);
-    if outcome != Outcome::Kill {
-        if let Some(e) = evaluations.iter().find(|e| e.key == "NOT_PROHIBITED" && e.result == CriterionResult::Fail) {
-            unmet.push(PreconditionViolation::new(e.key.clone(), subject.clone(), e.reason.clone()));
-        }
+    if outcome != Outcome::Kill
+        && let Some(e) = evaluations
+            .iter()
+            .find(|e| e.key == "NOT_PROHIBITED" && e.result == CriterionResult::Fail)
+    {
+        unmet.push(PreconditionViolation::new(
+            e.key.clone(),
+            subject.clone(),
+            e.reason.clone(),
+        ));
     }
     if matches!(outcome, Outcome::Go | Outcome::ConditionalGo) {
-        for e in evaluations.iter().filter(|e| e.result == CriterionResult::Fail && e.key != "NOT_PROHIBITED") {
-            unmet.push(PreconditionViolation::new(e.key.clone(), subject.clone(), e.reason.clone()));
+        for e in evaluations
+            .iter()
+            .filter(|e| e.result == CriterionResult::Fail && e.key != "NOT_PROHIBITED")
+        {
+            unmet.push(PreconditionViolation::new(
+                e.key.clone(),
+                subject.clone(),
+                e.reason.clone(),
+            ));
         }
         for s in required {
             match signatures.iter().find(|sig| sig.person_id == s.person_id) {
@@ -391,21 +415,49 @@ pub fn decide(
     }
     match outcome {
         Outcome::ConditionalGo if conditions.is_empty() => {
-            return Err(Error::invalid("conditions", "a CONDITIONAL_GO needs at least one condition"));
+            return Err(Error::invalid(
+                "conditions",
+                "a CONDITIONAL_GO needs at least one condition",
+            ));
         }
-        Outcome::Go | Outcome::Recycle | Outcome::Hold | Outcome::Kill if !conditions.is_empty() => {
-            return Err(Error::invalid("conditions", "only a CONDITIONAL_GO carries conditions"));
+        Outcome::Go | Outcome::Recycle | Outcome::Hold | Outcome::Kill
+            if !conditions.is_empty() =>
+        {
+            return Err(Error::invalid(
+                "conditions",
+                "only a CONDITIONAL_GO carries conditions",
+            ));
         }
         _ => {}
     }
     Ok(match outcome {
         Outcome::Go | Outcome::ConditionalGo => match from.next() {
-            Some(next) => Transition { phase: next, status: Status::Active, advanced: true },
-            None => Transition { phase: from, status: Status::InProduction, advanced: false },
+            Some(next) => Transition {
+                phase: next,
+                status: Status::Active,
+                advanced: true,
+            },
+            None => Transition {
+                phase: from,
+                status: Status::InProduction,
+                advanced: false,
+            },
         },
-        Outcome::Recycle => Transition { phase: from, status: Status::Active, advanced: false },
-        Outcome::Hold => Transition { phase: from, status: Status::OnHold, advanced: false },
-        Outcome::Kill => Transition { phase: from, status: Status::Stopped, advanced: false },
+        Outcome::Recycle => Transition {
+            phase: from,
+            status: Status::Active,
+            advanced: false,
+        },
+        Outcome::Hold => Transition {
+            phase: from,
+            status: Status::OnHold,
+            advanced: false,
+        },
+        Outcome::Kill => Transition {
+            phase: from,
+            status: Status::Stopped,
+            advanced: false,
+        },
     })
 }
 
@@ -415,7 +467,10 @@ pub fn check_can_request(project: &Project) -> Result<()> {
         return Err(Error::precondition(
             "PROJECT_NOT_ACTIVE",
             format!("projects/{}", project.id),
-            format!("the project is {}: a gate review needs an ACTIVE project", project.status),
+            format!(
+                "the project is {}: a gate review needs an ACTIVE project",
+                project.status
+            ),
         ));
     }
     Ok(())

@@ -17,4 +17,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "jalon.v1.OrganisationService",
     "jalon.v1.PersonService",
     "jalon.v1.ProjectService",
+    "jalon.v1.AssessmentService",
+    "jalon.v1.GateService",
+    "jalon.v1.AuditService",
 ];

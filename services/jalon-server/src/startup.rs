@@ -9,6 +9,8 @@ use http::{HeaderName, HeaderValue};
 use jalon_proto::{
     FILE_DESCRIPTOR_SET, SERVICE_NAMES,
     v1::{
+        assessment_service_server::AssessmentServiceServer,
+        audit_service_server::AuditServiceServer, gate_service_server::GateServiceServer,
         organisation_service_server::OrganisationServiceServer,
         person_service_server::PersonServiceServer, project_service_server::ProjectServiceServer,
     },
@@ -27,7 +29,10 @@ use tracing::Span;
 use crate::{
     auth::{AuthInterceptor, Authenticator},
     config::Settings,
-    grpc::{organisations::OrganisationApi, people::PersonApi, projects::ProjectApi},
+    grpc::{
+        assessments::AssessmentApi, audit::AuditApi, gates::GateApi,
+        organisations::OrganisationApi, people::PersonApi, projects::ProjectApi,
+    },
 };
 
 /// A built application: database connected and migrated, port bound.
@@ -140,6 +145,22 @@ impl Application {
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
 
+        let assessments = AssessmentServiceServer::new(AssessmentApi {
+            store: store.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+        let gates = GateServiceServer::new(GateApi {
+            store: store.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+        let audit = AuditServiceServer::new(AuditApi {
+            store: store.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+
         let layers = tower::ServiceBuilder::new()
             .layer(cors(&settings.server.cors_allowed_origins))
             .layer(tonic_web::GrpcWebLayer::new())
@@ -177,7 +198,10 @@ impl Application {
             .add_service(reflection_v1alpha)
             .add_service(InterceptedService::new(organisations, interceptor.clone()))
             .add_service(InterceptedService::new(people, interceptor.clone()))
-            .add_service(InterceptedService::new(projects, interceptor));
+            .add_service(InterceptedService::new(projects, interceptor.clone()))
+            .add_service(InterceptedService::new(assessments, interceptor.clone()))
+            .add_service(InterceptedService::new(gates, interceptor.clone()))
+            .add_service(InterceptedService::new(audit, interceptor));
         let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
             let _ = stop_rx.await;
         });

@@ -3,8 +3,11 @@
 //!
 //! The same code runs on SQLite (the embedded default) and PostgreSQL.
 
+pub mod assessments;
+pub mod audit;
 pub mod entity;
 mod error;
+pub mod gates;
 pub mod idempotency;
 pub mod organisations;
 pub mod page;

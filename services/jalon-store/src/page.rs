@@ -9,11 +9,10 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jalon_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 #[derive(Serialize, Deserialize)]
 struct Token {
-    a: Uuid,
+    a: String,
     f: String,
 }
 
@@ -22,17 +21,18 @@ fn fingerprint(filter: &str) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
-/// The token that continues after `after` under `filter`.
-pub fn encode(after: Uuid, filter: &str) -> String {
+/// The token that continues after `after` (an id, a sequence number) under
+/// `filter`.
+pub fn encode(after: impl std::fmt::Display, filter: &str) -> String {
     let token = Token {
-        a: after,
+        a: after.to_string(),
         f: fingerprint(filter),
     };
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).unwrap_or_default())
 }
 
-/// The id to continue after, or `None` for the first page.
-pub fn decode(token: &str, filter: &str, field: &str) -> Result<Option<Uuid>> {
+/// The key to continue after, or `None` for the first page.
+pub fn decode<K: std::str::FromStr>(token: &str, filter: &str, field: &str) -> Result<Option<K>> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -47,7 +47,11 @@ pub fn decode(token: &str, filter: &str, field: &str) -> Result<Option<Uuid>> {
             "was issued for other filters: repeat the same filters, or start from the first page",
         ));
     }
-    Ok(Some(token.a))
+    token
+        .a
+        .parse()
+        .map(Some)
+        .map_err(|_| Error::invalid(field, "is not a page token this service issued"))
 }
 
 /// A page of results.
@@ -58,11 +62,11 @@ pub struct Page<T> {
 }
 
 /// Cuts the `size + 1` rows fetched into a page and the token to the next.
-pub(crate) fn paginate<T>(
+pub(crate) fn paginate<T, K: std::fmt::Display>(
     mut rows: Vec<T>,
     size: u32,
     filter: &str,
-    id: impl Fn(&T) -> Uuid,
+    id: impl Fn(&T) -> K,
 ) -> Page<T> {
     let size = size as usize;
     let next_page_token = if rows.len() > size {
@@ -81,6 +85,8 @@ pub(crate) fn paginate<T>(
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
 
     #[test]
@@ -88,14 +94,16 @@ mod tests {
         let id = Uuid::now_v7();
         let token = encode(id, "role=ADMIN");
         assert_eq!(decode(&token, "role=ADMIN", "page_token"), Ok(Some(id)));
-        assert_eq!(decode("", "role=ADMIN", "page_token"), Ok(None));
+        assert_eq!(decode::<Uuid>("", "role=ADMIN", "page_token"), Ok(None));
+        assert_eq!(decode(&encode(42_i64, ""), "", "t"), Ok(Some(42_i64)));
     }
 
     #[test]
     fn tokens_are_refused_under_other_filters_or_when_forged() {
         let token = encode(Uuid::now_v7(), "role=ADMIN");
-        assert!(decode(&token, "role=MEMBER", "page_token").is_err());
-        assert!(decode("garbage", "", "page_token").is_err());
+        assert!(decode::<Uuid>(&token, "role=MEMBER", "page_token").is_err());
+        assert!(decode::<Uuid>("garbage", "", "page_token").is_err());
+        assert!(decode::<i64>(&token, "role=ADMIN", "page_token").is_err());
     }
 
     #[test]

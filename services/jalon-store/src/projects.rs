@@ -19,6 +19,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
+    assessments,
+    audit::{self, Actor, NewEvent},
     begin_write, commit,
     entity::{person, project, project_phase, project_tag},
     error::db_error,
@@ -166,13 +168,44 @@ async fn write_tags(
     Ok(())
 }
 
-/// Creates a project in IDEATION, ACTIVE, with its first phase span.
-#[tracing::instrument(skip(db, details, key))]
+/// What the audit log keeps of a project.
+pub fn audit_view(p: &Project) -> serde_json::Value {
+    let d = &p.details;
+    serde_json::json!({
+        "name": d.name.as_str(),
+        "description": d.description,
+        "business_unit": d.business_unit.as_str(),
+        "tags": d.tags,
+        "objective": d.objective,
+        "gain_quantified": d.gain_quantified,
+        "expected_gain": d.expected_gain.map(|m| format!("{} {}", m, m.currency())),
+        "usage": d.usage.map(|v| v.as_str()),
+        "result_type": d.result_type.map(|v| v.as_str()),
+        "data_kinds": d.data_kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+        "algorithm_approach": d.algorithm_approach.map(|v| v.as_str()),
+        "execution": d.execution.map(|v| v.as_str()),
+        "hosting": d.hosting.map(|v| v.as_str()),
+        "personal_data": d.personal_data,
+        "ai_act_tier": d.ai_act_tier.as_str(),
+        "ai_act_reason": d.ai_act_reason,
+        "sponsor_id": d.sponsor_id,
+        "lead_id": d.lead_id,
+        "planned_start": d.planned_start,
+        "planned_end": d.planned_end,
+        "phase": p.phase.as_str(),
+        "status": p.status.as_str(),
+    })
+}
+
+/// Creates a project in IDEATION, ACTIVE, with its first phase span and the
+/// IDEATION checklist.
+#[tracing::instrument(skip(db, details, key, actor))]
 pub async fn create(
     db: &DatabaseConnection,
     organisation_id: Uuid,
     details: &ProjectDetails,
     key: Option<&IdempotencyKey>,
+    actor: &Actor,
 ) -> Result<Project> {
     retry_idempotent_race(|| async {
         let txn = begin_write(db).await?;
@@ -206,7 +239,23 @@ pub async fn create(
         .insert(&txn)
         .await
         .map_err(db_error)?;
+        assessments::instantiate(&txn, organisation_id, id, Phase::Ideation).await?;
         let created = get(&txn, organisation_id, id).await?;
+        audit::record(
+            &txn,
+            organisation_id,
+            actor,
+            NewEvent {
+                project_id: Some(id),
+                action: "project.created",
+                resource_type: "project",
+                resource_id: id.to_string(),
+                before: None,
+                after: audit_view(&created),
+                chained: false,
+            },
+        )
+        .await?;
         commit(txn).await?;
         Ok(created)
     })
@@ -359,12 +408,13 @@ pub async fn list(
 
 /// Updates a project: `apply` changes the current details (and checks them);
 /// compare-and-swap on the version.
-#[tracing::instrument(skip(db, apply))]
+#[tracing::instrument(skip(db, apply, actor))]
 pub async fn update(
     db: &DatabaseConnection,
     organisation_id: Uuid,
     id: Uuid,
     etag: &str,
+    actor: &Actor,
     apply: impl FnOnce(&Project) -> Result<ProjectDetails>,
 ) -> Result<Project> {
     let txn = begin_write(db).await?;
@@ -399,6 +449,115 @@ pub async fn update(
         write_tags(&txn, organisation_id, id, &details.tags).await?;
     }
     let updated = get(&txn, organisation_id, id).await?;
+    audit::record(
+        &txn,
+        organisation_id,
+        actor,
+        NewEvent {
+            project_id: Some(id),
+            action: "project.updated",
+            resource_type: "project",
+            resource_id: id.to_string(),
+            before: Some(audit_view(&current)),
+            after: audit_view(&updated),
+            chained: false,
+        },
+    )
+    .await?;
+    commit(txn).await?;
+    Ok(updated)
+}
+
+/// Moves a project's phase and status (a gate decision or a lifecycle
+/// action), inside the caller's transaction: closes the current phase span
+/// and opens the next one when the phase changes, and instantiates the new
+/// phase's checklist.
+pub(crate) async fn move_project(
+    conn: &impl ConnectionTrait,
+    project: &Project,
+    phase: Phase,
+    status: Status,
+) -> Result<()> {
+    let now = Utc::now();
+    let model = project::ActiveModel {
+        phase: Set(phase.as_str().to_owned()),
+        status: Set(status.as_str().to_owned()),
+        update_time: Set(now),
+        version: Set(project.version + 1),
+        ..Default::default()
+    };
+    let result = project::Entity::update_many()
+        .set(model)
+        .filter(project::Column::Id.eq(project.id))
+        .filter(project::Column::Version.eq(project.version))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    if result.rows_affected == 0 {
+        return Err(Error::stale_etag("project"));
+    }
+    if phase != project.phase {
+        let seq = i32::try_from(project.phase_history.len()).unwrap_or(i32::MAX);
+        project_phase::Entity::update_many()
+            .set(project_phase::ActiveModel {
+                leave_time: Set(Some(now)),
+                ..Default::default()
+            })
+            .filter(project_phase::Column::ProjectId.eq(project.id))
+            .filter(project_phase::Column::LeaveTime.is_null())
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
+        project_phase::ActiveModel {
+            project_id: Set(project.id),
+            seq: Set(seq),
+            phase: Set(phase.as_str().to_owned()),
+            enter_time: Set(now),
+            leave_time: Set(None),
+        }
+        .insert(conn)
+        .await
+        .map_err(db_error)?;
+        assessments::instantiate(conn, project.organisation_id, project.id, phase).await?;
+    }
+    Ok(())
+}
+
+/// Resumes or retires a project (lifecycle actions outside gates).
+pub async fn lifecycle(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    id: Uuid,
+    action: jalon_core::gate::LifecycleAction,
+    reason: &str,
+    actor: &Actor,
+    authorise: impl FnOnce(&Project) -> Result<()>,
+) -> Result<Project> {
+    let txn = begin_write(db).await?;
+    lock_organisation(&txn, organisation_id).await?;
+    let current = get(&txn, organisation_id, id).await?;
+    authorise(&current)?;
+    let status = jalon_core::gate::lifecycle(&current, action)?;
+    move_project(&txn, &current, current.phase, status).await?;
+    let updated = get(&txn, organisation_id, id).await?;
+    audit::record(
+        &txn,
+        organisation_id,
+        actor,
+        NewEvent {
+            project_id: Some(id),
+            action: match action {
+                jalon_core::gate::LifecycleAction::Resume => "project.resumed",
+                jalon_core::gate::LifecycleAction::Retire => "project.retired",
+            },
+            resource_type: "project",
+            resource_id: id.to_string(),
+            before: Some(serde_json::json!({"status": current.status.as_str()})),
+            after: serde_json::json!({"status": updated.status.as_str(), "reason": reason}),
+            chained: false,
+        },
+    )
+    .await?;
     commit(txn).await?;
     Ok(updated)
 }

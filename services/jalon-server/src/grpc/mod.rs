@@ -2,7 +2,45 @@
 //! the caller from the extensions, authorise, call the store, convert the
 //! reply.
 
+/// A wire enum value to a domain one: `None` for UNSPECIFIED.
+pub(crate) fn from_wire<T: std::str::FromStr>(
+    name: Option<&'static str>,
+    prefix: &str,
+    raw: i32,
+) -> Result<Option<T>, String> {
+    let name = name.ok_or_else(|| format!("{raw} is not a known value"))?;
+    let bare = name.strip_prefix(prefix).unwrap_or(name);
+    if bare == "UNSPECIFIED" {
+        return Ok(None);
+    }
+    bare.parse::<T>()
+        .map(Some)
+        .map_err(|_| format!("{name} is not supported"))
+}
+
+/// Conversions between a wire enum and a domain enum of the same names
+/// (the wire's carry a prefix): `$from` maps UNSPECIFIED to `None`.
+macro_rules! wire_enum {
+    ($vis:vis $from:ident, $to:ident, $pb:ty, $domain:ty, $prefix:literal) => {
+        $vis fn $from(raw: i32) -> Result<Option<$domain>, String> {
+            crate::grpc::from_wire(
+                <$pb>::try_from(raw).ok().map(|e| e.as_str_name()),
+                $prefix,
+                raw,
+            )
+        }
+        $vis fn $to(value: Option<$domain>) -> i32 {
+            value
+                .and_then(|v| <$pb>::from_str_name(&format!("{}{}", $prefix, v.as_str())))
+                .map_or(0, |e| e as i32)
+        }
+    };
+}
+
+pub mod assessments;
+pub mod audit;
 pub mod conversions;
+pub mod gates;
 pub mod organisations;
 pub mod people;
 pub mod projects;
@@ -50,4 +88,39 @@ pub fn member(membership: Option<Membership>) -> Result<Membership> {
     membership.ok_or(Error::NotFound {
         resource: "organisation",
     })
+}
+
+/// Who acts, for the audit log.
+pub fn actor(caller: &Caller, membership: Option<&Membership>) -> jalon_store::audit::Actor {
+    jalon_store::audit::Actor {
+        person_id: membership.map(|m| m.person_id),
+        subject: caller.subject.clone(),
+    }
+}
+
+/// Members see the projects they lead or sponsor; other roles see them all.
+pub fn visible(membership: &Membership, project: &jalon_core::project::Project) -> bool {
+    membership.role != jalon_core::authz::Role::Member
+        || jalon_core::project::member_sees(
+            project.details.lead_id,
+            project.details.sponsor_id,
+            membership.person_id,
+        )
+}
+
+/// A project the caller may see, or NOT_FOUND.
+pub async fn visible_project(
+    store: &Store,
+    membership: &Membership,
+    organisation_id: Uuid,
+    project_id: Uuid,
+) -> Result<jalon_core::project::Project> {
+    let project = jalon_store::projects::get(store.db(), organisation_id, project_id).await?;
+    if visible(membership, &project) {
+        Ok(project)
+    } else {
+        Err(Error::NotFound {
+            resource: "project",
+        })
+    }
 }

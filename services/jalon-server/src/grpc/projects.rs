@@ -4,6 +4,7 @@ use chrono::NaiveDate;
 use jalon_core::{
     Error, FieldViolation, Result,
     authz::{Action, Role},
+    gate::LifecycleAction,
     project::{
         self as domain, AiActTier, AlgorithmApproach, DataKind, Execution, Hosting, Phase, Project,
         ProjectDetails, ResultType, Status, Usage, check_consistency, member_sees,
@@ -16,13 +17,12 @@ use jalon_core::{
 use jalon_proto::v1::{self as pb, project_service_server::ProjectService};
 use jalon_store::{
     Store, organisations, page,
-    people::Membership,
     projects::{self, ProjectFilter},
 };
 use tonic::{Request, Response, Status as GrpcStatus};
 use uuid::Uuid;
 
-use super::{authorise, caller, conversions as conv, member};
+use super::{actor, authorise, caller, conversions as conv, member, visible};
 use crate::error::OrStatus;
 
 /// The handlers of `ProjectService`.
@@ -31,40 +31,7 @@ pub struct ProjectApi {
     pub store: Store,
 }
 
-/// A wire enum value to a domain one: `None` for UNSPECIFIED.
-fn from_wire<T: std::str::FromStr>(
-    name: Option<&'static str>,
-    prefix: &str,
-    raw: i32,
-) -> Result<Option<T>, String> {
-    let name = name.ok_or_else(|| format!("{raw} is not a known value"))?;
-    let bare = name.strip_prefix(prefix).unwrap_or(name);
-    if bare == "UNSPECIFIED" {
-        return Ok(None);
-    }
-    bare.parse::<T>()
-        .map(Some)
-        .map_err(|_| format!("{name} is not supported"))
-}
-
-macro_rules! wire_enum {
-    ($from:ident, $to:ident, $pb:ty, $domain:ty, $prefix:literal) => {
-        fn $from(raw: i32) -> Result<Option<$domain>, String> {
-            from_wire(
-                <$pb>::try_from(raw).ok().map(|e| e.as_str_name()),
-                $prefix,
-                raw,
-            )
-        }
-        fn $to(value: Option<$domain>) -> i32 {
-            value
-                .and_then(|v| <$pb>::from_str_name(&format!("{}{}", $prefix, v.as_str())))
-                .map_or(0, |e| e as i32)
-        }
-    };
-}
-
-wire_enum!(phase_in, phase_out, pb::Phase, Phase, "PHASE_");
+wire_enum!(pub(crate) phase_in, phase_out, pb::Phase, Phase, "PHASE_");
 wire_enum!(
     status_in,
     status_out,
@@ -72,7 +39,7 @@ wire_enum!(
     Status,
     "PROJECT_STATUS_"
 );
-wire_enum!(usage_in, usage_out, pb::Usage, Usage, "USAGE_");
+wire_enum!(pub(crate) usage_in, usage_out, pb::Usage, Usage, "USAGE_");
 wire_enum!(
     result_in,
     result_out,
@@ -101,10 +68,10 @@ wire_enum!(
     Execution,
     "EXECUTION_"
 );
-wire_enum!(hosting_in, hosting_out, pb::Hosting, Hosting, "HOSTING_");
-wire_enum!(tier_in, tier_out, pb::AiActTier, AiActTier, "AI_ACT_TIER_");
+wire_enum!(pub(crate) hosting_in, hosting_out, pb::Hosting, Hosting, "HOSTING_");
+wire_enum!(pub(crate) tier_in, tier_out, pb::AiActTier, AiActTier, "AI_ACT_TIER_");
 
-fn date_in(d: Option<&pb::Date>) -> Result<Option<NaiveDate>, String> {
+pub(crate) fn date_in(d: Option<&pb::Date>) -> Result<Option<NaiveDate>, String> {
     match d {
         None => Ok(None),
         Some(d) => u32::try_from(d.month)
@@ -117,7 +84,7 @@ fn date_in(d: Option<&pb::Date>) -> Result<Option<NaiveDate>, String> {
     }
 }
 
-fn date_out(d: Option<NaiveDate>) -> Option<pb::Date> {
+pub(crate) fn date_out(d: Option<NaiveDate>) -> Option<pb::Date> {
     d.map(|d| pb::Date {
         year: chrono::Datelike::year(&d),
         month: i32::try_from(chrono::Datelike::month(&d)).unwrap_or(1),
@@ -125,7 +92,7 @@ fn date_out(d: Option<NaiveDate>) -> Option<pb::Date> {
     })
 }
 
-fn optional_person(raw: &str) -> Result<Option<Uuid>, String> {
+pub(crate) fn optional_person(raw: &str) -> Result<Option<Uuid>, String> {
     if raw.is_empty() {
         Ok(None)
     } else {
@@ -288,16 +255,6 @@ pub fn project_to_proto(p: Project) -> pb::Project {
     }
 }
 
-/// Members see the projects they lead or sponsor; other roles see them all.
-fn visible(membership: &Membership, project: &Project) -> bool {
-    membership.role != Role::Member
-        || member_sees(
-            project.details.lead_id,
-            project.details.sponsor_id,
-            membership.person_id,
-        )
-}
-
 async fn currency_of(store: &Store, organisation_id: Uuid) -> Result<CurrencyCode> {
     let organisation = organisations::get(store.db(), organisation_id).await?;
     CurrencyCode::parse(&organisation.default_currency).map_err(Error::Internal)
@@ -345,7 +302,8 @@ impl ProjectService for ProjectApi {
             },
         )
         .or_status()?;
-        let created = projects::create(self.store.db(), org, &details, key.as_ref())
+        let actor = actor(&caller, Some(&membership));
+        let created = projects::create(self.store.db(), org, &details, key.as_ref(), &actor)
             .await
             .or_status()?;
         tracing::info!(organisation_id = %org, project_id = %created.id, "project created");
@@ -471,7 +429,8 @@ impl ProjectService for ProjectApi {
             conv::mask_paths(req.update_mask.as_ref(), domain::UPDATABLE_FIELDS).or_status()?;
         let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
         let currency = currency_of(&self.store, org).await.or_status()?;
-        let updated = projects::update(self.store.db(), org, id, &wire.etag, |current| {
+        let actor = actor(&caller, Some(&membership));
+        let updated = projects::update(self.store.db(), org, id, &wire.etag, &actor, |current| {
             if !visible(&membership, current) {
                 return Err(Error::NotFound {
                     resource: "project",
@@ -491,5 +450,87 @@ impl ProjectService for ProjectApi {
         Ok(Response::new(pb::UpdateProjectResponse {
             project: Some(project_to_proto(updated)),
         }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn resume_project(
+        &self,
+        request: Request<pb::ResumeProjectRequest>,
+    ) -> Result<Response<pb::ResumeProjectResponse>, GrpcStatus> {
+        let project = self
+            .lifecycle(request, LifecycleAction::Resume, Action::ResumeProject)
+            .await?;
+        Ok(Response::new(pb::ResumeProjectResponse {
+            project: Some(project),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn retire_project(
+        &self,
+        request: Request<pb::RetireProjectRequest>,
+    ) -> Result<Response<pb::RetireProjectResponse>, GrpcStatus> {
+        let request = request.map(|r| pb::ResumeProjectRequest {
+            organisation_id: r.organisation_id,
+            id: r.id,
+            reason: r.reason,
+        });
+        let project = self
+            .lifecycle(request, LifecycleAction::Retire, Action::RetireProject)
+            .await?;
+        Ok(Response::new(pb::RetireProjectResponse {
+            project: Some(project),
+        }))
+    }
+}
+
+impl ProjectApi {
+    /// Resume and retire: a DIRECTOR or the project's sponsor, with a reason.
+    async fn lifecycle(
+        &self,
+        request: Request<pb::ResumeProjectRequest>,
+        action: LifecycleAction,
+        rule: Action,
+    ) -> Result<pb::Project, GrpcStatus> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let id = conv::id("id", &req.id).or_status()?;
+        if req.reason.trim().is_empty() {
+            return Err(Error::invalid("reason", "is required")).or_status();
+        }
+        let membership = member(
+            authorise(&self.store, &caller, rule, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        let actor = actor(&caller, Some(&membership));
+        let moved = projects::lifecycle(
+            self.store.db(),
+            org,
+            id,
+            action,
+            req.reason.trim(),
+            &actor,
+            |project| {
+                if !visible(&membership, project) {
+                    return Err(Error::NotFound {
+                        resource: "project",
+                    });
+                }
+                let is_sponsor = project.details.sponsor_id == Some(membership.person_id);
+                if membership.role != Role::Director && !is_sponsor {
+                    return Err(Error::PermissionDenied(
+                        "a DIRECTOR or the project's sponsor resumes or retires it".into(),
+                    ));
+                }
+                Ok(())
+            },
+        )
+        .await
+        .or_status()?;
+        tracing::info!(organisation_id = %org, project_id = %id, ?action, "project lifecycle action");
+        Ok(project_to_proto(moved))
     }
 }

@@ -1,0 +1,816 @@
+//! Gate reviews: requests, signatures, waivers, decisions, conditions and
+//! the organisation's signatory policies. The rules are the gate engine's
+//! (`jalon_core::gate`); this module loads what they look at and writes what
+//! they decide, each action in one transaction under the organisation's lock.
+
+use chrono::Utc;
+use jalon_core::{
+    Error, FieldViolation, Result,
+    gate::{
+        self, CriterionResult, Decider, Evaluation, GateContext, NewCondition, Outcome, Signatory,
+        Signature, Verdict, Waiver,
+    },
+    project::{Phase, Project},
+};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    assessments,
+    audit::{self, Actor, NewEvent},
+    begin_write, commit,
+    entity::{
+        gate_condition as condition, gate_policy as policy, gate_review as review,
+        gate_signature as signature, gate_waiver as waiver, person,
+    },
+    error::{db_error, unique_violation},
+    people::lock_organisation,
+    projects,
+};
+
+/// A review with everything around it.
+#[derive(Debug, Clone)]
+pub struct ReviewView {
+    pub review: review::Model,
+    pub signatories: Vec<(Signatory, Option<signature::Model>)>,
+    pub criteria_at_request: Vec<Evaluation>,
+    /// Evaluated now for an open review, as at the decision for a decided one.
+    pub criteria: Vec<Evaluation>,
+    pub conditions: Vec<condition::Model>,
+}
+
+fn evaluations_to_json(evals: &[Evaluation]) -> String {
+    Value::Array(
+        evals
+            .iter()
+            .map(|e| json!({"key": e.key, "description": e.description, "result": e.result.as_str(), "reason": e.reason, "waivable": e.waivable}))
+            .collect(),
+    )
+    .to_string()
+}
+
+fn evaluations_from_json(text: &str) -> Vec<Evaluation> {
+    let Ok(Value::Array(items)) = serde_json::from_str::<Value>(text) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|v| {
+            Some(Evaluation {
+                key: v["key"].as_str()?.to_owned(),
+                description: v["description"].as_str()?.to_owned(),
+                result: v["result"].as_str()?.parse::<CriterionResult>().ok()?,
+                reason: v["reason"].as_str()?.to_owned(),
+                waivable: v["waivable"].as_bool()?,
+            })
+        })
+        .collect()
+}
+
+fn signatories_to_json(s: &[Signatory]) -> String {
+    Value::Array(
+        s.iter()
+            .map(|s| json!({"function": s.function, "person_id": s.person_id}))
+            .collect(),
+    )
+    .to_string()
+}
+
+fn signatories_from_json(text: &str) -> Vec<Signatory> {
+    let Ok(Value::Array(items)) = serde_json::from_str::<Value>(text) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|v| {
+            Some(Signatory {
+                function: v["function"].as_str()?.to_owned(),
+                person_id: v["person_id"].as_str()?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// What the criteria look at, loaded for a project.
+struct Facts {
+    items: Vec<jalon_core::assessment::Item>,
+    sponsor_active: bool,
+    open_conditions: usize,
+}
+
+async fn facts(conn: &impl ConnectionTrait, project: &Project) -> Result<Facts> {
+    let rows = assessments::items(conn, project.id, None, None).await?;
+    let sponsor_active = match project.details.sponsor_id {
+        Some(id) => {
+            person::Entity::find_by_id(id)
+                .filter(person::Column::OrganisationId.eq(project.organisation_id))
+                .filter(person::Column::Active.eq(true))
+                .count(conn)
+                .await
+                .map_err(db_error)?
+                > 0
+        }
+        None => false,
+    };
+    let open_conditions = condition::Entity::find()
+        .filter(condition::Column::ProjectId.eq(project.id))
+        .filter(condition::Column::Closed.eq(false))
+        .count(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(Facts {
+        items: assessments::domain_items(&rows),
+        sponsor_active,
+        open_conditions: usize::try_from(open_conditions).unwrap_or(usize::MAX),
+    })
+}
+
+fn evaluate(project: &Project, from: Phase, facts: &Facts, waivers: &[Waiver]) -> Vec<Evaluation> {
+    let ctx = GateContext {
+        project,
+        from,
+        items: &facts.items,
+        sponsor_active: facts.sponsor_active,
+        open_conditions: facts.open_conditions,
+    };
+    gate::evaluate(&gate::default_criteria(), &ctx, waivers)
+}
+
+async fn waivers(conn: &impl ConnectionTrait, review_id: Uuid) -> Result<Vec<Waiver>> {
+    Ok(waiver::Entity::find()
+        .filter(waiver::Column::ReviewId.eq(review_id))
+        .all(conn)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(|w| Waiver {
+            criterion: w.criterion,
+            reason: w.reason,
+        })
+        .collect())
+}
+
+async fn signatures(conn: &impl ConnectionTrait, review_id: Uuid) -> Result<Vec<signature::Model>> {
+    signature::Entity::find()
+        .filter(signature::Column::ReviewId.eq(review_id))
+        .all(conn)
+        .await
+        .map_err(db_error)
+}
+
+fn domain_signatures(rows: &[signature::Model]) -> Vec<Signature> {
+    rows.iter()
+        .filter_map(|s| {
+            Some(Signature {
+                person_id: s.person_id,
+                verdict: s.verdict.parse::<Verdict>().ok()?,
+            })
+        })
+        .collect()
+}
+
+async fn find(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    id: Uuid,
+) -> Result<review::Model> {
+    review::Entity::find_by_id(id)
+        .filter(review::Column::OrganisationId.eq(organisation_id))
+        .one(conn)
+        .await
+        .map_err(db_error)?
+        .ok_or(Error::NotFound {
+            resource: "gate review",
+        })
+}
+
+fn from_phase(r: &review::Model) -> Phase {
+    r.from_phase.parse().unwrap_or(Phase::Ideation)
+}
+
+fn is_open(r: &review::Model) -> bool {
+    r.state == "OPEN"
+}
+
+async fn view(conn: &impl ConnectionTrait, r: review::Model) -> Result<ReviewView> {
+    let sigs = signatures(conn, r.id).await?;
+    let required = signatories_from_json(&r.signatories);
+    let signatories = required
+        .into_iter()
+        .map(|s| {
+            let signed = sigs.iter().find(|x| x.person_id == s.person_id).cloned();
+            (s, signed)
+        })
+        .collect();
+    let criteria = if is_open(&r) {
+        let project = projects::get(conn, r.organisation_id, r.project_id).await?;
+        let facts = facts(conn, &project).await?;
+        let waived = waivers(conn, r.id).await?;
+        evaluate(&project, from_phase(&r), &facts, &waived)
+    } else {
+        evaluations_from_json(r.criteria_at_decision.as_deref().unwrap_or("[]"))
+    };
+    let conditions = condition::Entity::find()
+        .filter(condition::Column::ReviewId.eq(r.id))
+        .order_by_asc(condition::Column::Id)
+        .all(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(ReviewView {
+        criteria_at_request: evaluations_from_json(&r.criteria_at_request),
+        criteria,
+        signatories,
+        conditions,
+        review: r,
+    })
+}
+
+/// Reads a review; an open one is evaluated afresh.
+pub async fn get(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    id: Uuid,
+) -> Result<ReviewView> {
+    let r = find(conn, organisation_id, id).await?;
+    view(conn, r).await
+}
+
+/// The project a review is about (for visibility checks).
+pub async fn project_of(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    review_id: Uuid,
+) -> Result<Uuid> {
+    Ok(find(conn, organisation_id, review_id).await?.project_id)
+}
+
+/// A project's reviews, newest first.
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    project_id: Uuid,
+) -> Result<Vec<ReviewView>> {
+    let rows = review::Entity::find()
+        .filter(review::Column::OrganisationId.eq(organisation_id))
+        .filter(review::Column::ProjectId.eq(project_id))
+        .order_by_desc(review::Column::RequestTime)
+        .order_by_desc(review::Column::Id)
+        .all(conn)
+        .await
+        .map_err(db_error)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(view(conn, r).await?);
+    }
+    Ok(out)
+}
+
+/// The extra signatories the policy requires for a transition out of
+/// `phase`, for this project.
+async fn policy_signatories(
+    conn: &impl ConnectionTrait,
+    project: &Project,
+) -> Result<Vec<Signatory>> {
+    Ok(policy::Entity::find()
+        .filter(policy::Column::OrganisationId.eq(project.organisation_id))
+        .filter(policy::Column::FromPhase.eq(project.phase.as_str()))
+        .order_by_asc(policy::Column::Function)
+        .all(conn)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .filter(|p| !p.only_when_personal_data || project.details.personal_data)
+        .map(|p| Signatory {
+            function: p.function,
+            person_id: p.person_id,
+        })
+        .collect())
+}
+
+/// Opens the review of the transition out of the project's current phase.
+pub async fn request(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    project_id: Uuid,
+    actor: &Actor,
+    authorise: impl FnOnce(&Project) -> Result<()>,
+) -> Result<ReviewView> {
+    let txn = begin_write(db).await?;
+    lock_organisation(&txn, organisation_id).await?;
+    let project = projects::get(&txn, organisation_id, project_id).await?;
+    authorise(&project)?;
+    gate::check_can_request(&project)?;
+    let facts = facts(&txn, &project).await?;
+    let evals = evaluate(&project, project.phase, &facts, &[]);
+    let mut required = policy_signatories(&txn, &project).await?;
+    if let Some(sponsor) = project.details.sponsor_id {
+        required = gate::required_signatories(sponsor, &required);
+    }
+    let id = Uuid::now_v7();
+    let inserted = review::ActiveModel {
+        id: Set(id),
+        organisation_id: Set(organisation_id),
+        project_id: Set(project_id),
+        open_project_id: Set(Some(project_id)),
+        from_phase: Set(project.phase.as_str().to_owned()),
+        to_phase: Set(project.phase.next().map(|p| p.as_str().to_owned())),
+        state: Set("OPEN".to_owned()),
+        requested_by: Set(actor.person_id),
+        request_time: Set(Utc::now()),
+        criteria_at_request: Set(evaluations_to_json(&evals)),
+        signatories: Set(signatories_to_json(&required)),
+        outcome: Set(None),
+        rationale: Set(String::new()),
+        decided_by: Set(None),
+        decide_time: Set(None),
+        criteria_at_decision: Set(None),
+        version: Set(1),
+    }
+    .insert(&txn)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(e) if unique_violation(&e).is_some() => {
+            return Err(Error::precondition(
+                "REVIEW_ALREADY_OPEN",
+                format!("projects/{project_id}"),
+                "the project already has an open gate review: decide it first",
+            ));
+        }
+        Err(e) => return Err(db_error(e)),
+    }
+    audit::record(&txn, organisation_id, actor, NewEvent {
+        project_id: Some(project_id),
+        action: "gate.requested",
+        resource_type: "gate_review",
+        resource_id: id.to_string(),
+        before: None,
+        after: json!({"from_phase": project.phase.as_str(), "criteria": serde_json::from_str::<Value>(&evaluations_to_json(&evals)).unwrap_or(Value::Null)}),
+        chained: false,
+    })
+    .await?;
+    let created = get(&txn, organisation_id, id).await?;
+    commit(txn).await?;
+    Ok(created)
+}
+
+fn open_or_refuse(r: &review::Model) -> Result<()> {
+    if is_open(r) {
+        Ok(())
+    } else {
+        Err(Error::precondition(
+            "REVIEW_DECIDED",
+            format!("gate_reviews/{}", r.id),
+            "the review is decided, and a decided review is immutable",
+        ))
+    }
+}
+
+/// Signs a review.
+pub async fn sign(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    review_id: Uuid,
+    verdict: Verdict,
+    comment: &str,
+    actor: &Actor,
+) -> Result<ReviewView> {
+    let signer = actor
+        .person_id
+        .ok_or_else(|| Error::PermissionDenied("only people of the organisation sign".into()))?;
+    let txn = begin_write(db).await?;
+    lock_organisation(&txn, organisation_id).await?;
+    let r = find(&txn, organisation_id, review_id).await?;
+    open_or_refuse(&r)?;
+    let project = projects::get(&txn, organisation_id, r.project_id).await?;
+    let required = signatories_from_json(&r.signatories);
+    let existing = signatures(&txn, review_id).await?;
+    gate::check_signature(
+        signer,
+        project.details.lead_id,
+        &required,
+        &domain_signatures(&existing),
+    )?;
+    let now = Utc::now();
+    signature::ActiveModel {
+        review_id: Set(review_id),
+        person_id: Set(signer),
+        verdict: Set(verdict.as_str().to_owned()),
+        comment: Set(comment.to_owned()),
+        sign_time: Set(now),
+    }
+    .insert(&txn)
+    .await
+    .map_err(db_error)?;
+    let functions: Vec<&str> = required
+        .iter()
+        .filter(|s| s.person_id == signer)
+        .map(|s| s.function.as_str())
+        .collect();
+    audit::record(
+        &txn,
+        organisation_id,
+        actor,
+        NewEvent {
+            project_id: Some(r.project_id),
+            action: "gate.signed",
+            resource_type: "gate_review",
+            resource_id: review_id.to_string(),
+            before: None,
+            after: json!({"verdict": verdict.as_str(), "comment": comment, "functions": functions}),
+            chained: true,
+        },
+    )
+    .await?;
+    let updated = get(&txn, organisation_id, review_id).await?;
+    commit(txn).await?;
+    Ok(updated)
+}
+
+/// Waives a failed, waivable criterion of an open review.
+pub async fn waive(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    review_id: Uuid,
+    criterion: &str,
+    reason: &str,
+    actor: &Actor,
+) -> Result<ReviewView> {
+    let director = actor.person_id.ok_or_else(|| {
+        Error::PermissionDenied("only a DIRECTOR of the organisation waives".into())
+    })?;
+    let txn = begin_write(db).await?;
+    lock_organisation(&txn, organisation_id).await?;
+    let r = find(&txn, organisation_id, review_id).await?;
+    open_or_refuse(&r)?;
+    let project = projects::get(&txn, organisation_id, r.project_id).await?;
+    let facts = facts(&txn, &project).await?;
+    let current = evaluate(
+        &project,
+        from_phase(&r),
+        &facts,
+        &waivers(&txn, review_id).await?,
+    );
+    let Some(found) = current.iter().find(|e| e.key == criterion) else {
+        return Err(Error::invalid(
+            "criterion",
+            format!("'{criterion}' is not a criterion of this gate"),
+        ));
+    };
+    if !found.waivable {
+        return Err(Error::precondition(
+            "NOT_WAIVABLE",
+            format!("criteria/{criterion}"),
+            format!("{criterion} cannot be waived"),
+        ));
+    }
+    if found.result != CriterionResult::Fail {
+        return Err(Error::precondition(
+            "NOT_FAILING",
+            format!("criteria/{criterion}"),
+            format!("{criterion} does not fail: nothing to waive"),
+        ));
+    }
+    waiver::ActiveModel {
+        review_id: Set(review_id),
+        criterion: Set(criterion.to_owned()),
+        reason: Set(reason.to_owned()),
+        waived_by: Set(director),
+        waive_time: Set(Utc::now()),
+    }
+    .insert(&txn)
+    .await
+    .map_err(db_error)?;
+    audit::record(
+        &txn,
+        organisation_id,
+        actor,
+        NewEvent {
+            project_id: Some(r.project_id),
+            action: "gate.waived",
+            resource_type: "gate_review",
+            resource_id: review_id.to_string(),
+            before: Some(json!({"criterion": criterion, "result": "FAIL", "reason": found.reason})),
+            after: json!({"criterion": criterion, "result": "WAIVED", "waiver": reason}),
+            chained: true,
+        },
+    )
+    .await?;
+    let updated = get(&txn, organisation_id, review_id).await?;
+    commit(txn).await?;
+    Ok(updated)
+}
+
+/// Records a decision and moves the project, in one transaction.
+pub async fn decide(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    review_id: Uuid,
+    outcome: Outcome,
+    rationale: &str,
+    conditions: &[NewCondition],
+    actor: &Actor,
+    is_director: bool,
+) -> Result<(ReviewView, Project)> {
+    let txn = begin_write(db).await?;
+    lock_organisation(&txn, organisation_id).await?;
+    let r = find(&txn, organisation_id, review_id).await?;
+    open_or_refuse(&r)?;
+    let project = projects::get(&txn, organisation_id, r.project_id).await?;
+    let facts = facts(&txn, &project).await?;
+    let evals = evaluate(
+        &project,
+        from_phase(&r),
+        &facts,
+        &waivers(&txn, review_id).await?,
+    );
+    let decider = Decider {
+        is_director,
+        is_sponsor: actor.person_id.is_some() && actor.person_id == project.details.sponsor_id,
+    };
+    let required = signatories_from_json(&r.signatories);
+    let sigs = domain_signatures(&signatures(&txn, review_id).await?);
+    let transition = gate::decide(
+        &project,
+        from_phase(&r),
+        outcome,
+        decider,
+        &evals,
+        &required,
+        &sigs,
+        conditions,
+    )?;
+    let mut bad_owners = Vec::new();
+    for (i, c) in conditions.iter().enumerate() {
+        let owner = person::Entity::find_by_id(c.owner_id)
+            .filter(person::Column::OrganisationId.eq(organisation_id))
+            .filter(person::Column::Active.eq(true))
+            .count(&txn)
+            .await
+            .map_err(db_error)?;
+        if owner == 0 {
+            bad_owners.push(FieldViolation::new(
+                format!("conditions[{i}].owner_id"),
+                "is not an active person of this organisation",
+            ));
+        }
+    }
+    if !bad_owners.is_empty() {
+        return Err(Error::InvalidArgument(bad_owners));
+    }
+    let now = Utc::now();
+    let updated = review::Entity::update_many()
+        .set(review::ActiveModel {
+            state: Set("DECIDED".to_owned()),
+            open_project_id: Set(None),
+            outcome: Set(Some(outcome.as_str().to_owned())),
+            rationale: Set(rationale.to_owned()),
+            decided_by: Set(actor.person_id),
+            decide_time: Set(Some(now)),
+            criteria_at_decision: Set(Some(evaluations_to_json(&evals))),
+            version: Set(r.version + 1),
+            ..Default::default()
+        })
+        .filter(review::Column::Id.eq(review_id))
+        .filter(review::Column::Version.eq(r.version))
+        .filter(review::Column::State.eq("OPEN"))
+        .exec(&txn)
+        .await
+        .map_err(db_error)?;
+    if updated.rows_affected == 0 {
+        return Err(Error::Aborted("the review was decided concurrently".into()));
+    }
+    projects::move_project(&txn, &project, transition.phase, transition.status).await?;
+    for c in conditions {
+        condition::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            organisation_id: Set(organisation_id),
+            project_id: Set(project.id),
+            review_id: Set(review_id),
+            description: Set(c.description.clone()),
+            owner_id: Set(c.owner_id),
+            due_date: Set(c.due),
+            closed: Set(false),
+            close_note: Set(String::new()),
+            closed_by: Set(None),
+            close_time: Set(None),
+        }
+        .insert(&txn)
+        .await
+        .map_err(db_error)?;
+    }
+    audit::record(&txn, organisation_id, actor, NewEvent {
+        project_id: Some(project.id),
+        action: "gate.decided",
+        resource_type: "gate_review",
+        resource_id: review_id.to_string(),
+        before: Some(json!({"phase": project.phase.as_str(), "status": project.status.as_str()})),
+        after: json!({
+            "outcome": outcome.as_str(),
+            "rationale": rationale,
+            "phase": transition.phase.as_str(),
+            "status": transition.status.as_str(),
+            "conditions": conditions.iter().map(|c| json!({"description": c.description, "owner_id": c.owner_id, "due": c.due})).collect::<Vec<_>>(),
+            "criteria": serde_json::from_str::<Value>(&evaluations_to_json(&evals)).unwrap_or(Value::Null),
+        }),
+        chained: true,
+    })
+    .await?;
+    let review_view = get(&txn, organisation_id, review_id).await?;
+    let moved = projects::get(&txn, organisation_id, project.id).await?;
+    commit(txn).await?;
+    Ok((review_view, moved))
+}
+
+/// A project's conditions, oldest first.
+pub async fn conditions(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    project_id: Uuid,
+    open_only: bool,
+) -> Result<Vec<condition::Model>> {
+    let mut query = condition::Entity::find()
+        .filter(condition::Column::OrganisationId.eq(organisation_id))
+        .filter(condition::Column::ProjectId.eq(project_id));
+    if open_only {
+        query = query.filter(condition::Column::Closed.eq(false));
+    }
+    query
+        .order_by_asc(condition::Column::Id)
+        .all(conn)
+        .await
+        .map_err(db_error)
+}
+
+/// Closes a condition.
+pub async fn close_condition(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    id: Uuid,
+    note: &str,
+    actor: &Actor,
+    authorise: impl FnOnce(&condition::Model, &Project) -> Result<()>,
+) -> Result<condition::Model> {
+    let txn = begin_write(db).await?;
+    lock_organisation(&txn, organisation_id).await?;
+    let found = condition::Entity::find_by_id(id)
+        .filter(condition::Column::OrganisationId.eq(organisation_id))
+        .one(&txn)
+        .await
+        .map_err(db_error)?
+        .ok_or(Error::NotFound {
+            resource: "condition",
+        })?;
+    let project = projects::get(&txn, organisation_id, found.project_id).await?;
+    authorise(&found, &project)?;
+    if found.closed {
+        return Err(Error::precondition(
+            "ALREADY_CLOSED",
+            format!("conditions/{id}"),
+            "the condition is already closed",
+        ));
+    }
+    let closed = condition::ActiveModel {
+        id: Set(id),
+        closed: Set(true),
+        close_note: Set(note.to_owned()),
+        closed_by: Set(actor.person_id),
+        close_time: Set(Some(Utc::now())),
+        ..Default::default()
+    }
+    .update(&txn)
+    .await
+    .map_err(db_error)?;
+    audit::record(
+        &txn,
+        organisation_id,
+        actor,
+        NewEvent {
+            project_id: Some(found.project_id),
+            action: "gate.condition_closed",
+            resource_type: "gate_condition",
+            resource_id: id.to_string(),
+            before: Some(json!({"closed": false})),
+            after: json!({"closed": true, "note": note}),
+            chained: false,
+        },
+    )
+    .await?;
+    commit(txn).await?;
+    Ok(closed)
+}
+
+/// An extra signatory of a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySignatory {
+    pub function: String,
+    pub person_id: Uuid,
+    pub only_when_personal_data: bool,
+}
+
+/// The organisation's policies, by phase.
+pub async fn policies(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+) -> Result<Vec<(Phase, Vec<PolicySignatory>)>> {
+    let rows = policy::Entity::find()
+        .filter(policy::Column::OrganisationId.eq(organisation_id))
+        .order_by_asc(policy::Column::Function)
+        .all(conn)
+        .await
+        .map_err(db_error)?;
+    let mut out: Vec<(Phase, Vec<PolicySignatory>)> = Vec::new();
+    for phase in Phase::ALL {
+        let signatories: Vec<PolicySignatory> = rows
+            .iter()
+            .filter(|r| r.from_phase == phase.as_str())
+            .map(|r| PolicySignatory {
+                function: r.function.clone(),
+                person_id: r.person_id,
+                only_when_personal_data: r.only_when_personal_data,
+            })
+            .collect();
+        if !signatories.is_empty() {
+            out.push((*phase, signatories));
+        }
+    }
+    Ok(out)
+}
+
+/// Replaces the extra signatories of the transition out of `phase`.
+pub async fn set_policy(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    phase: Phase,
+    signatories: &[PolicySignatory],
+    actor: &Actor,
+) -> Result<Vec<PolicySignatory>> {
+    let txn = begin_write(db).await?;
+    lock_organisation(&txn, organisation_id).await?;
+    let mut bad = Vec::new();
+    for (i, s) in signatories.iter().enumerate() {
+        let found = person::Entity::find_by_id(s.person_id)
+            .filter(person::Column::OrganisationId.eq(organisation_id))
+            .filter(person::Column::Active.eq(true))
+            .count(&txn)
+            .await
+            .map_err(db_error)?;
+        if found == 0 {
+            bad.push(FieldViolation::new(
+                format!("policy.signatories[{i}].person_id"),
+                "is not an active person of this organisation",
+            ));
+        }
+    }
+    if !bad.is_empty() {
+        return Err(Error::InvalidArgument(bad));
+    }
+    let before = policies(&txn, organisation_id).await?;
+    policy::Entity::delete_many()
+        .filter(policy::Column::OrganisationId.eq(organisation_id))
+        .filter(policy::Column::FromPhase.eq(phase.as_str()))
+        .exec(&txn)
+        .await
+        .map_err(db_error)?;
+    for s in signatories {
+        policy::ActiveModel {
+            organisation_id: Set(organisation_id),
+            from_phase: Set(phase.as_str().to_owned()),
+            function: Set(s.function.clone()),
+            person_id: Set(s.person_id),
+            only_when_personal_data: Set(s.only_when_personal_data),
+        }
+        .insert(&txn)
+        .await
+        .map_err(db_error)?;
+    }
+    let as_json = |list: &[PolicySignatory]| -> Value {
+        list.iter().map(|s| json!({"function": s.function, "person_id": s.person_id, "only_when_personal_data": s.only_when_personal_data})).collect()
+    };
+    let previous = before
+        .iter()
+        .find(|(p, _)| *p == phase)
+        .map(|(_, l)| as_json(l))
+        .unwrap_or(Value::Array(vec![]));
+    audit::record(
+        &txn,
+        organisation_id,
+        actor,
+        NewEvent {
+            project_id: None,
+            action: "gate.policy_set",
+            resource_type: "gate_policy",
+            resource_id: phase.as_str().to_owned(),
+            before: Some(previous),
+            after: as_json(signatories),
+            chained: false,
+        },
+    )
+    .await?;
+    commit(txn).await?;
+    Ok(signatories.to_vec())
+}
