@@ -6,7 +6,9 @@
 use std::{path::PathBuf, time::Duration};
 
 use jalon_proto::v1::{
-    self as pb, organisation_service_client::OrganisationServiceClient,
+    self as pb, assessment_service_client::AssessmentServiceClient,
+    audit_service_client::AuditServiceClient, gate_service_client::GateServiceClient,
+    organisation_service_client::OrganisationServiceClient,
     person_service_client::PersonServiceClient, project_service_client::ProjectServiceClient,
 };
 use jalon_server::{
@@ -199,6 +201,18 @@ impl TestApp {
 
     pub fn projects(&self) -> ProjectServiceClient<Channel> {
         ProjectServiceClient::new(self.channel.clone())
+    }
+
+    pub fn assessments(&self) -> AssessmentServiceClient<Channel> {
+        AssessmentServiceClient::new(self.channel.clone())
+    }
+
+    pub fn gates(&self) -> GateServiceClient<Channel> {
+        GateServiceClient::new(self.channel.clone())
+    }
+
+    pub fn audit(&self) -> AuditServiceClient<Channel> {
+        AuditServiceClient::new(self.channel.clone())
     }
 
     /// Sends the shutdown signal and waits for the server to stop.

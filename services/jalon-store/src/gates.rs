@@ -239,13 +239,19 @@ pub async fn get(
     view(conn, r).await
 }
 
-/// The project a review is about (for visibility checks).
+/// The project a review is about and its required signatories (for
+/// visibility checks: a signatory sees the review they must sign).
 pub async fn project_of(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
     review_id: Uuid,
-) -> Result<Uuid> {
-    Ok(find(conn, organisation_id, review_id).await?.project_id)
+) -> Result<(Uuid, Vec<Uuid>)> {
+    let r = find(conn, organisation_id, review_id).await?;
+    let signatories = signatories_from_json(&r.signatories)
+        .into_iter()
+        .map(|s| s.person_id)
+        .collect();
+    Ok((r.project_id, signatories))
 }
 
 /// A project's reviews, newest first.

@@ -133,9 +133,9 @@ impl GateApi {
         review_id: Uuid,
     ) -> Result<(Membership, jalon_core::project::Project)> {
         let membership = member(authorise(&self.store, caller, action, org).await?)?;
-        let project_id = gates::project_of(self.store.db(), org, review_id).await?;
+        let (project_id, signatories) = gates::project_of(self.store.db(), org, review_id).await?;
         let project = jalon_store::projects::get(self.store.db(), org, project_id).await?;
-        if !visible(&membership, &project) {
+        if !visible(&membership, &project) && !signatories.contains(&membership.person_id) {
             return Err(Error::NotFound {
                 resource: "gate review",
             });
