@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod auth;
+mod demo;
 mod gates;
 mod helpers;
 mod organisations;

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod grpc;
 pub mod startup;

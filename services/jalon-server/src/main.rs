@@ -43,6 +43,10 @@ enum Command {
         /// Apply pending migrations first (the default on SQLite).
         #[arg(long)]
         migrate: bool,
+        /// Seed, once, the demo portfolio (the white paper's six use cases)
+        /// and print a token for its innovation director.
+        #[arg(long)]
+        demo: bool,
     },
     /// Apply pending migrations to the configured database and exit.
     Migrate,
@@ -66,7 +70,9 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
         overrides = overrides.merge(Serialized::default("log.format", format));
     }
     match &cli.command {
-        Command::Serve { listen, migrate } => {
+        Command::Serve {
+            listen, migrate, ..
+        } => {
             if let Some(listen) = listen {
                 overrides = overrides.merge(Serialized::default("server.listen", listen));
             }
@@ -82,14 +88,43 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
 async fn run(cli: Cli) -> Result<(), String> {
     let settings = settings(&cli)?;
     match cli.command {
-        Command::Serve { .. } => {
+        Command::Serve { demo, .. } => {
             telemetry::init(&settings.log);
             tracing::info!(database = %settings.database.redacted_url(), "starting jalon");
             let app = Application::build(settings).await?;
             let addr = app.local_addr();
+            if demo {
+                let seeded = jalon_server::demo::seed(app.store())
+                    .await
+                    .map_err(|e| format!("cannot seed the demo portfolio: {e}"))?;
+                let org = jalon_server::demo::organisation_id(app.store())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map(|id| id.to_string())
+                    .unwrap_or_default();
+                println!(
+                    "demo portfolio {} (organisation {org}, slug {})",
+                    if seeded { "seeded" } else { "already there" },
+                    jalon_server::demo::SLUG
+                );
+                match app.mint_token(
+                    jalon_server::demo::DIRECTOR,
+                    std::time::Duration::from_secs(12 * 3600),
+                ) {
+                    Ok(token) => println!(
+                        "the innovation director's token (12h):\n  export ORG={org}\n  export TOKEN={token}"
+                    ),
+                    Err(_) => println!(
+                        "sign in as the subject {} with your identity provider to explore it",
+                        jalon_server::demo::DIRECTOR
+                    ),
+                }
+            }
             tracing::info!(%addr, development_mode = app.development_mode(), "listening");
             println!("jalon listening on {addr} (gRPC and gRPC-Web)");
-            if app.development_mode() {
+            if demo {
+                // The demo's own instructions are printed above.
+            } else if app.development_mode() {
                 println!(
                     "development mode: get a platform-administrator token with\n  \
                      export TOKEN=$(jalon token --subject {DEV_ADMIN_SUBJECT})\n\

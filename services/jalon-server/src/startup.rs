@@ -100,6 +100,11 @@ impl Application {
         &self.store
     }
 
+    /// Mints a token when this configuration has a shared secret.
+    pub fn mint_token(&self, subject: &str, ttl: Duration) -> Result<String, String> {
+        self.authenticator.mint(subject, ttl)
+    }
+
     /// Whether tokens are checked against the development secret.
     pub fn development_mode(&self) -> bool {
         self.authenticator.development

@@ -123,6 +123,16 @@ pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Organisation> 
         })
 }
 
+/// Finds an organisation by its slug (deleted or not).
+pub async fn find_by_slug(conn: &impl ConnectionTrait, slug: &str) -> Result<Option<Organisation>> {
+    Ok(org::Entity::find()
+        .filter(org::Column::Slug.eq(slug))
+        .one(conn)
+        .await
+        .map_err(db_error)?
+        .map(from_model))
+}
+
 /// Whose organisations to list.
 #[derive(Debug, Clone)]
 pub enum Visibility {

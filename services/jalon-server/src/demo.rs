@@ -1,0 +1,520 @@
+//! The demo portfolio (`jalon serve --demo`): the white paper's six use cases
+//! in one organisation, at plausible phases, with people, sponsors, answered
+//! assessments, signed and decided gates. Seeded once, through the same store
+//! functions and domain rules as the API.
+
+use jalon_core::{
+    Error, Result,
+    assessment::{AnswerStatus, QuestionKind, RiskLevel},
+    authz::Role,
+    gate::{NewCondition, Outcome, Verdict},
+    organisation::NewOrganisation,
+    person::NewPerson,
+    project::{
+        AiActTier, AlgorithmApproach, DataKind, Execution, Hosting, Phase, Project, ProjectDetails,
+        ResultType, Usage,
+    },
+    values::{
+        CurrencyCode, DiscountRate, DisplayName, Email, Money, Month, ShortText, Slug, Subject,
+    },
+};
+use jalon_store::{
+    Store,
+    assessments::{self, Answer},
+    audit::Actor,
+    gates, organisations, people, projects,
+};
+use uuid::Uuid;
+
+/// The demo organisation's slug.
+pub const SLUG: &str = "demo-ai-portfolio";
+/// The subject of the demo's innovation director.
+pub const DIRECTOR: &str = "demo-director";
+
+fn invalid(e: String) -> Error {
+    Error::Internal(format!("demo data is invalid: {e}"))
+}
+
+fn person(
+    subject: &str,
+    name: &str,
+    department: &str,
+    title: &str,
+    role: Role,
+) -> Result<NewPerson> {
+    Ok(NewPerson {
+        subject: Subject::parse(subject).map_err(invalid)?,
+        email: Email::parse(&format!("{subject}@demo.jalon.example")).map_err(invalid)?,
+        display_name: DisplayName::parse(name).map_err(invalid)?,
+        department: ShortText::parse(department).map_err(invalid)?,
+        job_title: ShortText::parse(title).map_err(invalid)?,
+        manager_id: None,
+        role,
+        external_id: None,
+    })
+}
+
+struct Case {
+    name: &'static str,
+    business_unit: &'static str,
+    objective: &'static str,
+    tags: &'static [&'static str],
+    gain: Option<&'static str>,
+    usage: Usage,
+    result: ResultType,
+    data: &'static [DataKind],
+    approach: AlgorithmApproach,
+    execution: Execution,
+    hosting: Hosting,
+    personal_data: bool,
+    tier: AiActTier,
+    tier_reason: &'static str,
+    sponsor: &'static str,
+    lead: &'static str,
+    /// Gates passed with GO, in order (the last may be a CONDITIONAL_GO).
+    passes: usize,
+    conditional_last: bool,
+    /// Out of DEPLOYMENT into production.
+    in_production: bool,
+    /// A RECYCLE before the first GO.
+    recycled_first: bool,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "Promod: grow revenue from the data already held",
+        business_unit: "Retail",
+        objective: "First AI project and first ROI: predict sales per store and product to adjust stock and promotions",
+        tags: &["retail", "forecasting", "first-roi"],
+        gain: Some("420000"),
+        usage: Usage::Prediction,
+        result: ResultType::Prediction,
+        data: &[DataKind::Structured, DataKind::TimeSeries],
+        approach: AlgorithmApproach::SpecificModel,
+        execution: Execution::Batch,
+        hosting: Hosting::Cloud,
+        personal_data: false,
+        tier: AiActTier::Minimal,
+        tier_reason: "",
+        sponsor: "demo-sponsor-retail",
+        lead: "demo-lead-data",
+        passes: 4,
+        conditional_last: false,
+        in_production: true,
+        recycled_first: false,
+    },
+    Case {
+        name: "Vilogia: callbot qualifying tenants' calls",
+        business_unit: "Customer service",
+        objective: "Qualify calls among 200+ reasons; cut waiting time, raise pick-up and automated qualification rates; progressive roll-out",
+        tags: &["callbot", "nlp", "housing"],
+        gain: Some("250000"),
+        usage: Usage::Productivity,
+        result: ResultType::LanguageProcessing,
+        data: &[DataKind::Audio, DataKind::Text],
+        approach: AlgorithmApproach::TransferLearning,
+        execution: Execution::RealTime,
+        hosting: Hosting::Cloud,
+        personal_data: true,
+        tier: AiActTier::Limited,
+        tier_reason: "talks to tenants: they must be told it is an AI",
+        sponsor: "demo-sponsor-service",
+        lead: "demo-lead-nlp",
+        passes: 3,
+        conditional_last: false,
+        in_production: false,
+        recycled_first: false,
+    },
+    Case {
+        name: "VNF Fluviote Quai: quay occupancy from connected sensors",
+        business_unit: "Waterways operations",
+        objective: "Show quay occupancy in real time to boatmen from connected sensors (demonstrator)",
+        tags: &["iot", "demonstrator"],
+        gain: None,
+        usage: Usage::Other,
+        result: ResultType::VisualRecognition,
+        data: &[DataKind::TimeSeries, DataKind::Image],
+        approach: AlgorithmApproach::TransferLearning,
+        execution: Execution::Streaming,
+        hosting: Hosting::Edge,
+        personal_data: false,
+        tier: AiActTier::Minimal,
+        tier_reason: "",
+        sponsor: "demo-sponsor-ops",
+        lead: "demo-lead-iot",
+        passes: 1,
+        conditional_last: false,
+        in_production: false,
+        recycled_first: false,
+    },
+    Case {
+        name: "NOLEJ: interactive course modules up to 50 times faster",
+        business_unit: "Education products",
+        objective: "Generate interactive course modules from existing material, up to 50 times faster than by hand",
+        tags: &["edtech", "generation"],
+        gain: Some("180000"),
+        usage: Usage::Productivity,
+        result: ResultType::Generation,
+        data: &[DataKind::Text],
+        approach: AlgorithmApproach::OffTheShelf,
+        execution: Execution::Batch,
+        hosting: Hosting::Cloud,
+        personal_data: false,
+        tier: AiActTier::Limited,
+        tier_reason: "generated content is labelled as such",
+        sponsor: "demo-sponsor-products",
+        lead: "demo-lead-nlp",
+        passes: 4,
+        conditional_last: false,
+        in_production: true,
+        recycled_first: false,
+    },
+    Case {
+        name: "SII Nord CulturIA: culture-fit score from CVs",
+        business_unit: "Recruitment",
+        objective: "Score candidates' culture fit from their CVs to help recruiters; bias and discrimination audits throughout",
+        tags: &["hr", "recruitment", "bias-audit"],
+        gain: None,
+        usage: Usage::Prediction,
+        result: ResultType::Classification,
+        data: &[DataKind::Text],
+        approach: AlgorithmApproach::SpecificModel,
+        execution: Execution::Batch,
+        hosting: Hosting::OnPremises,
+        personal_data: true,
+        tier: AiActTier::High,
+        tier_reason: "recruitment: Annex III high-risk use",
+        sponsor: "demo-sponsor-hr",
+        lead: "demo-lead-data",
+        passes: 2,
+        conditional_last: true,
+        in_production: false,
+        recycled_first: false,
+    },
+    Case {
+        name: "SII Nord Opinion Viewer: polarity, topics and summary of social comments",
+        business_unit: "Marketing",
+        objective: "Give the brand team the polarity, topics and a summary of social-media comments",
+        tags: &["nlp", "social-media"],
+        gain: None,
+        usage: Usage::Other,
+        result: ResultType::LanguageProcessing,
+        data: &[DataKind::Text],
+        approach: AlgorithmApproach::TransferLearning,
+        execution: Execution::Batch,
+        hosting: Hosting::Cloud,
+        personal_data: true,
+        tier: AiActTier::Minimal,
+        tier_reason: "",
+        sponsor: "demo-sponsor-marketing",
+        lead: "demo-lead-nlp",
+        passes: 1,
+        conditional_last: false,
+        in_production: false,
+        recycled_first: true,
+    },
+];
+
+/// Seeds the demo organisation unless it exists. Returns whether it seeded.
+pub async fn seed(store: &Store) -> Result<bool> {
+    let db = store.db();
+    if organisations::find_by_slug(db, SLUG).await?.is_some() {
+        return Ok(false);
+    }
+    let new = NewOrganisation {
+        display_name: DisplayName::parse("Demo: the white paper's AI portfolio")
+            .map_err(invalid)?,
+        slug: Slug::parse(SLUG).map_err(invalid)?,
+        default_currency: CurrencyCode::parse("EUR").map_err(invalid)?,
+        discount_rate: DiscountRate::parse("0.08").map_err(invalid)?,
+        fiscal_year_start_month: Month::JANUARY,
+        external_ref: None,
+    };
+    let admin = person(
+        "demo-admin",
+        "Ada Admin",
+        "IT",
+        "Platform owner",
+        Role::Admin,
+    )?;
+    let (org, _) = organisations::create(db, &new, &admin, None).await?;
+    let mut ids = std::collections::HashMap::new();
+    for (subject, name, department, title, role) in [
+        (
+            DIRECTOR,
+            "Diane Directrice",
+            "Innovation",
+            "Innovation director",
+            Role::Director,
+        ),
+        (
+            "demo-viewer",
+            "Victor Viewer",
+            "Finance",
+            "Controller",
+            Role::Viewer,
+        ),
+        (
+            "demo-sponsor-retail",
+            "Romain Retail",
+            "Retail",
+            "Retail director",
+            Role::Member,
+        ),
+        (
+            "demo-sponsor-service",
+            "Sonia Service",
+            "Customer service",
+            "Customer service director",
+            Role::Member,
+        ),
+        (
+            "demo-sponsor-ops",
+            "Olivier Ops",
+            "Waterways operations",
+            "Operations director",
+            Role::Member,
+        ),
+        (
+            "demo-sponsor-products",
+            "Paula Products",
+            "Education products",
+            "Product director",
+            Role::Member,
+        ),
+        (
+            "demo-sponsor-hr",
+            "Hugo HR",
+            "Recruitment",
+            "HR director",
+            Role::Member,
+        ),
+        (
+            "demo-sponsor-marketing",
+            "Maud Marketing",
+            "Marketing",
+            "Brand director",
+            Role::Member,
+        ),
+        (
+            "demo-lead-data",
+            "Lea Data",
+            "Data office",
+            "Data science lead",
+            Role::Member,
+        ),
+        (
+            "demo-lead-nlp",
+            "Noe Langage",
+            "Data office",
+            "NLP lead",
+            Role::Member,
+        ),
+        (
+            "demo-lead-iot",
+            "Ines Iot",
+            "Waterways operations",
+            "IoT engineer",
+            Role::Member,
+        ),
+    ] {
+        let p = people::create(
+            db,
+            org.id,
+            &person(subject, name, department, title, role)?,
+            None,
+        )
+        .await?;
+        ids.insert(subject, p.id);
+    }
+    let id = |subject: &str| {
+        ids.get(subject)
+            .copied()
+            .ok_or_else(|| invalid(format!("no {subject}")))
+    };
+    let actor = |subject: &str| -> Result<Actor> {
+        Ok(Actor {
+            person_id: Some(id(subject)?),
+            subject: subject.to_owned(),
+        })
+    };
+    let director = actor(DIRECTOR)?;
+    let eur = CurrencyCode::parse("EUR").map_err(invalid)?;
+
+    for case in CASES {
+        let details = ProjectDetails {
+            name: DisplayName::parse(case.name).map_err(invalid)?,
+            description: format!("{} (from the white paper's case studies)", case.name),
+            business_unit: ShortText::parse(case.business_unit).map_err(invalid)?,
+            tags: case.tags.iter().map(|t| (*t).to_owned()).collect(),
+            objective: case.objective.to_owned(),
+            gain_quantified: case.gain.is_some(),
+            expected_gain: case
+                .gain
+                .map(|g| Money::parse(g, eur))
+                .transpose()
+                .map_err(invalid)?,
+            usage: Some(case.usage),
+            result_type: Some(case.result),
+            data_kinds: case.data.to_vec(),
+            algorithm_approach: Some(case.approach),
+            execution: Some(case.execution),
+            hosting: Some(case.hosting),
+            personal_data: case.personal_data,
+            ai_act_tier: case.tier,
+            ai_act_reason: case.tier_reason.to_owned(),
+            sponsor_id: Some(id(case.sponsor)?),
+            lead_id: Some(id(case.lead)?),
+            planned_start: None,
+            planned_end: None,
+        };
+        let mut project = projects::create(db, org.id, &details, None, &director).await?;
+        let lead = actor(case.lead)?;
+        let sponsor = actor(case.sponsor)?;
+        if case.recycled_first {
+            let review = gates::request(db, org.id, project.id, &lead, |_| Ok(())).await?;
+            gates::decide(
+                db,
+                org.id,
+                review.review.id,
+                Outcome::Recycle,
+                "the objective is not clear yet: rework it with marketing",
+                &[],
+                &director,
+                true,
+            )
+            .await?;
+        }
+        for step in 0..case.passes {
+            answer_phase(store, org.id, &project, &lead).await?;
+            let review = gates::request(db, org.id, project.id, &lead, |_| Ok(())).await?;
+            gates::sign(
+                db,
+                org.id,
+                review.review.id,
+                Verdict::Approve,
+                "the business case holds",
+                &sponsor,
+            )
+            .await?;
+            let last = step + 1 == case.passes;
+            let (outcome, conditions) = if last && case.conditional_last {
+                let due = chrono::Utc::now().date_naive() + chrono::Days::new(60);
+                (Outcome::ConditionalGo, vec![NewCondition { description: "Complete the second bias and discrimination audit on the pilot's scores".into(), owner_id: id(case.lead)?, due }])
+            } else {
+                (Outcome::Go, Vec::new())
+            };
+            let rationale = if project.phase == Phase::Deployment {
+                "the roll-out met its indicators: into production"
+            } else {
+                "criteria met and the sponsor signed"
+            };
+            let (_, moved) = gates::decide(
+                db,
+                org.id,
+                review.review.id,
+                outcome,
+                rationale,
+                &conditions,
+                &director,
+                true,
+            )
+            .await?;
+            project = moved;
+        }
+        if !case.in_production && project.phase != Phase::Ideation {
+            // Work in progress on the current phase.
+            answer_some(store, org.id, &project, &lead).await?;
+        }
+    }
+    Ok(true)
+}
+
+/// The lead settles every MUST item of the current phase and most SHOULDs
+/// (the high-risk controls included when the project needs them).
+async fn answer_phase(store: &Store, org: Uuid, project: &Project, lead: &Actor) -> Result<()> {
+    let rows = assessments::items(store.db(), project.id, Some(project.phase), None).await?;
+    for (i, row) in rows.iter().enumerate() {
+        let must = row.kind == QuestionKind::Must.as_str();
+        let (status, justification) = if must || i % 4 != 3 {
+            (AnswerStatus::Done, String::new())
+        } else {
+            (
+                AnswerStatus::NotApplicable,
+                "out of scope for this project".to_owned(),
+            )
+        };
+        let answer = Answer {
+            status,
+            risk: Some(if i % 7 == 0 {
+                RiskLevel::Medium
+            } else {
+                RiskLevel::Low
+            }),
+            note: "reviewed with the sponsor's team".into(),
+            evidence_uri: format!(
+                "https://wiki.demo.jalon.example/projects/{}/{}",
+                project.id, row.key
+            ),
+            justification,
+        };
+        assessments::answer(
+            store.db(),
+            org,
+            project.id,
+            project.phase,
+            &row.key,
+            &answer,
+            "",
+            lead,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// A phase half done: some items done, one blocked with a HIGH risk.
+async fn answer_some(store: &Store, org: Uuid, project: &Project, lead: &Actor) -> Result<()> {
+    let rows = assessments::items(store.db(), project.id, Some(project.phase), None).await?;
+    for (i, row) in rows.iter().enumerate().take(rows.len() / 2) {
+        let status = if i == 1 {
+            AnswerStatus::Blocked
+        } else {
+            AnswerStatus::Done
+        };
+        let answer = Answer {
+            status,
+            risk: Some(if status == AnswerStatus::Blocked {
+                RiskLevel::High
+            } else {
+                RiskLevel::Low
+            }),
+            note: if status == AnswerStatus::Blocked {
+                "waiting for access to production data".into()
+            } else {
+                "done".into()
+            },
+            evidence_uri: String::new(),
+            justification: String::new(),
+        };
+        assessments::answer(
+            store.db(),
+            org,
+            project.id,
+            project.phase,
+            &row.key,
+            &answer,
+            "",
+            lead,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Finds the demo organisation's id.
+pub async fn organisation_id(store: &Store) -> Result<Option<Uuid>> {
+    Ok(organisations::find_by_slug(store.db(), SLUG)
+        .await?
+        .map(|o| o.id))
+}
