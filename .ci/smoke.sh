@@ -57,3 +57,45 @@ kill -TERM $pid
 wait $pid
 grep -q "stopped" serve.log
 echo "smoke: ok"
+
+# The README's gate review on the demo portfolio.
+demo_dir="$(mktemp -d)"
+demo_port=50652
+cd "$demo_dir"
+"$jalon" serve --demo --listen "127.0.0.1:$demo_port" >serve.out 2>serve.log &
+demo_pid=$!
+trap 'kill $pid $demo_pid 2>/dev/null || true; rm -rf "$dir" "$demo_dir"' EXIT
+for _ in $(seq 1 100); do
+  grep -q "export TOKEN" serve.out 2>/dev/null && grpcurl -plaintext "localhost:$demo_port" list >/dev/null 2>&1 && break
+  kill -0 $demo_pid 2>/dev/null || { echo "jalon serve --demo exited:" >&2; cat serve.log >&2; exit 1; }
+  sleep 0.2
+done
+eval "$(grep 'export ' serve.out | sed 's/^ *//')"
+g() { grpcurl -plaintext -H "authorization: Bearer $1" -d "$2" "localhost:$demo_port" "$3"; }
+PROJECT="$(g "$TOKEN" "{\"organisation_id\": \"$ORG\"}" jalon.v1.ProjectService/ListProjects \
+  | python3 -c 'import json,sys; print([p["id"] for p in json.load(sys.stdin)["projects"] if p["name"].startswith("VNF")][0])')"
+LEAD="$("$jalon" token --subject demo-lead-iot)"
+SPONSOR="$("$jalon" token --subject demo-sponsor-ops)"
+open_musts="$(g "$TOKEN" "{\"organisation_id\": \"$ORG\", \"project_id\": \"$PROJECT\"}" jalon.v1.AssessmentService/GetReadiness \
+  | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["overall"].get("mustOpen", [])))')"
+[ -n "$open_musts" ] || { echo "the demo's POC project should have open MUST items" >&2; exit 1; }
+for key in $open_musts; do
+  g "$LEAD" "{\"organisation_id\": \"$ORG\", \"project_id\": \"$PROJECT\", \"key\": \"$key\", \"status\": \"ANSWER_STATUS_DONE\", \"risk\": \"RISK_LEVEL_LOW\"}" \
+    jalon.v1.AssessmentService/AnswerAssessmentItem >/dev/null
+done
+REVIEW="$(g "$LEAD" "{\"organisation_id\": \"$ORG\", \"project_id\": \"$PROJECT\"}" jalon.v1.GateService/RequestGateReview \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["review"]["id"])')"
+if g "$TOKEN" "{\"organisation_id\": \"$ORG\", \"review_id\": \"$REVIEW\", \"outcome\": \"GATE_OUTCOME_GO\", \"rationale\": \"too early\"}" \
+  jalon.v1.GateService/DecideGate 2>refused.txt; then
+  echo "GO without the sponsor's signature was accepted" >&2; exit 1
+fi
+grep -q SIGNATURE_MISSING refused.txt
+g "$SPONSOR" "{\"organisation_id\": \"$ORG\", \"review_id\": \"$REVIEW\", \"verdict\": \"VERDICT_APPROVE\", \"comment\": \"convinced\"}" \
+  jalon.v1.GateService/SignGate >/dev/null
+phase="$(g "$TOKEN" "{\"organisation_id\": \"$ORG\", \"review_id\": \"$REVIEW\", \"outcome\": \"GATE_OUTCOME_GO\", \"rationale\": \"criteria met\"}" \
+  jalon.v1.GateService/DecideGate | python3 -c 'import json,sys; print(json.load(sys.stdin)["project"]["phase"])')"
+[ "$phase" = PHASE_INDUSTRIALISATION ] || { echo "unexpected phase after GO: $phase" >&2; exit 1; }
+g "$TOKEN" "{\"organisation_id\": \"$ORG\"}" jalon.v1.AuditService/VerifyAuditLog | grep -q '"valid": true'
+kill -TERM $demo_pid
+wait $demo_pid
+echo "smoke (demo gate review): ok"
