@@ -83,6 +83,12 @@ for key in $open_musts; do
   g "$LEAD" "{\"organisation_id\": \"$ORG\", \"project_id\": \"$PROJECT\", \"key\": \"$key\", \"status\": \"ANSWER_STATUS_DONE\", \"risk\": \"RISK_LEVEL_LOW\"}" \
     jalon.v1.AssessmentService/AnswerAssessmentItem >/dev/null
 done
+# The POC result, on the project's primary KPI (leaving POC needs it).
+KPI="$(g "$LEAD" "{\"organisation_id\": \"$ORG\", \"project_id\": \"$PROJECT\"}" jalon.v1.KpiService/ListKpis \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["kpis"][0]["id"])')"
+now="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+g "$LEAD" "{\"organisation_id\": \"$ORG\", \"measurement\": {\"kpi_id\": \"$KPI\", \"value\": 86.5, \"stage\": \"STAGE_POC\",
+  \"measure_time\": \"$now\", \"sample_size\": 120, \"std_dev\": 6.2}}" jalon.v1.KpiService/RecordMeasurement >/dev/null
 REVIEW="$(g "$LEAD" "{\"organisation_id\": \"$ORG\", \"project_id\": \"$PROJECT\"}" jalon.v1.GateService/RequestGateReview \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["review"]["id"])')"
 if g "$TOKEN" "{\"organisation_id\": \"$ORG\", \"review_id\": \"$REVIEW\", \"outcome\": \"GATE_OUTCOME_GO\", \"rationale\": \"too early\"}" \

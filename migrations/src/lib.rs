@@ -7,6 +7,8 @@ pub use sea_orm_migration::prelude::*;
 mod m20261129_000001_create_organisations_and_people;
 mod m20261129_000002_create_projects;
 mod m20261129_000003_create_assessments_gates_audit;
+mod m20261129_000004_create_kpis;
+mod m20261129_000005_create_finance;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -18,6 +20,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_create_organisations_and_people::Migration),
             Box::new(m20261129_000002_create_projects::Migration),
             Box::new(m20261129_000003_create_assessments_gates_audit::Migration),
+            Box::new(m20261129_000004_create_kpis::Migration),
+            Box::new(m20261129_000005_create_finance::Migration),
         ]
     }
 }

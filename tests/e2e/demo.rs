@@ -88,6 +88,47 @@ async fn the_demo_portfolio_is_seeded_once() {
             .into_inner();
         assert!(verified.valid);
         assert!(verified.checked >= 28, "{verified:?}");
+        // Promod's money: EUR 135,000 people + 18,000 cloud + 9,000 labelling;
+        // a budget 20% above; EUR 60,000 of savings booked.
+        let f = app
+            .finance()
+            .get_project_financials(authed(
+                demo::DIRECTOR,
+                pb::GetProjectFinancialsRequest {
+                    organisation_id: org.clone(),
+                    project_id: projects[0].id.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let eur = |a: &str| {
+            Some(pb::Money {
+                currency_code: "EUR".into(),
+                amount: a.into(),
+            })
+        };
+        assert_eq!(f.total_cost, eur("162000.00"));
+        assert_eq!(f.recorded_benefit, eur("60000.00"));
+        assert_eq!(f.budget, eur("194400.00"));
+        assert_eq!(f.kpi_gains.len(), 1);
+        // Vilogia's gain is monetised: (95 - 52) s x EUR 0.05 x 40,000 calls.
+        let vilogia = app
+            .finance()
+            .list_benefits(authed(
+                demo::DIRECTOR,
+                pb::ListBenefitsRequest {
+                    organisation_id: org.clone(),
+                    project_id: projects[1].id.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            vilogia.derived.is_empty(),
+            "not in production yet: no post-deployment period"
+        );
         // A sponsor sees what they sponsor, nothing more.
         let mine = app
             .projects()

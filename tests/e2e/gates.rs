@@ -51,11 +51,70 @@ async fn stage(app: &TestApp, configure: impl FnOnce(&mut pb::Project)) -> Stage
         .into_inner()
         .project
         .unwrap();
+    // A primary KPI with a target, a review cadence, a baseline and a POC
+    // result, so that the KPI criteria pass and the rest can be tested.
+    let kpi = app
+        .kpis()
+        .create_kpi(authed(
+            "dina",
+            pb::CreateKpiRequest {
+                organisation_id: org.id.clone(),
+                kpi: Some(accuracy_kpi(&project.id)),
+            },
+        ))
+        .await
+        .expect("create kpi")
+        .into_inner()
+        .kpi
+        .unwrap();
+    for (stage, value) in [(pb::Stage::Baseline, 60.0), (pb::Stage::Poc, 85.0)] {
+        app.kpis()
+            .record_measurement(authed(
+                "dina",
+                pb::RecordMeasurementRequest {
+                    organisation_id: org.id.clone(),
+                    measurement: Some(measurement(&kpi.id, stage, value)),
+                },
+            ))
+            .await
+            .expect("measure");
+    }
     Stage {
         org: org.id,
         project,
         sponsor: sponsor.id,
         lead: lead.id,
+    }
+}
+
+/// A primary model-performance KPI: accuracy in %, target 80, monthly.
+pub fn accuracy_kpi(project_id: &str) -> pb::Kpi {
+    pb::Kpi {
+        project_id: project_id.into(),
+        name: "Qualification accuracy".into(),
+        unit: "%".into(),
+        unit_kind: pb::UnitKind::Percentage as i32,
+        direction: pb::Direction::HigherIsBetter as i32,
+        category: pb::KpiCategory::ModelPerformance as i32,
+        primary: true,
+        target: Some(80.0),
+        cadence: pb::Cadence::Monthly as i32,
+        ..Default::default()
+    }
+}
+
+/// A measurement taken now.
+pub fn measurement(kpi_id: &str, stage: pb::Stage, value: f64) -> pb::Measurement {
+    let now = chrono::Utc::now();
+    pb::Measurement {
+        kpi_id: kpi_id.into(),
+        value,
+        measure_time: Some(prost_types::Timestamp {
+            seconds: now.timestamp(),
+            nanos: 0,
+        }),
+        stage: stage as i32,
+        ..Default::default()
     }
 }
 

@@ -7,7 +7,8 @@ use std::{path::PathBuf, time::Duration};
 
 use jalon_proto::v1::{
     self as pb, assessment_service_client::AssessmentServiceClient,
-    audit_service_client::AuditServiceClient, gate_service_client::GateServiceClient,
+    audit_service_client::AuditServiceClient, finance_service_client::FinanceServiceClient,
+    gate_service_client::GateServiceClient, kpi_service_client::KpiServiceClient,
     organisation_service_client::OrganisationServiceClient,
     person_service_client::PersonServiceClient, project_service_client::ProjectServiceClient,
 };
@@ -96,6 +97,17 @@ impl FreshDatabase {
             .expect("connect to the test database")
     }
 
+    /// The same database for a second server (a replica): dropping it is
+    /// left to this one.
+    pub fn shared(&self) -> Self {
+        Self {
+            url: self.url.clone(),
+            backend: self.backend.clone(),
+            dir: None,
+            pg_name: None,
+        }
+    }
+
     pub async fn drop_database(&self) {
         if let (Backend::Postgres(admin_url), Some(name)) = (&self.backend, &self.pg_name)
             && let Ok(admin) = Database::connect(admin_url.as_str()).await
@@ -132,6 +144,7 @@ pub fn test_settings(database_url: &str) -> Settings {
     let mut settings = Settings::default();
     settings.server.listen = "127.0.0.1:0".parse().expect("address");
     settings.server.drain_timeout_secs = 10;
+    settings.metrics.listen = "127.0.0.1:0".parse().expect("address");
     settings.database.url = Secret::new(database_url);
     settings.database.max_connections = 8;
     settings.database.migrate = Some(true);
@@ -145,6 +158,8 @@ pub fn test_settings(database_url: &str) -> Settings {
 /// A running server.
 pub struct TestApp {
     pub addr: std::net::SocketAddr,
+    /// Where `/metrics` is served, when metrics are enabled.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub channel: Channel,
     pub db: FreshDatabase,
     shutdown: Option<oneshot::Sender<()>>,
@@ -172,6 +187,7 @@ impl TestApp {
             .await
             .expect("application builds");
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until(async {
             let _ = rx.await;
@@ -184,6 +200,7 @@ impl TestApp {
             .expect("connect to the test server");
         Self {
             addr,
+            metrics_addr,
             channel,
             db,
             shutdown: Some(tx),
@@ -209,6 +226,14 @@ impl TestApp {
 
     pub fn gates(&self) -> GateServiceClient<Channel> {
         GateServiceClient::new(self.channel.clone())
+    }
+
+    pub fn finance(&self) -> FinanceServiceClient<Channel> {
+        FinanceServiceClient::new(self.channel.clone())
+    }
+
+    pub fn kpis(&self) -> KpiServiceClient<Channel> {
+        KpiServiceClient::new(self.channel.clone())
     }
 
     pub fn audit(&self) -> AuditServiceClient<Channel> {
@@ -502,5 +527,121 @@ pub fn pg_host_port(url: &str) -> String {
         host.to_owned()
     } else {
         format!("{host}:5432")
+    }
+}
+
+/// A gate review ready to be decided: the organisation `slug` (admin
+/// `alice`, director `dina`, sponsor `sam`, lead `lea`, all MEMBERs but
+/// `dina`), one project in IDEATION led by `lea` and sponsored by `sam`, its
+/// MUST items answered DONE by the lead, its review requested by the lead and
+/// approved by the sponsor: ready for a HOLD, RECYCLE or KILL (a GO also
+/// needs the KPI criteria).
+pub struct ReadyReview {
+    pub org: String,
+    pub project: pb::Project,
+    pub review: String,
+    /// How many assessment items the lead answered.
+    pub answers: usize,
+}
+
+pub async fn ready_review(app: &TestApp, slug: &str) -> ReadyReview {
+    let (org, _) = app.create_org(slug, "alice").await;
+    let org = org.id;
+    app.add_person("alice", &org, "dina", pb::Role::Director)
+        .await;
+    let sponsor = app.add_person("alice", &org, "sam", pb::Role::Member).await;
+    let lead = app.add_person("alice", &org, "lea", pb::Role::Member).await;
+    let project = app
+        .projects()
+        .create_project(authed(
+            "dina",
+            pb::CreateProjectRequest {
+                organisation_id: org.clone(),
+                project: Some(pb::Project {
+                    name: "Callbot".into(),
+                    sponsor_id: sponsor.id,
+                    lead_id: lead.id,
+                    ai_act_tier: pb::AiActTier::Minimal as i32,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .expect("create project")
+        .into_inner()
+        .project
+        .expect("project");
+    let items = app
+        .assessments()
+        .list_assessment_items(authed(
+            "lea",
+            pb::ListAssessmentItemsRequest {
+                organisation_id: org.clone(),
+                project_id: project.id.clone(),
+                phase: pb::Phase::Ideation as i32,
+                concern: 0,
+            },
+        ))
+        .await
+        .expect("items")
+        .into_inner()
+        .items;
+    let mut answers = 0;
+    for item in items
+        .iter()
+        .filter(|i| i.kind == pb::QuestionKind::Must as i32)
+    {
+        app.assessments()
+            .answer_assessment_item(authed(
+                "lea",
+                pb::AnswerAssessmentItemRequest {
+                    organisation_id: org.clone(),
+                    project_id: project.id.clone(),
+                    key: item.key.clone(),
+                    status: pb::AnswerStatus::Done as i32,
+                    risk: pb::RiskLevel::Low as i32,
+                    note: "checked with the business".into(),
+                    evidence_uri: "https://wiki.example/evidence".into(),
+                    justification: String::new(),
+                    etag: String::new(),
+                },
+            ))
+            .await
+            .expect("answer");
+        answers += 1;
+    }
+    let review = app
+        .gates()
+        .request_gate_review(authed(
+            "lea",
+            pb::RequestGateReviewRequest {
+                organisation_id: org.clone(),
+                project_id: project.id.clone(),
+            },
+        ))
+        .await
+        .expect("request the review")
+        .into_inner()
+        .review
+        .expect("review")
+        .id;
+    app.gates()
+        .sign_gate(authed(
+            "sam",
+            pb::SignGateRequest {
+                organisation_id: org.clone(),
+                review_id: review.clone(),
+                verdict: pb::Verdict::Approve as i32,
+                comment: "approved".into(),
+            },
+        ))
+        .await
+        .expect("the sponsor signs");
+    ReadyReview {
+        org,
+        project,
+        review,
+        answers,
     }
 }

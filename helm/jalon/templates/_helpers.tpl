@@ -195,6 +195,12 @@ by the Deployment and the migration Job, so nothing renders without them.
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
 {{- fail "autoscaling.minReplicas must not be above autoscaling.maxReplicas" }}
 {{- end }}
+{{- if and .Values.metrics.enabled (eq (int .Values.metrics.port) (int .Values.server.port)) }}
+{{- fail "metrics.port must differ from server.port: the metrics have a port of their own" }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.enabled" }}
+{{- end }}
 {{- $_ := include "jalon.terminationGracePeriodSeconds" . }}
 {{- end }}
 

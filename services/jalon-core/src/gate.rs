@@ -70,6 +70,8 @@ pub struct GateContext<'a> {
     pub sponsor_active: bool,
     /// Conditions of earlier CONDITIONAL_GO decisions still open.
     pub open_conditions: usize,
+    /// The project's active KPIs, for the KPI criteria.
+    pub kpis: &'a [crate::kpi::KpiFacts],
 }
 
 /// One rule of the gate.
@@ -360,7 +362,8 @@ pub fn decide(
             "a gate is decided by a DIRECTOR or the project's sponsor".into(),
         ));
     }
-    if project.status != Status::Active || project.phase != from {
+    let reassessment = project.status == Status::InProduction;
+    if !(project.status == Status::Active || reassessment) || project.phase != from {
         return Err(Error::precondition(
             "PROJECT_NOT_ACTIVE",
             format!("projects/{}", project.id),
@@ -368,6 +371,13 @@ pub fn decide(
                 "the project is {} in {}: a gate is decided on an ACTIVE project in the reviewed phase",
                 project.status, project.phase
             ),
+        ));
+    }
+    if reassessment && !matches!(outcome, Outcome::Recycle | Outcome::Kill) {
+        return Err(Error::precondition(
+            "REASSESSMENT_OUTCOME",
+            format!("projects/{}", project.id),
+            "a reassessment of a project in production ends in RECYCLE (back to work in DEPLOYMENT) or KILL",
         ));
     }
     let mut unmet = Vec::new();
@@ -461,19 +471,24 @@ pub fn decide(
     })
 }
 
-/// A review can be requested on an ACTIVE project (not in production).
-pub fn check_can_request(project: &Project) -> Result<()> {
-    if project.status != Status::Active {
-        return Err(Error::precondition(
+/// A review can be requested on an ACTIVE project; on a project in
+/// production only as a reassessment, by a DIRECTOR, once a KPI has flagged
+/// it as underperforming.
+pub fn check_can_request(project: &Project, is_director: bool) -> Result<()> {
+    match project.status {
+        Status::Active => Ok(()),
+        Status::InProduction if project.underperforming && is_director => Ok(()),
+        Status::InProduction if project.underperforming => Err(Error::PermissionDenied(
+            "only a DIRECTOR opens the reassessment of a project in production".into(),
+        )),
+        status => Err(Error::precondition(
             "PROJECT_NOT_ACTIVE",
             format!("projects/{}", project.id),
             format!(
-                "the project is {}: a gate review needs an ACTIVE project",
-                project.status
+                "the project is {status}: a gate review needs an ACTIVE project (or, in production, an underperformance flag)"
             ),
-        ));
+        )),
     }
-    Ok(())
 }
 
 /// Lifecycle actions outside gates.
@@ -500,3 +515,52 @@ pub fn lifecycle(project: &Project, action: LifecycleAction) -> Result<Status> {
 
 #[cfg(test)]
 mod tests;
+
+/// Builders shared by the unit tests of the gate engine and its extensions.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    use crate::{
+        project::{AiActTier, Phase, Project, ProjectDetails, Status},
+        values::{DisplayName, ShortText},
+    };
+
+    pub fn project(phase: Phase) -> Project {
+        let now = Utc::now();
+        Project {
+            id: Uuid::now_v7(),
+            organisation_id: Uuid::now_v7(),
+            details: ProjectDetails {
+                name: DisplayName::parse("Callbot").unwrap(),
+                description: String::new(),
+                business_unit: ShortText::parse("").unwrap(),
+                tags: vec![],
+                objective: String::new(),
+                gain_quantified: false,
+                expected_gain: None,
+                usage: None,
+                result_type: None,
+                data_kinds: vec![],
+                algorithm_approach: None,
+                execution: None,
+                hosting: None,
+                personal_data: false,
+                ai_act_tier: AiActTier::Minimal,
+                ai_act_reason: String::new(),
+                sponsor_id: Some(Uuid::now_v7()),
+                lead_id: Some(Uuid::now_v7()),
+                planned_start: None,
+                planned_end: None,
+            },
+            phase,
+            status: Status::Active,
+            phase_history: vec![],
+            underperforming: false,
+            create_time: now,
+            update_time: now,
+            version: 1,
+        }
+    }
+}

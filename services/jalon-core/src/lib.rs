@@ -7,11 +7,14 @@
 pub mod assessment;
 pub mod authz;
 pub mod error;
+pub mod finance;
 pub mod gate;
+pub mod kpi;
 pub mod organisation;
 pub mod person;
 pub mod project;
 pub mod question_bank;
+pub mod stats;
 pub mod values;
 
 pub use error::{Error, FieldViolation, PreconditionViolation, Result};

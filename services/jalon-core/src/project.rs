@@ -116,6 +116,9 @@ pub struct Project {
     pub phase: Phase,
     pub status: Status,
     pub phase_history: Vec<PhaseSpan>,
+    /// A KPI's last two review periods after deployment were worse than its
+    /// baseline or below its target.
+    pub underperforming: bool,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
     pub version: i64,

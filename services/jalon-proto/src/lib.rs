@@ -20,4 +20,6 @@ pub const SERVICE_NAMES: &[&str] = &[
     "jalon.v1.AssessmentService",
     "jalon.v1.GateService",
     "jalon.v1.AuditService",
+    "jalon.v1.KpiService",
+    "jalon.v1.FinanceService",
 ];

@@ -212,7 +212,7 @@ impl Authenticator {
         let claims = match decode::<Claims>(token, key, &self.validation) {
             Ok(data) => data.claims,
             Err(e) => {
-                tracing::debug!(reason = ?e.kind(), "token refused");
+                tracing::debug!(reason = refusal(e.kind()), "token refused");
                 return None;
             }
         };
@@ -324,6 +324,26 @@ impl Interceptor for AuthInterceptor {
             .ok_or_else(|| Status::unauthenticated("missing or invalid credentials"))?;
         request.extensions_mut().insert(caller);
         Ok(request)
+    }
+}
+
+/// Why a token was refused, for the log: the kind only. The errors
+/// themselves quote the token (a base64 error its bytes, a JSON error the
+/// claim it choked on, which may be an e-mail address).
+fn refusal(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::InvalidToken | K::Base64(_) | K::Utf8(_) => "malformed token",
+        K::Json(_) | K::InvalidClaimFormat(_) => "malformed claims",
+        K::MissingRequiredClaim(_) => "missing claim",
+        K::InvalidSignature => "bad signature",
+        K::ExpiredSignature => "expired",
+        K::ImmatureSignature => "not yet valid",
+        K::InvalidIssuer => "wrong issuer",
+        K::InvalidAudience => "wrong audience",
+        K::InvalidSubject => "wrong subject",
+        K::InvalidAlgorithm | K::MissingAlgorithm | K::UnsupportedAlgorithm => "wrong algorithm",
+        _ => "unusable key or token",
     }
 }
 

@@ -45,6 +45,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub log: LogSettings,
+    pub metrics: MetricsSettings,
 }
 
 /// `[server]`
@@ -226,6 +227,25 @@ pub enum LogFormat {
     Json,
 }
 
+/// `[metrics]`: Prometheus metrics on their own HTTP port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Serve `/metrics` (Prometheus text format).
+    pub enabled: bool,
+    /// Address of the metrics HTTP server; must differ from `server.listen`.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
 /// Loads the settings: defaults, then `file` (when given), then
 /// `JALON__…` variables, then `overrides` (flags, as a partial TOML-like
 /// tree).
@@ -302,6 +322,35 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file("bad.toml", "[server]\nlisten_address = \"x\"")?;
             assert!(load(Some(Path::new("bad.toml")), Figment::new()).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn metrics_default_on_loopback_and_can_be_turned_off() {
+        let defaults = MetricsSettings::default();
+        assert!(defaults.enabled);
+        assert_eq!(defaults.listen, SocketAddr::from(([127, 0, 0, 1], 9464)));
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("jalon.toml", "[metrics]\nlisten = \"0.0.0.0:9100\"")?;
+            jail.set_env("JALON__METRICS__ENABLED", "false");
+            let s =
+                load(Some(Path::new("jalon.toml")), Figment::new()).map_err(|e| e.to_string())?;
+            assert!(!s.metrics.enabled);
+            assert_eq!(s.metrics.listen, SocketAddr::from(([0, 0, 0, 0], 9100)));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_metrics_settings_are_refused_with_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "[metrics]\nport = 9464")?;
+            let e = load(Some(Path::new("typo.toml")), Figment::new()).expect_err("refused");
+            assert!(e.contains("port"), "{e}");
+            jail.create_file("bad.toml", "[metrics]\nlisten = \"9464\"")?;
+            let e = load(Some(Path::new("bad.toml")), Figment::new()).expect_err("refused");
+            assert!(e.contains("metrics.listen"), "{e}");
             Ok(())
         });
     }

@@ -18,11 +18,18 @@ use jalon_core::{
         CurrencyCode, DiscountRate, DisplayName, Email, Money, Month, ShortText, Slug, Subject,
     },
 };
+use jalon_core::{
+    finance::{BenefitKind, CostCategory, CostNature},
+    kpi::{Cadence, Category, Direction, Kpi, Source, Stage, UnitKind},
+};
 use jalon_store::{
     Store,
     assessments::{self, Answer},
     audit::Actor,
-    gates, organisations, people, projects,
+    finance::{self, NewCost},
+    gates,
+    kpis::{self, NewMeasurement},
+    organisations, people, projects,
 };
 use uuid::Uuid;
 
@@ -78,6 +85,23 @@ struct Case {
     in_production: bool,
     /// A RECYCLE before the first GO.
     recycled_first: bool,
+    /// The primary KPI: name, unit, kind, direction, baseline, target, POC
+    /// result, value after deployment, and optionally money per unit of
+    /// improvement with its monthly volume.
+    kpi: DemoKpi,
+}
+
+struct DemoKpi {
+    name: &'static str,
+    unit: &'static str,
+    kind: UnitKind,
+    direction: Direction,
+    category: Category,
+    baseline: (f64, u64, f64),
+    target: f64,
+    poc: f64,
+    after: (f64, u64, f64),
+    value_per_unit: Option<(&'static str, u32)>,
 }
 
 const CASES: &[Case] = &[
@@ -102,6 +126,18 @@ const CASES: &[Case] = &[
         conditional_last: false,
         in_production: true,
         recycled_first: false,
+        kpi: DemoKpi {
+            name: "Forecast error (MAPE)",
+            unit: "%",
+            kind: UnitKind::Percentage,
+            direction: Direction::LowerIsBetter,
+            category: Category::ModelPerformance,
+            baseline: (32.0, 400, 9.0),
+            target: 20.0,
+            poc: 18.5,
+            after: (17.0, 420, 8.0),
+            value_per_unit: None,
+        },
     },
     Case {
         name: "Vilogia: callbot qualifying tenants' calls",
@@ -124,6 +160,18 @@ const CASES: &[Case] = &[
         conditional_last: false,
         in_production: false,
         recycled_first: false,
+        kpi: DemoKpi {
+            name: "Phone waiting time",
+            unit: "seconds",
+            kind: UnitKind::Duration,
+            direction: Direction::LowerIsBetter,
+            category: Category::Customer,
+            baseline: (95.0, 12000, 40.0),
+            target: 45.0,
+            poc: 44.0,
+            after: (52.0, 12500, 30.0),
+            value_per_unit: Some(("0.05", 40_000)),
+        },
     },
     Case {
         name: "VNF Fluviote Quai: quay occupancy from connected sensors",
@@ -146,6 +194,18 @@ const CASES: &[Case] = &[
         conditional_last: false,
         in_production: false,
         recycled_first: false,
+        kpi: DemoKpi {
+            name: "Quay occupancy accuracy",
+            unit: "%",
+            kind: UnitKind::Percentage,
+            direction: Direction::HigherIsBetter,
+            category: Category::ModelPerformance,
+            baseline: (45.0, 100, 10.0),
+            target: 80.0,
+            poc: 0.0,
+            after: (0.0, 1, 0.0),
+            value_per_unit: None,
+        },
     },
     Case {
         name: "NOLEJ: interactive course modules up to 50 times faster",
@@ -168,6 +228,18 @@ const CASES: &[Case] = &[
         conditional_last: false,
         in_production: true,
         recycled_first: false,
+        kpi: DemoKpi {
+            name: "Time to build a course module",
+            unit: "hours",
+            kind: UnitKind::Duration,
+            direction: Direction::LowerIsBetter,
+            category: Category::Productivity,
+            baseline: (40.0, 30, 8.0),
+            target: 2.0,
+            poc: 1.5,
+            after: (0.8, 60, 0.3),
+            value_per_unit: Some(("45", 120)),
+        },
     },
     Case {
         name: "SII Nord CulturIA: culture-fit score from CVs",
@@ -190,6 +262,18 @@ const CASES: &[Case] = &[
         conditional_last: true,
         in_production: false,
         recycled_first: false,
+        kpi: DemoKpi {
+            name: "Recruiter agreement with the score",
+            unit: "%",
+            kind: UnitKind::Percentage,
+            direction: Direction::HigherIsBetter,
+            category: Category::ModelPerformance,
+            baseline: (50.0, 200, 12.0),
+            target: 75.0,
+            poc: 78.0,
+            after: (0.0, 1, 0.0),
+            value_per_unit: None,
+        },
     },
     Case {
         name: "SII Nord Opinion Viewer: polarity, topics and summary of social comments",
@@ -212,6 +296,18 @@ const CASES: &[Case] = &[
         conditional_last: false,
         in_production: false,
         recycled_first: true,
+        kpi: DemoKpi {
+            name: "Comment polarity accuracy",
+            unit: "%",
+            kind: UnitKind::Percentage,
+            direction: Direction::HigherIsBetter,
+            category: Category::ModelPerformance,
+            baseline: (55.0, 500, 0.0),
+            target: 80.0,
+            poc: 0.0,
+            after: (0.0, 1, 0.0),
+            value_per_unit: None,
+        },
     },
 ];
 
@@ -370,9 +466,10 @@ pub async fn seed(store: &Store) -> Result<bool> {
         };
         let mut project = projects::create(db, org.id, &details, None, &director).await?;
         let lead = actor(case.lead)?;
+        let kpi = demo_kpi(store, org.id, &project, &case.kpi, eur, &lead).await?;
         let sponsor = actor(case.sponsor)?;
         if case.recycled_first {
-            let review = gates::request(db, org.id, project.id, &lead, |_| Ok(())).await?;
+            let review = gates::request(db, org.id, project.id, &lead, false, |_| Ok(())).await?;
             gates::decide(
                 db,
                 org.id,
@@ -386,8 +483,19 @@ pub async fn seed(store: &Store) -> Result<bool> {
             .await?;
         }
         for step in 0..case.passes {
+            if project.phase == Phase::Poc {
+                measure(
+                    store,
+                    org.id,
+                    kpi,
+                    Stage::Poc,
+                    (case.kpi.poc, 200, 5.0),
+                    &lead,
+                )
+                .await?;
+            }
             answer_phase(store, org.id, &project, &lead).await?;
-            let review = gates::request(db, org.id, project.id, &lead, |_| Ok(())).await?;
+            let review = gates::request(db, org.id, project.id, &lead, false, |_| Ok(())).await?;
             gates::sign(
                 db,
                 org.id,
@@ -422,12 +530,175 @@ pub async fn seed(store: &Store) -> Result<bool> {
             .await?;
             project = moved;
         }
+        if case.in_production {
+            measure(
+                store,
+                org.id,
+                kpi,
+                Stage::PostDeployment,
+                case.kpi.after,
+                &lead,
+            )
+            .await?;
+        }
+        money(store, org.id, &project, case, eur, &director).await?;
         if !case.in_production && project.phase != Phase::Ideation {
             // Work in progress on the current phase.
             answer_some(store, org.id, &project, &lead).await?;
         }
     }
     Ok(true)
+}
+
+/// Costs posted by the finance system, a budget, and for projects in
+/// production a recorded benefit.
+async fn money(
+    store: &Store,
+    org: Uuid,
+    project: &Project,
+    case: &Case,
+    eur: CurrencyCode,
+    director: &Actor,
+) -> Result<()> {
+    let today = chrono::Utc::now().date_naive();
+    let scale: i64 = if case.in_production { 3 } else { 1 };
+    let lines = [
+        (CostCategory::People, 45_000 * scale, 150, Phase::Poc),
+        (
+            CostCategory::Cloud,
+            6_000 * scale,
+            90,
+            Phase::Industrialisation,
+        ),
+        (CostCategory::DataLabelling, 9_000, 120, Phase::Poc),
+    ];
+    let rows: Vec<NewCost> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (category, amount, days_ago, phase))| {
+            Ok(NewCost {
+                project_id: project.id,
+                amount: Money::parse(&amount.to_string(), eur).map_err(invalid)?,
+                category: *category,
+                nature: if *category == CostCategory::Cloud {
+                    CostNature::Opex
+                } else {
+                    CostNature::Capex
+                },
+                incurred_on: today - chrono::Days::new(*days_ago),
+                cost_centre: format!("CC-{}", case.business_unit.to_uppercase().replace(' ', "-")),
+                phase: Some(*phase),
+                description: format!("{} for {}", category.as_str().to_lowercase(), case.name),
+                external_ref: Some(format!("ERP-{}-{i}", &project.id.simple().to_string()[..8])),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let total: i64 = lines.iter().map(|(_, a, _, _)| a).sum();
+    finance::record_costs(store.db(), org, &rows, director, |_| Ok(())).await?;
+    let budget = Money::parse(&(total + total / 5).to_string(), eur).map_err(invalid)?;
+    finance::set_budget(store.db(), org, project.id, budget, &[], director).await?;
+    if case.in_production {
+        let benefit = Money::parse("60000", eur).map_err(invalid)?;
+        finance::record_benefit(
+            store.db(),
+            org,
+            project.id,
+            BenefitKind::Savings,
+            benefit,
+            today - chrono::Days::new(30),
+            "first quarter of savings booked by finance",
+            director,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The case's primary KPI with its baseline (measured before the project).
+async fn demo_kpi(
+    store: &Store,
+    org: Uuid,
+    project: &Project,
+    k: &DemoKpi,
+    eur: CurrencyCode,
+    lead: &Actor,
+) -> Result<Uuid> {
+    let now = chrono::Utc::now();
+    let value_per_unit = k
+        .value_per_unit
+        .map(|(v, _)| Money::parse(v, eur))
+        .transpose()
+        .map_err(invalid)?;
+    let created = kpis::create(
+        store.db(),
+        org,
+        &Kpi {
+            id: Uuid::nil(),
+            organisation_id: org,
+            project_id: project.id,
+            name: k.name.to_owned(),
+            description: format!("{} of the project", k.name),
+            unit: k.unit.to_owned(),
+            unit_kind: k.kind,
+            direction: k.direction,
+            category: k.category,
+            primary: true,
+            target: Some(k.target),
+            method: "measured by the business over a full month".into(),
+            cadence: Some(Cadence::Monthly),
+            value_per_unit,
+            volume_per_period: k
+                .value_per_unit
+                .map(|(_, volume)| rust_decimal::Decimal::from(volume)),
+            archived: false,
+            create_time: now,
+            update_time: now,
+            version: 0,
+        },
+        lead,
+    )
+    .await?;
+    if k.baseline.1 > 1 {
+        measure(store, org, created.id, Stage::Baseline, k.baseline, lead).await?;
+    }
+    Ok(created.id)
+}
+
+/// Records one measurement (value, sample size, standard deviation) now.
+async fn measure(
+    store: &Store,
+    org: Uuid,
+    kpi: Uuid,
+    stage: Stage,
+    (value, n, sd): (f64, u64, f64),
+    actor: &Actor,
+) -> Result<()> {
+    if n <= 1 {
+        return Ok(());
+    }
+    let outcomes = kpis::record(
+        store.db(),
+        org,
+        &[NewMeasurement {
+            kpi_id: kpi,
+            value,
+            measure_time: chrono::Utc::now(),
+            period_start: None,
+            period_end: None,
+            stage,
+            sample_size: Some(n),
+            std_dev: Some(sd),
+            source: Source::Manual,
+            external_ref: None,
+        }],
+        actor,
+        |_| Ok(()),
+    )
+    .await?;
+    match outcomes.into_iter().next() {
+        Some(kpis::Outcome::Rejected(e)) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// The lead settles every MUST item of the current phase and most SHOULDs

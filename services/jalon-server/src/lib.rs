@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod startup;
 pub mod telemetry;
 

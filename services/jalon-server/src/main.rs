@@ -122,6 +122,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             tracing::info!(%addr, development_mode = app.development_mode(), "listening");
             println!("jalon listening on {addr} (gRPC and gRPC-Web)");
+            if let Some(metrics) = app.metrics_addr() {
+                println!("Prometheus metrics at http://{metrics}/metrics");
+            }
             if demo {
                 // The demo's own instructions are printed above.
             } else if app.development_mode() {

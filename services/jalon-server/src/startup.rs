@@ -1,7 +1,7 @@
 //! Builds the application from its settings and serves it until a shutdown
 //! signal: API services behind authentication, health and reflection open,
-//! gRPC-Web with CORS, request logging, timeouts, message size limits, and a
-//! graceful drain.
+//! gRPC-Web with CORS, request logging and metrics, timeouts, message size
+//! limits, and a graceful drain; Prometheus metrics on their own port.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -10,7 +10,8 @@ use jalon_proto::{
     FILE_DESCRIPTOR_SET, SERVICE_NAMES,
     v1::{
         assessment_service_server::AssessmentServiceServer,
-        audit_service_server::AuditServiceServer, gate_service_server::GateServiceServer,
+        audit_service_server::AuditServiceServer, finance_service_server::FinanceServiceServer,
+        gate_service_server::GateServiceServer, kpi_service_server::KpiServiceServer,
         organisation_service_server::OrganisationServiceServer,
         person_service_server::PersonServiceServer, project_service_server::ProjectServiceServer,
     },
@@ -30,9 +31,10 @@ use crate::{
     auth::{AuthInterceptor, Authenticator},
     config::Settings,
     grpc::{
-        assessments::AssessmentApi, audit::AuditApi, gates::GateApi,
-        organisations::OrganisationApi, people::PersonApi, projects::ProjectApi,
+        assessments::AssessmentApi, audit::AuditApi, finance::FinanceApi, gates::GateApi,
+        kpis::KpiApi, organisations::OrganisationApi, people::PersonApi, projects::ProjectApi,
     },
+    metrics::{self, Metrics, MetricsLayer},
 };
 
 /// A built application: database connected and migrated, port bound.
@@ -42,6 +44,9 @@ pub struct Application {
     store: Store,
     settings: Settings,
     authenticator: Arc<Authenticator>,
+    metrics: Arc<Metrics>,
+    /// The metrics listener and its address, when metrics are enabled.
+    metrics_listener: Option<(TcpListener, SocketAddr)>,
 }
 
 impl Application {
@@ -81,18 +86,46 @@ impl Application {
         let addr = listener
             .local_addr()
             .map_err(|e| format!("cannot read the bound address: {e}"))?;
+        let metrics_listener = if settings.metrics.enabled {
+            let listen = settings.metrics.listen;
+            if listen.port() != 0 && listen == settings.server.listen {
+                return Err(format!(
+                    "metrics.listen ({listen}) must differ from server.listen; \
+                     or set metrics.enabled = false"
+                ));
+            }
+            let listener = TcpListener::bind(listen).await.map_err(|e| {
+                format!(
+                    "cannot listen for metrics on {listen} (metrics.listen): {e}; \
+                     choose another address or set metrics.enabled = false"
+                )
+            })?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| format!("cannot read the bound metrics address: {e}"))?;
+            Some((listener, addr))
+        } else {
+            None
+        };
         Ok(Self {
             listener,
             addr,
             store,
             settings,
             authenticator,
+            metrics: Arc::new(Metrics::new()),
+            metrics_listener,
         })
     }
 
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address `/metrics` is served on, when metrics are enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The database handle.
@@ -119,8 +152,25 @@ impl Application {
             store,
             settings,
             authenticator,
+            metrics,
+            metrics_listener,
             ..
         } = self;
+        // The metrics server runs until the gRPC server has drained, so that
+        // the drain itself can be watched.
+        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_server = metrics_listener.map(|(listener, addr)| {
+            tracing::info!(%addr, "serving metrics at /metrics");
+            tokio::spawn(metrics::serve(
+                listener,
+                metrics.clone(),
+                store.clone(),
+                async {
+                    let _ = metrics_stopped.await;
+                },
+            ))
+        });
+        let recorded = metrics_server.is_some().then(|| metrics.clone());
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
 
@@ -166,9 +216,21 @@ impl Application {
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
 
+        let finance = FinanceServiceServer::new(FinanceApi {
+            store: store.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+        let kpis = KpiServiceServer::new(KpiApi {
+            store: store.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+
         let layers = tower::ServiceBuilder::new()
             .layer(cors(&settings.server.cors_allowed_origins))
             .layer(tonic_web::GrpcWebLayer::new())
+            .layer(MetricsLayer::new(recorded))
             .layer(
                 TraceLayer::new_for_grpc()
                     .make_span_with(|req: &http::Request<_>| {
@@ -206,7 +268,9 @@ impl Application {
             .add_service(InterceptedService::new(projects, interceptor.clone()))
             .add_service(InterceptedService::new(assessments, interceptor.clone()))
             .add_service(InterceptedService::new(gates, interceptor.clone()))
-            .add_service(InterceptedService::new(audit, interceptor));
+            .add_service(InterceptedService::new(audit, interceptor.clone()))
+            .add_service(InterceptedService::new(kpis, interceptor.clone()))
+            .add_service(InterceptedService::new(finance, interceptor));
         let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
             let _ = stop_rx.await;
         });
@@ -228,6 +292,10 @@ impl Application {
                 }
             }
         };
+        let _ = metrics_stop.send(());
+        if let Some(task) = metrics_server {
+            let _ = task.await;
+        }
         store.close().await;
         tracing::info!("stopped");
         result

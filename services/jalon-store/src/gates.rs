@@ -100,6 +100,7 @@ struct Facts {
     items: Vec<jalon_core::assessment::Item>,
     sponsor_active: bool,
     open_conditions: usize,
+    kpis: Vec<jalon_core::kpi::KpiFacts>,
 }
 
 async fn facts(conn: &impl ConnectionTrait, project: &Project) -> Result<Facts> {
@@ -126,7 +127,15 @@ async fn facts(conn: &impl ConnectionTrait, project: &Project) -> Result<Facts> 
         items: assessments::domain_items(&rows),
         sponsor_active,
         open_conditions: usize::try_from(open_conditions).unwrap_or(usize::MAX),
+        kpis: crate::kpis::gate_facts(conn, project.id).await?,
     })
+}
+
+/// The gate engine's criteria followed by the KPI module's.
+fn criteria() -> Vec<gate::Criterion> {
+    let mut all = gate::default_criteria();
+    all.extend(jalon_core::kpi::gate_criteria());
+    all
 }
 
 fn evaluate(project: &Project, from: Phase, facts: &Facts, waivers: &[Waiver]) -> Vec<Evaluation> {
@@ -136,8 +145,9 @@ fn evaluate(project: &Project, from: Phase, facts: &Facts, waivers: &[Waiver]) -
         items: &facts.items,
         sponsor_active: facts.sponsor_active,
         open_conditions: facts.open_conditions,
+        kpis: &facts.kpis,
     };
-    gate::evaluate(&gate::default_criteria(), &ctx, waivers)
+    gate::evaluate(&criteria(), &ctx, waivers)
 }
 
 async fn waivers(conn: &impl ConnectionTrait, review_id: Uuid) -> Result<Vec<Waiver>> {
@@ -303,13 +313,14 @@ pub async fn request(
     organisation_id: Uuid,
     project_id: Uuid,
     actor: &Actor,
+    is_director: bool,
     authorise: impl FnOnce(&Project) -> Result<()>,
 ) -> Result<ReviewView> {
     let txn = begin_write(db).await?;
     lock_organisation(&txn, organisation_id).await?;
     let project = projects::get(&txn, organisation_id, project_id).await?;
     authorise(&project)?;
-    gate::check_can_request(&project)?;
+    gate::check_can_request(&project, is_director)?;
     let facts = facts(&txn, &project).await?;
     let evals = evaluate(&project, project.phase, &facts, &[]);
     let mut required = policy_signatories(&txn, &project).await?;

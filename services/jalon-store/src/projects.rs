@@ -76,6 +76,7 @@ fn from_model(m: project::Model, tags: Vec<String>, phase_history: Vec<PhaseSpan
         phase: m.phase.parse().unwrap_or(Phase::Ideation),
         status: m.status.parse().unwrap_or(Status::Active),
         phase_history,
+        underperforming: m.underperforming,
         create_time: m.create_time,
         update_time: m.update_time,
         version: m.version,
@@ -194,6 +195,7 @@ pub fn audit_view(p: &Project) -> serde_json::Value {
         "planned_end": d.planned_end,
         "phase": p.phase.as_str(),
         "status": p.status.as_str(),
+        "underperforming": p.underperforming,
     })
 }
 
@@ -219,6 +221,7 @@ pub async fn create(
         let mut model = project::ActiveModel {
             id: Set(id),
             organisation_id: Set(organisation_id),
+            underperforming: Set(false),
             phase: Set(Phase::Ideation.as_str().to_owned()),
             status: Set(Status::Active.as_str().to_owned()),
             create_time: Set(now),

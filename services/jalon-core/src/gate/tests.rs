@@ -46,6 +46,7 @@ fn world(phase: Phase) -> World {
         phase,
         status: Status::Active,
         phase_history: vec![],
+        underperforming: false,
         create_time: now,
         update_time: now,
         version: 1,
@@ -80,6 +81,7 @@ fn ctx(w: &World) -> GateContext<'_> {
         items: &w.items,
         sponsor_active: true,
         open_conditions: 0,
+        kpis: &[],
     }
 }
 
@@ -498,7 +500,7 @@ fn only_directors_and_the_sponsor_decide_on_active_projects() {
         ),
         Err(Error::FailedPrecondition(_))
     ));
-    assert!(check_can_request(&w.project).is_err());
+    assert!(check_can_request(&w.project, true).is_err());
 }
 
 #[test]
@@ -549,4 +551,49 @@ fn lifecycle_actions() {
     );
     w.project.status = Status::Stopped;
     assert!(lifecycle(&w.project, LifecycleAction::Resume).is_err());
+}
+
+#[test]
+fn an_underperforming_project_in_production_can_be_reassessed() {
+    let mut w = world(Phase::Deployment);
+    w.project.status = Status::InProduction;
+    assert!(
+        check_can_request(&w.project, true).is_err(),
+        "no flag, no review"
+    );
+    w.project.underperforming = true;
+    assert!(matches!(
+        check_can_request(&w.project, false),
+        Err(Error::PermissionDenied(_))
+    ));
+    assert!(check_can_request(&w.project, true).is_ok());
+    let evals = evaluate(&default_criteria(), &ctx(&w), &[]);
+    let (required, signatures) = approved(&w);
+    let go = decide(
+        &w.project,
+        Phase::Deployment,
+        Outcome::Go,
+        DIRECTOR,
+        &evals,
+        &required,
+        &signatures,
+        &[],
+    )
+    .unwrap_err();
+    assert!(matches!(&go, Error::FailedPrecondition(v) if v[0].kind == "REASSESSMENT_OUTCOME"));
+    let back = decide(
+        &w.project,
+        Phase::Deployment,
+        Outcome::Recycle,
+        DIRECTOR,
+        &evals,
+        &required,
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        (back.phase, back.status),
+        (Phase::Deployment, Status::Active)
+    );
 }

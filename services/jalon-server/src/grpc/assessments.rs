@@ -351,6 +351,7 @@ impl AssessmentService for AssessmentApi {
         )
         .await
         .or_status()?;
+        crate::metrics::assessment_answered(request.extensions(), answer.status);
         Ok(Response::new(pb::AnswerAssessmentItemResponse {
             item: Some(item_to_proto(row)),
         }))

@@ -161,7 +161,8 @@ impl GateService for GateApi {
                 .or_status()?,
         )
         .or_status()?;
-        let review = gates::request(self.store.db(), org, project_id, &actor(&caller, Some(&membership)), |project| {
+        let is_director = membership.role == Role::Director;
+        let review = gates::request(self.store.db(), org, project_id, &actor(&caller, Some(&membership)), is_director, |project| {
             if !visible(&membership, project) {
                 return Err(Error::NotFound { resource: "project" });
             }
@@ -375,6 +376,7 @@ impl GateService for GateApi {
         .await
         .or_status()?;
         tracing::info!(organisation_id = %org, %review_id, outcome = outcome.as_str(), phase = project.phase.as_str(), status = project.status.as_str(), "gate decided");
+        crate::metrics::gate_decided(request.extensions(), outcome);
         Ok(Response::new(pb::DecideGateResponse {
             review: Some(review_to_proto(review)),
             project: Some(project_to_proto(project)),

@@ -40,7 +40,9 @@ macro_rules! wire_enum {
 pub mod assessments;
 pub mod audit;
 pub mod conversions;
+pub mod finance;
 pub mod gates;
+pub mod kpis;
 pub mod organisations;
 pub mod people;
 pub mod projects;

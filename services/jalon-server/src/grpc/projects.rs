@@ -252,6 +252,7 @@ pub fn project_to_proto(p: Project) -> pb::Project {
         create_time: Some(conv::timestamp(p.create_time)),
         update_time: Some(conv::timestamp(p.update_time)),
         etag: jalon_core::organisation::etag(p.version),
+        underperforming: p.underperforming,
     }
 }
 

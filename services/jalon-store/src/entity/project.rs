@@ -31,6 +31,7 @@ pub struct Model {
     pub create_time: DateTimeUtc,
     pub update_time: DateTimeUtc,
     pub version: i64,
+    pub underperforming: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

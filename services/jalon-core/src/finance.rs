@@ -1,0 +1,340 @@
+//! Money of a project: costs, budgets, benefits, and what they add up to:
+//! ROI, payback and NPV. Exact decimal arithmetic in the organisation's
+//! currency; amounts are integer minor units underneath.
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, NaiveDate};
+use rust_decimal::{Decimal, RoundingStrategy};
+
+use crate::{
+    project::Phase,
+    values::{CurrencyCode, Money},
+};
+
+macro_rules! money_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(&self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!("unknown {} '{other}'", stringify!($name))),
+                }
+            }
+        }
+    };
+}
+
+money_enum!(
+    /// What a cost paid for.
+    CostCategory {
+        People => "PEOPLE", Cloud => "CLOUD", Licences => "LICENCES", DataLabelling => "DATA_LABELLING",
+        Integration => "INTEGRATION", RunOperations => "RUN_OPERATIONS", Other => "OTHER",
+    }
+);
+money_enum!(
+    /// Capital or operating expenditure.
+    CostNature { Capex => "CAPEX", Opex => "OPEX" }
+);
+money_enum!(
+    /// What a recorded benefit is.
+    BenefitKind { Savings => "SAVINGS", Revenue => "REVENUE", AvoidedCost => "AVOIDED_COST" }
+);
+
+/// A cost as the money rules see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostLine {
+    pub amount_minor: i64,
+    pub category: CostCategory,
+    pub phase: Phase,
+    pub date: NaiveDate,
+}
+
+/// A benefit (recorded, or derived from a monetised KPI) as the money rules
+/// see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenefitLine {
+    pub amount_minor: i64,
+    pub date: NaiveDate,
+}
+
+/// What a project's money adds up to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Financials {
+    pub currency: CurrencyCode,
+    pub total_cost: Money,
+    pub cost_by_category: Vec<(CostCategory, Money)>,
+    pub cost_by_phase: Vec<(Phase, Money)>,
+    pub recorded_benefit: Money,
+    pub derived_benefit: Money,
+    pub net_value: Money,
+    /// (benefit - cost) / cost; none without cost.
+    pub roi: Option<Decimal>,
+    /// The first month whose cumulative benefit reaches the cumulative cost.
+    pub payback_month: Option<NaiveDate>,
+    /// Net monthly cash flows discounted at the annual rate compounded
+    /// monthly (rate / 12 a month), from the first month with a flow.
+    pub npv: Money,
+    pub budget: Option<Money>,
+    /// budget - cost: positive is under budget.
+    pub budget_variance: Option<Money>,
+    pub budget_by_category: Vec<(CostCategory, Money, Money)>,
+}
+
+fn month_of(d: NaiveDate) -> NaiveDate {
+    NaiveDate::from_ymd_opt(d.year(), d.month(), 1).unwrap_or(d)
+}
+
+fn months_between(from: NaiveDate, to: NaiveDate) -> i64 {
+    i64::from(to.year() - from.year()) * 12 + i64::from(to.month()) - i64::from(from.month())
+}
+
+fn money(minor: i64, currency: CurrencyCode) -> Money {
+    Money::from_minor(minor, currency)
+}
+
+fn to_minor(amount: Decimal, currency: CurrencyCode) -> i64 {
+    let digits = currency.minor_unit_digits();
+    let scaled = (amount * Decimal::from(10_i64.pow(digits)))
+        .round_dp_with_strategy(0, RoundingStrategy::MidpointNearestEven);
+    scaled
+        .to_string()
+        .parse::<i64>()
+        .unwrap_or(if scaled.is_sign_negative() {
+            i64::MIN
+        } else {
+            i64::MAX
+        })
+}
+
+/// Adds up a project's money.
+pub fn financials(
+    currency: CurrencyCode,
+    annual_discount_rate: Decimal,
+    costs: &[CostLine],
+    recorded: &[BenefitLine],
+    derived: &[BenefitLine],
+    budget_total_minor: Option<i64>,
+    budget_by_category: &[(CostCategory, i64)],
+) -> Financials {
+    let total_cost: i64 = costs.iter().map(|c| c.amount_minor).sum();
+    let mut by_category: BTreeMap<CostCategory, i64> = BTreeMap::new();
+    let mut by_phase: BTreeMap<Phase, i64> = BTreeMap::new();
+    for c in costs {
+        *by_category.entry(c.category).or_default() += c.amount_minor;
+        *by_phase.entry(c.phase).or_default() += c.amount_minor;
+    }
+    let recorded_total: i64 = recorded.iter().map(|b| b.amount_minor).sum();
+    let derived_total: i64 = derived.iter().map(|b| b.amount_minor).sum();
+    let benefit = recorded_total + derived_total;
+    let roi = (total_cost != 0)
+        .then(|| (Decimal::from(benefit) - Decimal::from(total_cost)) / Decimal::from(total_cost));
+
+    // Monthly net flows.
+    let mut flows: BTreeMap<NaiveDate, (i64, i64)> = BTreeMap::new();
+    for c in costs {
+        flows.entry(month_of(c.date)).or_default().0 += c.amount_minor;
+    }
+    for b in recorded.iter().chain(derived) {
+        flows.entry(month_of(b.date)).or_default().1 += b.amount_minor;
+    }
+    let (mut cum_cost, mut cum_benefit) = (0_i64, 0_i64);
+    let mut payback_month = None;
+    for (month, (cost, gain)) in &flows {
+        cum_cost += cost;
+        cum_benefit += gain;
+        if payback_month.is_none() && cum_cost > 0 && cum_benefit >= cum_cost {
+            payback_month = Some(*month);
+        }
+    }
+    let monthly = Decimal::ONE + annual_discount_rate / Decimal::from(12);
+    let first = flows.keys().next().copied();
+    let mut npv = Decimal::ZERO;
+    if let Some(first) = first {
+        for (month, (cost, gain)) in &flows {
+            let n = months_between(first, *month);
+            let mut factor = Decimal::ONE;
+            for _ in 0..n {
+                factor *= monthly;
+            }
+            npv += Decimal::from(gain - cost) / factor;
+        }
+    }
+    let digits = currency.minor_unit_digits();
+    let npv_minor = to_minor(npv / Decimal::from(10_i64.pow(digits)), currency);
+    let budget_by_category = budget_by_category
+        .iter()
+        .map(|(category, budget)| {
+            let actual = by_category.get(category).copied().unwrap_or(0);
+            (
+                *category,
+                money(*budget, currency),
+                money(budget - actual, currency),
+            )
+        })
+        .collect();
+    Financials {
+        currency,
+        total_cost: money(total_cost, currency),
+        cost_by_category: by_category
+            .into_iter()
+            .map(|(k, v)| (k, money(v, currency)))
+            .collect(),
+        cost_by_phase: by_phase
+            .into_iter()
+            .map(|(k, v)| (k, money(v, currency)))
+            .collect(),
+        recorded_benefit: money(recorded_total, currency),
+        derived_benefit: money(derived_total, currency),
+        net_value: money(benefit - total_cost, currency),
+        roi,
+        payback_month,
+        npv: money(npv_minor, currency),
+        budget: budget_total_minor.map(|b| money(b, currency)),
+        budget_variance: budget_total_minor.map(|b| money(b - total_cost, currency)),
+        budget_by_category,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    fn eur() -> CurrencyCode {
+        CurrencyCode::parse("EUR").unwrap()
+    }
+
+    #[test]
+    fn roi_payback_and_budget_by_hand() {
+        // Costs: EUR 30,000 people in Jan (POC), EUR 10,000 cloud in Feb
+        // (industrialisation). Benefits: EUR 15,000 recorded in Mar, EUR
+        // 20,000 derived in Apr, EUR 20,000 derived in May.
+        // Total cost 40,000; benefit 55,000; net 15,000; ROI 0.375.
+        // Cumulative: Jan -30k, Feb -40k, Mar -25k, Apr -5k, May +15k:
+        // payback in May.
+        let costs = [
+            CostLine {
+                amount_minor: 3_000_000,
+                category: CostCategory::People,
+                phase: Phase::Poc,
+                date: d(2026, 1, 15),
+            },
+            CostLine {
+                amount_minor: 1_000_000,
+                category: CostCategory::Cloud,
+                phase: Phase::Industrialisation,
+                date: d(2026, 2, 3),
+            },
+        ];
+        let recorded = [BenefitLine {
+            amount_minor: 1_500_000,
+            date: d(2026, 3, 31),
+        }];
+        let derived = [
+            BenefitLine {
+                amount_minor: 2_000_000,
+                date: d(2026, 4, 1),
+            },
+            BenefitLine {
+                amount_minor: 2_000_000,
+                date: d(2026, 5, 1),
+            },
+        ];
+        let f = financials(
+            eur(),
+            Decimal::ZERO,
+            &costs,
+            &recorded,
+            &derived,
+            Some(3_500_000),
+            &[(CostCategory::Cloud, 1_200_000)],
+        );
+        assert_eq!(f.total_cost.to_string(), "40000.00");
+        assert_eq!(f.recorded_benefit.to_string(), "15000.00");
+        assert_eq!(f.derived_benefit.to_string(), "40000.00");
+        assert_eq!(f.net_value.to_string(), "15000.00");
+        assert_eq!(f.roi, Some(Decimal::new(375, 3)));
+        assert_eq!(f.payback_month, Some(d(2026, 5, 1)));
+        // Zero discount: NPV is the plain sum.
+        assert_eq!(f.npv.to_string(), "15000.00");
+        assert_eq!(
+            f.budget_variance.map(|m| m.to_string()),
+            Some("-5000.00".into())
+        );
+        assert_eq!(f.budget_by_category[0].2.to_string(), "2000.00");
+        assert_eq!(
+            f.cost_by_phase,
+            vec![
+                (Phase::Poc, Money::from_minor(3_000_000, eur())),
+                (
+                    Phase::Industrialisation,
+                    Money::from_minor(1_000_000, eur())
+                )
+            ]
+        );
+    }
+
+    #[test]
+    fn npv_at_a_known_rate() {
+        // 12% a year, 1% a month. -1,000 now, +1,010 next month: NPV 0.
+        // -1,000 now, +1,020.10 in two months: NPV 0 too (1.01^2 = 1.0201).
+        let costs = [CostLine {
+            amount_minor: 100_000,
+            category: CostCategory::Other,
+            phase: Phase::Poc,
+            date: d(2026, 1, 1),
+        }];
+        let next = [BenefitLine {
+            amount_minor: 101_000,
+            date: d(2026, 2, 1),
+        }];
+        let f = financials(eur(), Decimal::new(12, 2), &costs, &next, &[], None, &[]);
+        assert_eq!(f.npv.to_string(), "0.00");
+        let later = [BenefitLine {
+            amount_minor: 102_010,
+            date: d(2026, 3, 20),
+        }];
+        let f = financials(eur(), Decimal::new(12, 2), &costs, &later, &[], None, &[]);
+        assert_eq!(f.npv.to_string(), "0.00");
+        // +2,000 in 12 months at 12%: 2000 / 1.01^12 = 1774.90; NPV 774.90.
+        let year = [BenefitLine {
+            amount_minor: 200_000,
+            date: d(2027, 1, 1),
+        }];
+        let f = financials(eur(), Decimal::new(12, 2), &costs, &year, &[], None, &[]);
+        assert_eq!(f.npv.to_string(), "774.90");
+    }
+
+    #[test]
+    fn no_payback_and_no_cost() {
+        let costs = [CostLine {
+            amount_minor: 500,
+            category: CostCategory::Other,
+            phase: Phase::Ideation,
+            date: d(2026, 1, 1),
+        }];
+        let f = financials(eur(), Decimal::ZERO, &costs, &[], &[], None, &[]);
+        assert_eq!(f.payback_month, None);
+        assert_eq!(f.roi, Some(Decimal::NEGATIVE_ONE));
+        let none = financials(eur(), Decimal::ZERO, &[], &[], &[], None, &[]);
+        assert_eq!(none.roi, None);
+        assert_eq!(none.npv.to_string(), "0.00");
+    }
+}

@@ -1,0 +1,686 @@
+//! `jalon.v1.FinanceService`.
+
+use jalon_core::{
+    Error, FieldViolation, Result,
+    authz::{Action, Role},
+    finance::{BenefitKind, CostCategory, CostNature},
+    project::Project,
+    values::{CurrencyCode, Money},
+};
+use jalon_proto::v1::{self as pb, finance_service_server::FinanceService};
+use jalon_store::{
+    Store,
+    finance::{self, Cost, CostOutcome, NewCost},
+    people::Membership,
+};
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use super::{
+    actor, authorise, caller, conversions as conv, member,
+    projects::{date_in, date_out, phase_in, phase_out},
+    visible, visible_project,
+};
+use crate::error::{OrStatus, to_status};
+
+wire_enum!(
+    category_in,
+    category_out,
+    pb::CostCategory,
+    CostCategory,
+    "COST_CATEGORY_"
+);
+wire_enum!(
+    nature_in,
+    nature_out,
+    pb::CostNature,
+    CostNature,
+    "COST_NATURE_"
+);
+wire_enum!(
+    kind_in,
+    kind_out,
+    pb::BenefitKind,
+    BenefitKind,
+    "BENEFIT_KIND_"
+);
+
+const IMPORT_CHUNK: usize = 500;
+const IMPORT_MAX_ROWS: usize = 200_000;
+
+/// The handlers of `FinanceService`.
+#[derive(Clone)]
+pub struct FinanceApi {
+    pub store: Store,
+}
+
+fn money_out(m: Money) -> pb::Money {
+    pb::Money {
+        currency_code: m.currency().as_str().to_owned(),
+        amount: m.to_string(),
+    }
+}
+
+/// An amount in the organisation's currency: another currency is refused,
+/// never converted.
+fn money_in(m: Option<&pb::Money>, currency: CurrencyCode) -> Result<Money, String> {
+    let m = m.ok_or_else(|| "is required".to_owned())?;
+    if m.currency_code != currency.as_str() {
+        return Err(format!(
+            "must be in the organisation's currency {currency}, not '{}' (no conversion is made)",
+            m.currency_code
+        ));
+    }
+    Money::parse(&m.amount, currency)
+}
+
+fn cost_to_proto(c: Cost) -> pb::Cost {
+    let currency = CurrencyCode::parse(&c.currency).ok();
+    pb::Cost {
+        id: c.id.to_string(),
+        project_id: c.project_id.to_string(),
+        amount: currency.map(|cur| money_out(Money::from_minor(c.amount_minor, cur))),
+        category: category_out(c.category.parse().ok()),
+        nature: nature_out(c.nature.parse().ok()),
+        incurred_on: date_out(Some(c.incurred_on)),
+        cost_centre: c.cost_centre,
+        phase: phase_out(c.phase.parse().ok()),
+        description: c.description,
+        external_ref: c.external_ref.unwrap_or_default(),
+        create_time: Some(conv::timestamp(c.create_time)),
+    }
+}
+
+/// A wire cost to a new one, or the first bad field.
+fn new_cost(
+    c: &pb::Cost,
+    currency: CurrencyCode,
+    prefix: &str,
+) -> Result<NewCost, (String, String)> {
+    let f = |n: &str| format!("{prefix}{n}");
+    let project_id =
+        jalon_core::values::parse_id(&c.project_id).map_err(|e| (f("project_id"), e))?;
+    let amount = money_in(c.amount.as_ref(), currency).map_err(|e| (f("amount"), e))?;
+    if amount.minor_units() < 0 {
+        return Err((
+            f("amount"),
+            "must not be negative (post a benefit or a correction instead)".into(),
+        ));
+    }
+    let category = category_in(c.category)
+        .and_then(|v| v.ok_or_else(|| "is required".into()))
+        .map_err(|e| (f("category"), e))?;
+    let nature = nature_in(c.nature)
+        .and_then(|v| v.ok_or_else(|| "is required".into()))
+        .map_err(|e| (f("nature"), e))?;
+    let incurred_on = date_in(c.incurred_on.as_ref())
+        .and_then(|v| v.ok_or_else(|| "is required".into()))
+        .map_err(|e| (f("incurred_on"), e))?;
+    let phase = phase_in(c.phase).map_err(|e| (f("phase"), e))?;
+    let cost_centre = c.cost_centre.trim();
+    if cost_centre.chars().count() > 100 {
+        return Err((f("cost_centre"), "must be at most 100 characters".into()));
+    }
+    let description =
+        jalon_core::project::parse_long_text(&c.description).map_err(|e| (f("description"), e))?;
+    let external_ref = c.external_ref.trim();
+    if external_ref.chars().count() > 200 {
+        return Err((f("external_ref"), "must be at most 200 characters".into()));
+    }
+    Ok(NewCost {
+        project_id,
+        amount,
+        category,
+        nature,
+        incurred_on,
+        cost_centre: cost_centre.to_owned(),
+        phase,
+        description,
+        external_ref: (!external_ref.is_empty()).then(|| external_ref.to_owned()),
+    })
+}
+
+/// Only the lead among MEMBERs posts money to a project.
+fn poster(membership: Membership) -> impl Fn(&Project) -> Result<()> {
+    move |project: &Project| {
+        if !visible(&membership, project) {
+            return Err(Error::NotFound {
+                resource: "project",
+            });
+        }
+        if membership.role == Role::Member && project.details.lead_id != Some(membership.person_id)
+        {
+            return Err(Error::PermissionDenied("the project's lead, a DIRECTOR, an ADMIN or the finance integration posts its money".into()));
+        }
+        Ok(())
+    }
+}
+
+impl FinanceApi {
+    async fn organisation(&self, org: Uuid) -> Result<(CurrencyCode, rust_decimal::Decimal)> {
+        let o = jalon_store::organisations::get(self.store.db(), org).await?;
+        let currency = CurrencyCode::parse(&o.default_currency).map_err(Error::Internal)?;
+        let rate = jalon_core::values::DiscountRate::parse(&o.discount_rate)
+            .map_err(Error::Internal)?
+            .value();
+        Ok((currency, rate))
+    }
+}
+
+fn import_result(row: i64, outcome: CostOutcome, response: &mut pb::ImportCostsResponse) {
+    let blank = pb::ImportCostResult {
+        row,
+        ..Default::default()
+    };
+    response.results.push(match outcome {
+        CostOutcome::Accepted(c) => {
+            response.accepted += 1;
+            pb::ImportCostResult {
+                status: pb::ImportCostStatus::Accepted as i32,
+                id: c.id.to_string(),
+                ..blank
+            }
+        }
+        CostOutcome::Duplicate(c) => {
+            response.duplicates += 1;
+            pb::ImportCostResult {
+                status: pb::ImportCostStatus::Duplicate as i32,
+                id: c.id.to_string(),
+                ..blank
+            }
+        }
+        CostOutcome::Rejected(e) => {
+            response.rejected += 1;
+            let field = match &e {
+                Error::InvalidArgument(v) => v.first().map(|x| x.field.clone()).unwrap_or_default(),
+                _ => String::new(),
+            };
+            pb::ImportCostResult {
+                status: pb::ImportCostStatus::Rejected as i32,
+                reason: e.to_string(),
+                field,
+                ..blank
+            }
+        }
+    });
+}
+
+#[tonic::async_trait]
+impl FinanceService for FinanceApi {
+    #[tracing::instrument(skip_all)]
+    async fn record_cost(
+        &self,
+        request: Request<pb::RecordCostRequest>,
+    ) -> Result<Response<pb::RecordCostResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let wire = conv::required("cost", req.cost.as_ref()).or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::RecordCost, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        let (currency, _) = self.organisation(org).await.or_status()?;
+        let new = new_cost(wire, currency, "cost.")
+            .map_err(|(f, why)| Error::invalid(f, why))
+            .or_status()?;
+        let outcomes = finance::record_costs(
+            self.store.db(),
+            org,
+            &[new],
+            &actor(&caller, Some(&membership)),
+            poster(membership),
+        )
+        .await
+        .or_status()?;
+        match outcomes.into_iter().next() {
+            Some(CostOutcome::Accepted(c)) => Ok(Response::new(pb::RecordCostResponse {
+                cost: Some(cost_to_proto(c)),
+                duplicate: false,
+            })),
+            Some(CostOutcome::Duplicate(c)) => Ok(Response::new(pb::RecordCostResponse {
+                cost: Some(cost_to_proto(c)),
+                duplicate: true,
+            })),
+            Some(CostOutcome::Rejected(e)) => Err(to_status(e)),
+            None => Err(to_status(Error::Internal("no outcome for the cost".into()))),
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_costs(
+        &self,
+        request: Request<pb::ListCostsRequest>,
+    ) -> Result<Response<pb::ListCostsResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let project_id = conv::id("project_id", &req.project_id).or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::ListCosts, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        visible_project(&self.store, &membership, org, project_id)
+            .await
+            .or_status()?;
+        let list = finance::costs(self.store.db(), org, project_id)
+            .await
+            .or_status()?;
+        Ok(Response::new(pb::ListCostsResponse {
+            costs: list.into_iter().map(cost_to_proto).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn import_costs(
+        &self,
+        request: Request<Streaming<pb::ImportCostsRequest>>,
+    ) -> Result<Response<pb::ImportCostsResponse>, Status> {
+        let caller = caller(&request)?;
+        let mut stream = request.into_inner();
+        let mut context: Option<(Uuid, CurrencyCode, jalon_store::audit::Actor, Membership)> = None;
+        let mut response = pb::ImportCostsResponse::default();
+        let mut pending: Vec<(i64, NewCost)> = Vec::new();
+        let mut row: i64 = 0;
+        while let Some(message) = stream.next().await {
+            let message = message?;
+            let this_org = conv::id("organisation_id", &message.organisation_id).or_status()?;
+            match &context {
+                None => {
+                    let membership = member(
+                        authorise(&self.store, &caller, Action::ImportCosts, this_org)
+                            .await
+                            .or_status()?,
+                    )
+                    .or_status()?;
+                    let (currency, _) = self.organisation(this_org).await.or_status()?;
+                    context = Some((
+                        this_org,
+                        currency,
+                        actor(&caller, Some(&membership)),
+                        membership,
+                    ));
+                }
+                Some((o, ..)) if *o != this_org => {
+                    return Err(Error::invalid(
+                        "organisation_id",
+                        "must be the same in every message of an import",
+                    ))
+                    .or_status();
+                }
+                Some(_) => {}
+            }
+            let Some((org, currency, actor_, membership)) = &context else {
+                continue;
+            };
+            for c in &message.costs {
+                if usize::try_from(row).unwrap_or(usize::MAX) >= IMPORT_MAX_ROWS {
+                    return Err(Error::invalid(
+                        "costs",
+                        format!("an import carries at most {IMPORT_MAX_ROWS} rows: split it"),
+                    ))
+                    .or_status();
+                }
+                match new_cost(c, *currency, "") {
+                    Ok(new) => pending.push((row, new)),
+                    Err((field, reason)) => {
+                        response.rejected += 1;
+                        response.results.push(pb::ImportCostResult {
+                            row,
+                            status: pb::ImportCostStatus::Rejected as i32,
+                            id: String::new(),
+                            reason,
+                            field,
+                        });
+                    }
+                }
+                row += 1;
+            }
+            if pending.len() >= IMPORT_CHUNK {
+                flush(
+                    &self.store,
+                    *org,
+                    &mut pending,
+                    actor_,
+                    *membership,
+                    &mut response,
+                )
+                .await
+                .or_status()?;
+            }
+        }
+        let Some((org, _, actor_, membership)) = &context else {
+            return Err(Error::invalid(
+                "organisation_id",
+                "an import needs at least one message",
+            ))
+            .or_status();
+        };
+        flush(
+            &self.store,
+            *org,
+            &mut pending,
+            actor_,
+            *membership,
+            &mut response,
+        )
+        .await
+        .or_status()?;
+        response.results.sort_by_key(|r| r.row);
+        tracing::info!(
+            accepted = response.accepted,
+            duplicates = response.duplicates,
+            rejected = response.rejected,
+            "costs imported"
+        );
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_budget(
+        &self,
+        request: Request<pb::SetBudgetRequest>,
+    ) -> Result<Response<pb::SetBudgetResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let project_id = conv::id("project_id", &req.project_id).or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::SetBudget, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        visible_project(&self.store, &membership, org, project_id)
+            .await
+            .or_status()?;
+        let (currency, _) = self.organisation(org).await.or_status()?;
+        let mut violations = Vec::new();
+        let total = money_in(req.total.as_ref(), currency)
+            .map_err(|e| violations.push(FieldViolation::new("total", e)))
+            .ok();
+        if total.is_some_and(|t| t.minor_units() < 0) {
+            violations.push(FieldViolation::new("total", "must not be negative"));
+        }
+        let mut lines = Vec::new();
+        for (i, line) in req.by_category.iter().enumerate() {
+            let category =
+                category_in(line.category).and_then(|v| v.ok_or_else(|| "is required".into()));
+            let amount = money_in(line.amount.as_ref(), currency);
+            match (category, amount) {
+                (Ok(c), Ok(a)) if a.minor_units() >= 0 && !lines.iter().any(|(x, _)| *x == c) => {
+                    lines.push((c, a))
+                }
+                (Ok(_), Ok(a)) if a.minor_units() < 0 => violations.push(FieldViolation::new(
+                    format!("by_category[{i}].amount"),
+                    "must not be negative",
+                )),
+                (Ok(_), Ok(_)) => violations.push(FieldViolation::new(
+                    format!("by_category[{i}].category"),
+                    "appears twice",
+                )),
+                (Err(e), _) => {
+                    violations.push(FieldViolation::new(format!("by_category[{i}].category"), e))
+                }
+                (_, Err(e)) => {
+                    violations.push(FieldViolation::new(format!("by_category[{i}].amount"), e))
+                }
+            }
+        }
+        let (Some(total), true) = (total, violations.is_empty()) else {
+            return Err(Error::InvalidArgument(violations)).or_status();
+        };
+        let stored = finance::set_budget(
+            self.store.db(),
+            org,
+            project_id,
+            total,
+            &lines,
+            &actor(&caller, Some(&membership)),
+        )
+        .await
+        .or_status()?;
+        Ok(Response::new(pb::SetBudgetResponse {
+            total: Some(money_out(stored.total)),
+            by_category: stored
+                .by_category
+                .into_iter()
+                .map(|(c, m)| pb::CategoryAmount {
+                    category: category_out(Some(c)),
+                    amount: Some(money_out(m)),
+                })
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn record_benefit(
+        &self,
+        request: Request<pb::RecordBenefitRequest>,
+    ) -> Result<Response<pb::RecordBenefitResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let wire = conv::required("benefit", req.benefit.as_ref()).or_status()?;
+        let project_id = conv::id("benefit.project_id", &wire.project_id).or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::RecordBenefit, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        let project = visible_project(&self.store, &membership, org, project_id)
+            .await
+            .or_status()?;
+        poster(membership)(&project).or_status()?;
+        let (currency, _) = self.organisation(org).await.or_status()?;
+        let mut v = jalon_core::error::Violations::new();
+        let kind = v.check(
+            "benefit.kind",
+            kind_in(wire.kind).and_then(|k| k.ok_or_else(|| "is required".into())),
+        );
+        let amount = v.check("benefit.amount", money_in(wire.amount.as_ref(), currency));
+        let date = v.check(
+            "benefit.date",
+            date_in(wire.date.as_ref()).and_then(|d| d.ok_or_else(|| "is required".into())),
+        );
+        let description = v.check(
+            "benefit.description",
+            jalon_core::project::parse_long_text(&wire.description),
+        );
+        v.finish().or_status()?;
+        let (Some(kind), Some(amount), Some(date), Some(description)) =
+            (kind, amount, date, description)
+        else {
+            return Err(Error::invalid("benefit", "is invalid")).or_status();
+        };
+        let stored = finance::record_benefit(
+            self.store.db(),
+            org,
+            project_id,
+            kind,
+            amount,
+            date,
+            &description,
+            &actor(&caller, Some(&membership)),
+        )
+        .await
+        .or_status()?;
+        Ok(Response::new(pb::RecordBenefitResponse {
+            benefit: Some(pb::Benefit {
+                id: stored.id.to_string(),
+                project_id: stored.project_id.to_string(),
+                kind: kind_out(Some(kind)),
+                amount: Some(money_out(amount)),
+                date: date_out(Some(date)),
+                description,
+                derived: false,
+            }),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_benefits(
+        &self,
+        request: Request<pb::ListBenefitsRequest>,
+    ) -> Result<Response<pb::ListBenefitsResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let project_id = conv::id("project_id", &req.project_id).or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::ListBenefits, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        visible_project(&self.store, &membership, org, project_id)
+            .await
+            .or_status()?;
+        let recorded = finance::benefits(self.store.db(), org, project_id)
+            .await
+            .or_status()?;
+        let derived = finance::derived_benefits(self.store.db(), org, project_id)
+            .await
+            .or_status()?;
+        Ok(Response::new(pb::ListBenefitsResponse {
+            recorded: recorded
+                .into_iter()
+                .map(|b| pb::Benefit {
+                    id: b.id.to_string(),
+                    project_id: b.project_id.to_string(),
+                    kind: kind_out(b.kind.parse().ok()),
+                    amount: CurrencyCode::parse(&b.currency)
+                        .ok()
+                        .map(|c| money_out(Money::from_minor(b.amount_minor, c))),
+                    date: date_out(Some(b.benefit_date)),
+                    description: b.description,
+                    derived: false,
+                })
+                .collect(),
+            derived: derived
+                .into_iter()
+                .map(|(name, date, amount)| pb::Benefit {
+                    id: String::new(),
+                    project_id: project_id.to_string(),
+                    kind: pb::BenefitKind::Savings as i32,
+                    amount: Some(money_out(amount)),
+                    date: date_out(Some(date)),
+                    description: name,
+                    derived: true,
+                })
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_project_financials(
+        &self,
+        request: Request<pb::GetProjectFinancialsRequest>,
+    ) -> Result<Response<pb::GetProjectFinancialsResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let project_id = conv::id("project_id", &req.project_id).or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::GetProjectFinancials, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        visible_project(&self.store, &membership, org, project_id)
+            .await
+            .or_status()?;
+        let (currency, rate) = self.organisation(org).await.or_status()?;
+        let f = finance::financials(self.store.db(), org, project_id, currency, rate)
+            .await
+            .or_status()?;
+        let mut kpi_gains = Vec::new();
+        for k in jalon_store::kpis::list(self.store.db(), org, project_id, None, false)
+            .await
+            .or_status()?
+        {
+            let measurements = jalon_store::kpis::measurements(self.store.db(), k.id, None)
+                .await
+                .or_status()?;
+            let r = jalon_core::kpi::result(&k, &measurements);
+            kpi_gains.push(pb::KpiGain {
+                kpi_id: k.id.to_string(),
+                name: k.name,
+                unit: k.unit,
+                baseline: r.baseline,
+                current: r.current,
+                absolute_change: r.absolute_change,
+                relative_change: r.relative_change,
+                target_met: r.target_met,
+                significance_known: r.significance.is_some(),
+                significant: r.significance.is_some_and(|s| s.significant),
+            });
+        }
+        Ok(Response::new(pb::GetProjectFinancialsResponse {
+            currency_code: currency.as_str().to_owned(),
+            total_cost: Some(money_out(f.total_cost)),
+            cost_by_category: f
+                .cost_by_category
+                .into_iter()
+                .map(|(c, m)| pb::CategoryAmount {
+                    category: category_out(Some(c)),
+                    amount: Some(money_out(m)),
+                })
+                .collect(),
+            cost_by_phase: f
+                .cost_by_phase
+                .into_iter()
+                .map(|(p, m)| pb::PhaseAmount {
+                    phase: phase_out(Some(p)),
+                    amount: Some(money_out(m)),
+                })
+                .collect(),
+            recorded_benefit: Some(money_out(f.recorded_benefit)),
+            derived_benefit: Some(money_out(f.derived_benefit)),
+            net_value: Some(money_out(f.net_value)),
+            roi: f
+                .roi
+                .map(|r| r.round_dp(6).normalize().to_string())
+                .unwrap_or_default(),
+            payback_month: date_out(f.payback_month),
+            npv: Some(money_out(f.npv)),
+            budget: f.budget.map(money_out),
+            budget_variance: f.budget_variance.map(money_out),
+            budget_by_category: f
+                .budget_by_category
+                .into_iter()
+                .map(|(c, b, v)| pb::CategoryVariance {
+                    category: category_out(Some(c)),
+                    budget: Some(money_out(b)),
+                    variance: Some(money_out(v)),
+                })
+                .collect(),
+            kpi_gains,
+        }))
+    }
+}
+
+async fn flush(
+    store: &Store,
+    org: Uuid,
+    pending: &mut Vec<(i64, NewCost)>,
+    actor: &jalon_store::audit::Actor,
+    membership: Membership,
+    response: &mut pb::ImportCostsResponse,
+) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<NewCost> = pending.iter().map(|(_, c)| c.clone()).collect();
+    let outcomes = finance::record_costs(store.db(), org, &rows, actor, poster(membership)).await?;
+    for ((row, _), outcome) in pending.drain(..).zip(outcomes) {
+        import_result(row, outcome, response);
+    }
+    Ok(())
+}

@@ -1,0 +1,791 @@
+//! `jalon.v1.KpiService`.
+
+use std::str::FromStr;
+
+use chrono::DateTime;
+use jalon_core::{
+    Error, FieldViolation, Result,
+    authz::{Action, Role},
+    kpi::{self, Cadence, Category, Direction, Kpi, Measurement, Source, Stage, UnitKind},
+    project::Project,
+    values::{CurrencyCode, DisplayName, Money, ShortText},
+};
+use jalon_proto::v1::{self as pb, kpi_service_server::KpiService};
+use jalon_store::{
+    Store,
+    kpis::{self, NewMeasurement, Outcome},
+    people::Membership,
+};
+use prost_types::Timestamp;
+use rust_decimal::Decimal;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use super::{
+    actor, authorise, caller, conversions as conv, member,
+    projects::{date_in, date_out},
+    visible, visible_project,
+};
+use crate::error::{OrStatus, to_status};
+
+wire_enum!(unit_in, unit_out, pb::UnitKind, UnitKind, "UNIT_KIND_");
+wire_enum!(
+    direction_in,
+    direction_out,
+    pb::Direction,
+    Direction,
+    "DIRECTION_"
+);
+wire_enum!(
+    category_in,
+    category_out,
+    pb::KpiCategory,
+    Category,
+    "KPI_CATEGORY_"
+);
+wire_enum!(cadence_in, cadence_out, pb::Cadence, Cadence, "CADENCE_");
+wire_enum!(stage_in, stage_out, pb::Stage, Stage, "STAGE_");
+wire_enum!(
+    source_in,
+    source_out,
+    pb::MeasurementSource,
+    Source,
+    "MEASUREMENT_SOURCE_"
+);
+
+/// Rows of an import written per transaction.
+const IMPORT_CHUNK: usize = 500;
+/// Rows one import stream may carry.
+const IMPORT_MAX_ROWS: usize = 200_000;
+
+/// The handlers of `KpiService`.
+#[derive(Clone)]
+pub struct KpiApi {
+    pub store: Store,
+}
+
+fn money_out(m: Money) -> pb::Money {
+    pb::Money {
+        currency_code: m.currency().as_str().to_owned(),
+        amount: m.to_string(),
+    }
+}
+
+pub fn kpi_to_proto(k: Kpi) -> pb::Kpi {
+    pb::Kpi {
+        id: k.id.to_string(),
+        project_id: k.project_id.to_string(),
+        name: k.name,
+        description: k.description,
+        unit: k.unit,
+        unit_kind: unit_out(Some(k.unit_kind)),
+        direction: direction_out(Some(k.direction)),
+        category: category_out(Some(k.category)),
+        primary: k.primary,
+        target: k.target,
+        measurement_method: k.method,
+        cadence: cadence_out(k.cadence),
+        value_per_unit: k.value_per_unit.map(money_out),
+        volume_per_period: k
+            .volume_per_period
+            .map(|v| v.normalize().to_string())
+            .unwrap_or_default(),
+        archived: k.archived,
+        create_time: Some(conv::timestamp(k.create_time)),
+        update_time: Some(conv::timestamp(k.update_time)),
+        etag: jalon_core::organisation::etag(k.version),
+    }
+}
+
+fn measurement_to_proto(m: Measurement) -> pb::Measurement {
+    pb::Measurement {
+        id: m.id.to_string(),
+        kpi_id: m.kpi_id.to_string(),
+        value: m.value,
+        measure_time: Some(conv::timestamp(m.measure_time)),
+        period_start: date_out(m.period_start),
+        period_end: date_out(m.period_end),
+        stage: stage_out(Some(m.stage)),
+        sample_size: m.sample_size.and_then(|n| i64::try_from(n).ok()),
+        std_dev: m.std_dev,
+        source: source_out(Some(m.source)),
+        external_ref: m.external_ref.unwrap_or_default(),
+        late_baseline: m.late_baseline,
+    }
+}
+
+fn required<T>(field: &str, parsed: Result<Option<T>, String>) -> Result<T, String> {
+    let _ = field;
+    parsed.and_then(|v| v.ok_or_else(|| "is required".to_owned()))
+}
+
+/// The KPI fields the update mask may name.
+const UPDATABLE: &[&str] = &[
+    "name",
+    "description",
+    "unit",
+    "unit_kind",
+    "direction",
+    "category",
+    "primary",
+    "target",
+    "measurement_method",
+    "cadence",
+    "value_per_unit",
+    "volume_per_period",
+];
+
+/// Sets `path` of `k` from the wire, or says what is wrong.
+fn set_field(k: &mut Kpi, path: &str, w: &pb::Kpi, currency: CurrencyCode) -> Result<(), String> {
+    match path {
+        "name" => k.name = DisplayName::parse(&w.name)?.as_str().to_owned(),
+        "description" => k.description = jalon_core::project::parse_long_text(&w.description)?,
+        "unit" => {
+            let unit = ShortText::parse(&w.unit)?;
+            if unit.as_str().is_empty() {
+                return Err("is required".into());
+            }
+            k.unit = unit.as_str().to_owned();
+        }
+        "unit_kind" => k.unit_kind = required(path, unit_in(w.unit_kind))?,
+        "direction" => k.direction = required(path, direction_in(w.direction))?,
+        "category" => k.category = required(path, category_in(w.category))?,
+        "primary" => k.primary = w.primary,
+        "target" => {
+            if w.target.is_some_and(|t| !t.is_finite()) {
+                return Err("must be a finite number".into());
+            }
+            k.target = w.target;
+        }
+        "measurement_method" => {
+            k.method = jalon_core::project::parse_long_text(&w.measurement_method)?
+        }
+        "cadence" => k.cadence = cadence_in(w.cadence)?,
+        "value_per_unit" => {
+            k.value_per_unit = match &w.value_per_unit {
+                None => None,
+                Some(m) if m.currency_code != currency.as_str() => {
+                    return Err(format!(
+                        "must be in the organisation's currency {currency}, not '{}'",
+                        m.currency_code
+                    ));
+                }
+                Some(m) => Some(Money::parse(&m.amount, currency)?),
+            }
+        }
+        "volume_per_period" => {
+            k.volume_per_period = if w.volume_per_period.is_empty() {
+                None
+            } else {
+                let v = Decimal::from_str(w.volume_per_period.trim())
+                    .map_err(|_| format!("'{}' is not a decimal number", w.volume_per_period))?;
+                if v < Decimal::ZERO {
+                    return Err("must not be negative".into());
+                }
+                Some(v)
+            }
+        }
+        other => return Err(format!("'{other}' cannot be set")),
+    }
+    Ok(())
+}
+
+fn apply(mut k: Kpi, paths: &[&str], w: &pb::Kpi, currency: CurrencyCode) -> Result<Kpi> {
+    let mut violations = Vec::new();
+    for path in paths {
+        if let Err(why) = set_field(&mut k, path, w, currency) {
+            violations.push(FieldViolation::new(format!("kpi.{path}"), why));
+        }
+    }
+    if k.unit_kind == UnitKind::Percentage && k.target.is_some_and(|t| !(0.0..=100.0).contains(&t))
+    {
+        violations.push(FieldViolation::new(
+            "kpi.target",
+            "a percentage target must be within 0 and 100",
+        ));
+    }
+    if k.value_per_unit.is_some() != k.volume_per_period.is_some() {
+        violations.push(FieldViolation::new(
+            "kpi.volume_per_period",
+            "value_per_unit and volume_per_period go together",
+        ));
+    }
+    if violations.is_empty() {
+        Ok(k)
+    } else {
+        Err(Error::InvalidArgument(violations))
+    }
+}
+
+fn blank(project_id: Uuid, organisation_id: Uuid) -> Kpi {
+    let now = chrono::Utc::now();
+    Kpi {
+        id: Uuid::nil(),
+        organisation_id,
+        project_id,
+        name: String::new(),
+        description: String::new(),
+        unit: String::new(),
+        unit_kind: UnitKind::Count,
+        direction: Direction::HigherIsBetter,
+        category: Category::Productivity,
+        primary: false,
+        target: None,
+        method: String::new(),
+        cadence: None,
+        value_per_unit: None,
+        volume_per_period: None,
+        archived: false,
+        create_time: now,
+        update_time: now,
+        version: 0,
+    }
+}
+
+/// Only the lead among MEMBERs manages a project's KPIs.
+fn may_manage(membership: &Membership, project: &Project) -> Result<()> {
+    if membership.role == Role::Member && project.details.lead_id != Some(membership.person_id) {
+        return Err(Error::PermissionDenied(
+            "the project's lead, a DIRECTOR or an ADMIN manages its KPIs".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn time_in(t: Option<&Timestamp>) -> Result<DateTime<chrono::Utc>, String> {
+    let t = t.ok_or_else(|| "is required".to_owned())?;
+    u32::try_from(t.nanos)
+        .ok()
+        .and_then(|n| DateTime::from_timestamp(t.seconds, n))
+        .ok_or_else(|| "is not a valid time".to_owned())
+}
+
+/// A wire measurement to a new one, or the first bad field.
+fn new_measurement(m: &pb::Measurement, prefix: &str) -> Result<NewMeasurement, (String, String)> {
+    let f = |name: &str| format!("{prefix}{name}");
+    let kpi_id = jalon_core::values::parse_id(&m.kpi_id).map_err(|e| (f("kpi_id"), e))?;
+    let measure_time = time_in(m.measure_time.as_ref()).map_err(|e| (f("measure_time"), e))?;
+    let stage = required("stage", stage_in(m.stage)).map_err(|e| (f("stage"), e))?;
+    let source = source_in(m.source)
+        .map_err(|e| (f("source"), e))?
+        .unwrap_or(Source::Manual);
+    let period_start = date_in(m.period_start.as_ref()).map_err(|e| (f("period_start"), e))?;
+    let period_end = date_in(m.period_end.as_ref()).map_err(|e| (f("period_end"), e))?;
+    if let (Some(s), Some(e)) = (period_start, period_end)
+        && e < s
+    {
+        return Err((f("period_end"), "must not be before period_start".into()));
+    }
+    let sample_size = match m.sample_size {
+        None => None,
+        Some(n) => Some(
+            u64::try_from(n).map_err(|_| (f("sample_size"), "must not be negative".to_owned()))?,
+        ),
+    };
+    let external_ref = m.external_ref.trim();
+    if external_ref.chars().count() > 200 {
+        return Err((f("external_ref"), "must be at most 200 characters".into()));
+    }
+    Ok(NewMeasurement {
+        kpi_id,
+        value: m.value,
+        measure_time,
+        period_start,
+        period_end,
+        stage,
+        sample_size,
+        std_dev: m.std_dev,
+        source,
+        external_ref: (!external_ref.is_empty()).then(|| external_ref.to_owned()),
+    })
+}
+
+impl KpiApi {
+    async fn currency(&self, org: Uuid) -> Result<CurrencyCode> {
+        let o = jalon_store::organisations::get(self.store.db(), org).await?;
+        CurrencyCode::parse(&o.default_currency).map_err(Error::Internal)
+    }
+
+    /// The KPI and its project, which the caller must see.
+    async fn visible_kpi(
+        &self,
+        membership: &Membership,
+        org: Uuid,
+        id: Uuid,
+    ) -> Result<(Kpi, Project)> {
+        let k = kpis::get(self.store.db(), org, id).await?;
+        let project = jalon_store::projects::get(self.store.db(), org, k.project_id).await?;
+        if !visible(membership, &project) {
+            return Err(Error::NotFound { resource: "kpi" });
+        }
+        Ok((k, project))
+    }
+
+    /// Who may record: INTEGRATION accounts, directors, admins, and the lead.
+    fn recorder(membership: Membership) -> impl Fn(&Project) -> Result<()> {
+        move |project: &Project| {
+            if !visible(&membership, project) && membership.role == Role::Member {
+                return Err(Error::NotFound { resource: "kpi" });
+            }
+            may_manage(&membership, project)
+        }
+    }
+}
+
+fn outcome_error(e: &Error) -> (String, String) {
+    match e {
+        Error::InvalidArgument(v) => (
+            v.first().map(|x| x.field.clone()).unwrap_or_default(),
+            e.to_string(),
+        ),
+        _ => (String::new(), e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl KpiService for KpiApi {
+    #[tracing::instrument(skip_all)]
+    async fn create_kpi(
+        &self,
+        request: Request<pb::CreateKpiRequest>,
+    ) -> Result<Response<pb::CreateKpiResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let wire = conv::required("kpi", req.kpi.as_ref()).or_status()?;
+        let project_id = conv::id("kpi.project_id", &wire.project_id).or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::CreateKpi, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        let project = visible_project(&self.store, &membership, org, project_id)
+            .await
+            .or_status()?;
+        may_manage(&membership, &project).or_status()?;
+        let currency = self.currency(org).await.or_status()?;
+        let k = apply(blank(project_id, org), UPDATABLE, wire, currency).or_status()?;
+        let created = kpis::create(self.store.db(), org, &k, &actor(&caller, Some(&membership)))
+            .await
+            .or_status()?;
+        Ok(Response::new(pb::CreateKpiResponse {
+            kpi: Some(kpi_to_proto(created)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_kpi(
+        &self,
+        request: Request<pb::GetKpiRequest>,
+    ) -> Result<Response<pb::GetKpiResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let id = conv::id("id", &req.id).or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::GetKpi, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        let (k, _) = self.visible_kpi(&membership, org, id).await.or_status()?;
+        Ok(Response::new(pb::GetKpiResponse {
+            kpi: Some(kpi_to_proto(k)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_kpis(
+        &self,
+        request: Request<pb::ListKpisRequest>,
+    ) -> Result<Response<pb::ListKpisResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let project_id = conv::id("project_id", &req.project_id).or_status()?;
+        let category = category_in(req.category)
+            .map_err(|d| Error::invalid("category", d))
+            .or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::ListKpis, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        visible_project(&self.store, &membership, org, project_id)
+            .await
+            .or_status()?;
+        let list = kpis::list(
+            self.store.db(),
+            org,
+            project_id,
+            category,
+            req.include_archived,
+        )
+        .await
+        .or_status()?;
+        Ok(Response::new(pb::ListKpisResponse {
+            kpis: list.into_iter().map(kpi_to_proto).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_kpi(
+        &self,
+        request: Request<pb::UpdateKpiRequest>,
+    ) -> Result<Response<pb::UpdateKpiResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let wire = conv::required("kpi", req.kpi.as_ref()).or_status()?;
+        let id = conv::id("kpi.id", &wire.id).or_status()?;
+        let paths = conv::mask_paths(req.update_mask.as_ref(), UPDATABLE).or_status()?;
+        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let membership = member(
+            authorise(&self.store, &caller, Action::UpdateKpi, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        let (_, project) = self.visible_kpi(&membership, org, id).await.or_status()?;
+        may_manage(&membership, &project).or_status()?;
+        let currency = self.currency(org).await.or_status()?;
+        let updated = kpis::update(
+            self.store.db(),
+            org,
+            id,
+            &wire.etag,
+            &actor(&caller, Some(&membership)),
+            "kpi.updated",
+            |current| apply(current.clone(), &paths, wire, currency),
+        )
+        .await
+        .or_status()?;
+        Ok(Response::new(pb::UpdateKpiResponse {
+            kpi: Some(kpi_to_proto(updated)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn archive_kpi(
+        &self,
+        request: Request<pb::ArchiveKpiRequest>,
+    ) -> Result<Response<pb::ArchiveKpiResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let id = conv::id("id", &req.id).or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::ArchiveKpi, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        let (_, project) = self.visible_kpi(&membership, org, id).await.or_status()?;
+        may_manage(&membership, &project).or_status()?;
+        let archived = kpis::update(
+            self.store.db(),
+            org,
+            id,
+            "",
+            &actor(&caller, Some(&membership)),
+            "kpi.archived",
+            |current| {
+                if current.archived {
+                    return Err(Error::precondition(
+                        "KPI_ARCHIVED",
+                        format!("kpis/{id}"),
+                        "the KPI is already archived",
+                    ));
+                }
+                Ok(Kpi {
+                    archived: true,
+                    ..current.clone()
+                })
+            },
+        )
+        .await
+        .or_status()?;
+        Ok(Response::new(pb::ArchiveKpiResponse {
+            kpi: Some(kpi_to_proto(archived)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn record_measurement(
+        &self,
+        request: Request<pb::RecordMeasurementRequest>,
+    ) -> Result<Response<pb::RecordMeasurementResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let wire = conv::required("measurement", req.measurement.as_ref()).or_status()?;
+        let new = new_measurement(wire, "measurement.")
+            .map_err(|(field, why)| Error::invalid(field, why))
+            .or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::RecordMeasurement, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        let outcomes = kpis::record(
+            self.store.db(),
+            org,
+            &[new],
+            &actor(&caller, Some(&membership)),
+            Self::recorder(membership),
+        )
+        .await
+        .or_status()?;
+        match outcomes.into_iter().next() {
+            Some(Outcome::Accepted(m)) => Ok(Response::new(pb::RecordMeasurementResponse {
+                measurement: Some(measurement_to_proto(m)),
+                duplicate: false,
+            })),
+            Some(Outcome::Duplicate(m)) => Ok(Response::new(pb::RecordMeasurementResponse {
+                measurement: Some(measurement_to_proto(m)),
+                duplicate: true,
+            })),
+            Some(Outcome::Rejected(Error::InvalidArgument(v))) => {
+                Err(to_status(Error::InvalidArgument(
+                    v.into_iter()
+                        .map(|x| {
+                            FieldViolation::new(format!("measurement.{}", x.field), x.description)
+                        })
+                        .collect(),
+                )))
+            }
+            Some(Outcome::Rejected(e)) => Err(to_status(e)),
+            None => Err(to_status(Error::Internal(
+                "no outcome for the measurement".into(),
+            ))),
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_measurements(
+        &self,
+        request: Request<pb::ListMeasurementsRequest>,
+    ) -> Result<Response<pb::ListMeasurementsResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let id = conv::id("kpi_id", &req.kpi_id).or_status()?;
+        let stage = stage_in(req.stage)
+            .map_err(|d| Error::invalid("stage", d))
+            .or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::ListMeasurements, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        self.visible_kpi(&membership, org, id).await.or_status()?;
+        let list = kpis::measurements(self.store.db(), id, stage)
+            .await
+            .or_status()?;
+        Ok(Response::new(pb::ListMeasurementsResponse {
+            measurements: list.into_iter().map(measurement_to_proto).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn import_measurements(
+        &self,
+        request: Request<Streaming<pb::ImportMeasurementsRequest>>,
+    ) -> Result<Response<pb::ImportMeasurementsResponse>, Status> {
+        let caller = caller(&request)?;
+        let mut stream = request.into_inner();
+        let mut org: Option<Uuid> = None;
+        let mut recorder = None;
+        let mut actor_ = None;
+        let mut response = pb::ImportMeasurementsResponse::default();
+        let mut pending: Vec<(i64, NewMeasurement)> = Vec::new();
+        let mut row: i64 = 0;
+        while let Some(message) = stream.next().await {
+            let message = message?;
+            let this_org = conv::id("organisation_id", &message.organisation_id).or_status()?;
+            match org {
+                None => {
+                    let membership = member(
+                        authorise(&self.store, &caller, Action::ImportMeasurements, this_org)
+                            .await
+                            .or_status()?,
+                    )
+                    .or_status()?;
+                    actor_ = Some(actor(&caller, Some(&membership)));
+                    recorder = Some(Self::recorder(membership));
+                    org = Some(this_org);
+                }
+                Some(o) if o != this_org => {
+                    return Err(Error::invalid(
+                        "organisation_id",
+                        "must be the same in every message of an import",
+                    ))
+                    .or_status();
+                }
+                Some(_) => {}
+            }
+            for m in &message.measurements {
+                if usize::try_from(row).unwrap_or(usize::MAX) >= IMPORT_MAX_ROWS {
+                    return Err(Error::invalid(
+                        "measurements",
+                        format!("an import carries at most {IMPORT_MAX_ROWS} rows: split it"),
+                    ))
+                    .or_status();
+                }
+                match new_measurement(m, "") {
+                    Ok(new) => pending.push((row, new)),
+                    Err((field, reason)) => {
+                        response.rejected += 1;
+                        response.results.push(pb::ImportRowResult {
+                            row,
+                            status: pb::ImportRowStatus::Rejected as i32,
+                            id: String::new(),
+                            reason,
+                            field,
+                        });
+                    }
+                }
+                row += 1;
+            }
+            if pending.len() >= IMPORT_CHUNK
+                && let (Some(o), Some(r), Some(a)) = (org, recorder.as_ref(), actor_.as_ref())
+            {
+                flush(&self.store, o, &mut pending, a, r, &mut response)
+                    .await
+                    .or_status()?;
+            }
+        }
+        if let (Some(o), Some(r), Some(a)) = (org, recorder.as_ref(), actor_.as_ref()) {
+            flush(&self.store, o, &mut pending, a, r, &mut response)
+                .await
+                .or_status()?;
+        } else {
+            return Err(Error::invalid(
+                "organisation_id",
+                "an import needs at least one message",
+            ))
+            .or_status();
+        }
+        response.results.sort_by_key(|r| r.row);
+        tracing::info!(
+            accepted = response.accepted,
+            duplicates = response.duplicates,
+            rejected = response.rejected,
+            "measurements imported"
+        );
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_kpi_result(
+        &self,
+        request: Request<pb::GetKpiResultRequest>,
+    ) -> Result<Response<pb::GetKpiResultResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let id = conv::id("id", &req.id).or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::GetKpiResult, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        let (k, _) = self.visible_kpi(&membership, org, id).await.or_status()?;
+        let measurements = kpis::measurements(self.store.db(), id, None)
+            .await
+            .or_status()?;
+        let r = kpi::result(&k, &measurements);
+        let underperforming = kpi::underperforming(&k, &r);
+        let monetised = r
+            .absolute_change
+            .and_then(|change| kpi::monetised(&k, change));
+        let s = r.significance.clone();
+        Ok(Response::new(pb::GetKpiResultResponse {
+            baseline: r.baseline,
+            baseline_count: i32::try_from(r.baseline_count).unwrap_or(i32::MAX),
+            late_baseline: r.late_baseline,
+            poc_result: r.poc_result,
+            current: r.current,
+            current_period: r.current_period.unwrap_or_default(),
+            series: r
+                .series
+                .into_iter()
+                .map(|p| pb::PeriodMean {
+                    period: p.period,
+                    mean: p.mean,
+                    count: i32::try_from(p.count).unwrap_or(i32::MAX),
+                })
+                .collect(),
+            absolute_change: r.absolute_change,
+            relative_change: r.relative_change,
+            target_attainment: r.target_attainment,
+            target_met: r.target_met,
+            significance_known: s.is_some(),
+            improvement_low: s.as_ref().map_or(0.0, |s| s.low),
+            improvement_high: s.as_ref().map_or(0.0, |s| s.high),
+            degrees_of_freedom: s.as_ref().map_or(0.0, |s| s.degrees_of_freedom),
+            significant: s.as_ref().is_some_and(|s| s.significant),
+            monetised_gain_per_period: monetised.map(money_out),
+            underperforming,
+            kpi: Some(kpi_to_proto(k)),
+        }))
+    }
+}
+
+/// Writes the pending rows of an import and reports each.
+async fn flush(
+    store: &Store,
+    org: Uuid,
+    pending: &mut Vec<(i64, NewMeasurement)>,
+    actor: &jalon_store::audit::Actor,
+    recorder: &impl Fn(&Project) -> Result<()>,
+    response: &mut pb::ImportMeasurementsResponse,
+) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<NewMeasurement> = pending.iter().map(|(_, m)| m.clone()).collect();
+    let outcomes = kpis::record(store.db(), org, &rows, actor, recorder).await?;
+    for ((row, _), outcome) in pending.drain(..).zip(outcomes) {
+        response.results.push(match outcome {
+            Outcome::Accepted(m) => {
+                response.accepted += 1;
+                pb::ImportRowResult {
+                    row,
+                    status: pb::ImportRowStatus::Accepted as i32,
+                    id: m.id.to_string(),
+                    reason: String::new(),
+                    field: String::new(),
+                }
+            }
+            Outcome::Duplicate(m) => {
+                response.duplicates += 1;
+                pb::ImportRowResult {
+                    row,
+                    status: pb::ImportRowStatus::Duplicate as i32,
+                    id: m.id.to_string(),
+                    reason: String::new(),
+                    field: String::new(),
+                }
+            }
+            Outcome::Rejected(e) => {
+                response.rejected += 1;
+                let (field, reason) = outcome_error(&e);
+                pb::ImportRowResult {
+                    row,
+                    status: pb::ImportRowStatus::Rejected as i32,
+                    id: String::new(),
+                    reason,
+                    field,
+                }
+            }
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,481 @@
+//! Observability: Prometheus metrics scraped from a running server over its
+//! metrics port, and a whole session's log (text and JSON, at TRACE) that
+//! carries no secret, token, password or personal data.
+
+use std::{
+    io::{Read, Write},
+    net::SocketAddr,
+    time::Duration,
+};
+
+use jalon_proto::v1 as pb;
+use jalon_server::{
+    Application,
+    config::{LogFormat, LogSettings},
+    telemetry::{self, LogBuffer},
+};
+use tonic::{Code, Request};
+
+use crate::helpers::*;
+
+/// One HTTP/1.1 request to `addr`: the status, the content type and the
+/// body.
+async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .expect("connect to the metrics port");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status");
+        let content_type = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-type")
+                    .then(|| value.trim().to_owned())
+            })
+            .unwrap_or_default();
+        (status, content_type, body.to_owned())
+    })
+    .await
+    .expect("HTTP task")
+}
+
+/// `GET /metrics`, checked to be Prometheus text.
+async fn scrape(app: &TestApp) -> String {
+    let addr = app.metrics_addr.expect("metrics are on by default");
+    let (status, content_type, body) = http(addr, "GET", "/metrics").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    body
+}
+
+/// The value of `series` (name and labels, as exposed), if exposed.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        line.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+fn calls(service: &str, method: &str, code: &str) -> String {
+    format!(
+        r#"jalon_grpc_requests_total{{service="jalon.v1.{service}",method="{method}",code="{code}"}}"#
+    )
+}
+
+#[tokio::test]
+async fn metrics_are_scraped_from_a_running_server() {
+    on_each_backend(async |app: &TestApp| {
+        let before = scrape(app).await;
+        for series in [
+            r#"jalon_gate_decisions_total{outcome="HOLD"}"#,
+            r#"jalon_assessment_answers_total{status="DONE"}"#,
+            "jalon_grpc_requests_in_flight",
+        ] {
+            assert_eq!(sample(&before, series), Some(0.0), "{series}\n{before}");
+        }
+        assert_eq!(
+            sample(&before, "jalon_db_pool_max_connections"),
+            Some(8.0),
+            "{before}"
+        );
+
+        let ready = ready_review(app, "metrics").await;
+        app.gates()
+            .decide_gate(authed(
+                "dina",
+                pb::DecideGateRequest {
+                    organisation_id: ready.org.clone(),
+                    review_id: ready.review.clone(),
+                    outcome: pb::GateOutcome::Hold as i32,
+                    rationale: "waiting for the budget".into(),
+                    conditions: vec![],
+                },
+            ))
+            .await
+            .expect("decide");
+        let missing = app
+            .organisations()
+            .get_organisation(authed(
+                ROOT,
+                pb::GetOrganisationRequest {
+                    id: uuid::Uuid::now_v7().to_string(),
+                },
+            ))
+            .await;
+        expect_code(missing, Code::NotFound);
+        let anonymous = app
+            .organisations()
+            .list_organisations(Request::new(pb::ListOrganisationsRequest::default()))
+            .await;
+        expect_code(anonymous, Code::Unauthenticated);
+
+        let text = scrape(app).await;
+        let answers = ready.answers as f64;
+        assert!(answers > 0.0);
+        for (series, expected) in [
+            (calls("OrganisationService", "CreateOrganisation", "OK"), 1.0),
+            (calls("OrganisationService", "GetOrganisation", "NOT_FOUND"), 1.0),
+            (
+                calls("OrganisationService", "ListOrganisations", "UNAUTHENTICATED"),
+                1.0,
+            ),
+            (calls("PersonService", "CreatePerson", "OK"), 3.0),
+            (calls("AssessmentService", "AnswerAssessmentItem", "OK"), answers),
+            (calls("GateService", "DecideGate", "OK"), 1.0),
+            (
+                r#"jalon_grpc_request_duration_seconds_count{service="jalon.v1.GateService",method="DecideGate"}"#.into(),
+                1.0,
+            ),
+            (
+                r#"jalon_grpc_request_duration_seconds_bucket{service="jalon.v1.GateService",method="DecideGate",le="+Inf"}"#.into(),
+                1.0,
+            ),
+            (r#"jalon_gate_decisions_total{outcome="HOLD"}"#.into(), 1.0),
+            (r#"jalon_gate_decisions_total{outcome="GO"}"#.into(), 0.0),
+            (r#"jalon_assessment_answers_total{status="DONE"}"#.into(), answers),
+            ("jalon_grpc_requests_in_flight".into(), 0.0),
+        ] {
+            assert_eq!(sample(&text, &series), Some(expected), "{series}\n{text}");
+        }
+        let size = sample(&text, "jalon_db_pool_connections").expect("pool size");
+        let idle = sample(&text, "jalon_db_pool_idle_connections").expect("idle");
+        assert!((1.0..=8.0).contains(&size), "{text}");
+        assert!((0.0..=size).contains(&idle), "{text}");
+        // Nothing from the scrapes themselves: they are not gRPC calls.
+        assert!(!text.contains("/metrics"), "{text}");
+
+        let addr = app.metrics_addr.unwrap();
+        assert_eq!(http(addr, "GET", "/").await.0, 404);
+        assert_eq!(http(addr, "POST", "/metrics").await.0, 405);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_metrics_server_stops_with_the_application_and_can_be_turned_off() {
+    let mut app = TestApp::spawn(&Backend::Sqlite).await;
+    let addr = app.metrics_addr.expect("on by default");
+    assert!(scrape(&app).await.contains("jalon_grpc_requests_in_flight"));
+    app.stop().await.expect("stops");
+    let refused = tokio::task::spawn_blocking(move || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+    })
+    .await
+    .unwrap();
+    assert!(refused.is_err(), "the metrics port still answers");
+    app.cleanup().await;
+
+    let off = TestApp::spawn_with(&Backend::Sqlite, |s| s.metrics.enabled = false).await;
+    assert_eq!(off.metrics_addr, None);
+    off.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_metrics_address_that_cannot_be_used_is_a_clear_error() {
+    let db = FreshDatabase::create(&Backend::Sqlite).await;
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap();
+    let mut settings = test_settings(&db.url);
+    settings.metrics.listen = taken_addr;
+    let error = Application::build(settings).await.err().expect("refused");
+    assert!(
+        error.contains("metrics.listen") && error.contains(&taken_addr.to_string()),
+        "{error}"
+    );
+
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut settings = test_settings(&db.url);
+    settings.server.listen = free;
+    settings.metrics.listen = free;
+    let error = Application::build(settings).await.err().expect("refused");
+    assert!(error.contains("must differ from server.listen"), "{error}");
+    db.drop_database().await;
+}
+
+/// `url` with a password, and the password: the one it has, or one added
+/// (PostgreSQL's trust authentication ignores it). None without a user.
+fn with_password(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (userinfo, host) = rest[..authority_end].rsplit_once('@')?;
+    if let Some((_, password)) = userinfo.split_once(':') {
+        return Some((url.to_owned(), password.to_owned()));
+    }
+    let password = "pg-password-that-must-not-be-logged".to_owned();
+    let url = format!(
+        "{scheme}://{userinfo}:{password}@{host}{}",
+        &rest[authority_end..]
+    );
+    Some((url, password))
+}
+
+/// A session touching personal data and credentials: what must never be
+/// logged comes back.
+async fn session() -> Vec<String> {
+    let mut secrets = vec![SECRET.to_owned()];
+    for backend in backends() {
+        let backend = match backend {
+            Backend::Postgres(url) => match with_password(&url) {
+                Some((url, password)) => {
+                    secrets.push(password);
+                    Backend::Postgres(url)
+                }
+                None => Backend::Postgres(url),
+            },
+            sqlite => sqlite,
+        };
+        let app = TestApp::spawn(&backend).await;
+        let root = token(ROOT);
+        let admin_email = "ada.lovelace@private-mail.example";
+        let admin_name = "Ada Lovelace-Byron";
+        let org = app
+            .organisations()
+            .create_organisation(with_token(
+                &root,
+                pb::CreateOrganisationRequest {
+                    organisation: Some(organisation("logs")),
+                    initial_admin: Some(pb::Person {
+                        subject: "ada-sub".into(),
+                        email: admin_email.into(),
+                        display_name: admin_name.into(),
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+            ))
+            .await
+            .expect("create organisation")
+            .into_inner()
+            .organisation
+            .unwrap()
+            .id;
+        let ada = token("ada-sub");
+        let person = |email: &str, name: &str| pb::CreatePersonRequest {
+            organisation_id: org.clone(),
+            person: Some(pb::Person {
+                subject: format!("sub-{name}"),
+                email: email.into(),
+                display_name: name.into(),
+                department: "Customer care".into(),
+                job_title: "Director".into(),
+                role: pb::Role::Member as i32,
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        };
+        let grace_email = "grace.hopper@private-mail.example";
+        let grace_name = "Grace Brewster Hopper";
+        let grace = app
+            .people()
+            .create_person(with_token(&ada, person(grace_email, grace_name)))
+            .await
+            .expect("create person")
+            .into_inner()
+            .person
+            .unwrap();
+        // Refused: the same e-mail again, and a malformed one.
+        let again = app
+            .people()
+            .create_person(with_token(&ada, person(grace_email, "Grace Again")))
+            .await;
+        assert!(again.is_err());
+        let malformed = "not an e-mail: katherine.johnson";
+        expect_bad_field(
+            app.people()
+                .create_person(with_token(&ada, person(malformed, "Katherine Johnson")))
+                .await,
+            "person.email",
+        );
+        let renamed = "Grace Hopper-Murray";
+        app.people()
+            .update_person(with_token(
+                &ada,
+                pb::UpdatePersonRequest {
+                    organisation_id: org.clone(),
+                    person: Some(pb::Person {
+                        id: grace.id.clone(),
+                        display_name: renamed.into(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["display_name".into()],
+                    }),
+                },
+            ))
+            .await
+            .expect("update person");
+        app.people()
+            .list_people(with_token(
+                &ada,
+                pb::ListPeopleRequest {
+                    organisation_id: org.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("list people");
+        // Refused credentials: a tampered token, one signed with another
+        // secret, and garbage.
+        let mut tampered = ada.clone();
+        tampered.pop();
+        tampered.push('x');
+        let other_secret = "another-secret-also-at-least-32-bytes-long";
+        let forged = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims("ada-sub"),
+            &jsonwebtoken::EncodingKey::from_secret(other_secret.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        let garbage = "garbage-credential-4f1c";
+        // Signed with the right secret, but `exp` mistyped: a personal
+        // address where a timestamp belongs.
+        let mut mistyped_claims = claims("ada-sub");
+        mistyped_claims["exp"] = serde_json::json!(admin_email);
+        let mistyped = hs256(&mistyped_claims);
+        for bad in [&tampered, &forged, &garbage.to_owned(), &mistyped] {
+            expect_code(
+                app.organisations()
+                    .get_organisation(with_token(
+                        bad,
+                        pb::GetOrganisationRequest { id: org.clone() },
+                    ))
+                    .await,
+                Code::Unauthenticated,
+            );
+        }
+        // The lifecycle: answers, a review, a signature and a decision.
+        let ready = ready_review(&app, "logs-lifecycle").await;
+        app.gates()
+            .decide_gate(authed(
+                "dina",
+                pb::DecideGateRequest {
+                    organisation_id: ready.org.clone(),
+                    review_id: ready.review.clone(),
+                    outcome: pb::GateOutcome::Hold as i32,
+                    rationale: "waiting for the budget".into(),
+                    conditions: vec![],
+                },
+            ))
+            .await
+            .expect("decide");
+        app.cleanup().await;
+        secrets.extend(
+            [
+                &root,
+                &ada,
+                &tampered,
+                &forged,
+                &mistyped,
+                garbage,
+                other_secret,
+                admin_email,
+                admin_name,
+                grace_email,
+                grace_name,
+                malformed,
+                renamed,
+                // The local parts alone, in case an address is mangled.
+                "ada.lovelace",
+                "grace.hopper",
+            ]
+            .map(str::to_owned),
+        );
+    }
+    secrets
+}
+
+/// Runs the session in a runtime on this thread, with the service's
+/// subscriber for `format` at TRACE writing to a buffer (the other tests, on
+/// other threads, are not captured): the log and what it must not show.
+fn capture(format: LogFormat) -> (String, Vec<String>) {
+    let buffer = LogBuffer::default();
+    let settings = LogSettings {
+        format,
+        filter: "trace".into(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let secrets = telemetry::scoped(&settings, buffer.clone(), || runtime.block_on(session()));
+    drop(runtime);
+    (buffer.contents(), secrets)
+}
+
+#[test]
+fn logs_carry_no_secret_token_password_or_personal_data() {
+    for format in [LogFormat::Text, LogFormat::Json] {
+        let (log, secrets) = capture(format);
+        // The log is there: decisions, calls, refusals (DEBUG).
+        for expected in [
+            "organisation created",
+            "person created",
+            "rpc finished",
+            "token refused",
+            "gate decided",
+        ] {
+            assert!(
+                log.contains(expected),
+                "{format:?}: no {expected:?} in\n{log}"
+            );
+        }
+        for secret in &secrets {
+            assert!(
+                !log.contains(secret.as_str()),
+                "{format:?}: the log shows {secret:?}:\n{log}"
+            );
+        }
+        // No JWT at all (their header starts with `{"` in base64), no
+        // authorization header.
+        assert!(!log.contains("eyJ"), "{format:?}: a JWT in\n{log}");
+        assert!(
+            !log.to_ascii_lowercase().contains("bearer"),
+            "{format:?}: an authorization header in\n{log}"
+        );
+        if format == LogFormat::Json {
+            for line in log.lines() {
+                let value: serde_json::Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                assert!(value.get("level").is_some(), "{line}");
+            }
+        } else {
+            assert!(log.lines().all(|l| !l.starts_with('{')), "{log}");
+        }
+    }
+}
+
+#[test]
+fn passwords_are_added_to_postgres_urls_only_when_missing() {
+    let (url, password) = with_password("postgres://postgres@127.0.0.1:5432/postgres").unwrap();
+    assert_eq!(
+        url,
+        format!("postgres://postgres:{password}@127.0.0.1:5432/postgres")
+    );
+    assert_eq!(
+        with_password("postgres://u:pw@h/db?sslmode=disable").unwrap(),
+        (
+            "postgres://u:pw@h/db?sslmode=disable".to_owned(),
+            "pw".to_owned()
+        )
+    );
+    assert_eq!(with_password("postgres://h:5432/db"), None);
+}
