@@ -417,6 +417,14 @@ async fn the_vilogia_callbot_pays_and_its_gain_is_real() {
             "a retried import creates no duplicates"
         );
         assert_eq!(retried.results[0].id, first.results[0].id);
+        let metrics = crate::observability::scrape(app).await;
+        for line in [
+            r#"jalon_imported_rows_total{kind="measurement",result="accepted"} 2"#,
+            r#"jalon_imported_rows_total{kind="measurement",result="duplicate"} 2"#,
+            r#"jalon_imported_rows_total{kind="measurement",result="rejected"} 2"#,
+        ] {
+            assert!(metrics.contains(line), "{line} not in the metrics");
+        }
 
         let result = app
             .kpis()

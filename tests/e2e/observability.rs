@@ -52,7 +52,7 @@ async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String, Strin
 }
 
 /// `GET /metrics`, checked to be Prometheus text.
-async fn scrape(app: &TestApp) -> String {
+pub async fn scrape(app: &TestApp) -> String {
     let addr = app.metrics_addr.expect("metrics are on by default");
     let (status, content_type, body) = http(addr, "GET", "/metrics").await;
     assert_eq!(status, 200, "{body}");

@@ -9,8 +9,9 @@
 //! - `jalon_grpc_requests_in_flight`: calls being handled now;
 //! - `jalon_db_pool_connections`, `jalon_db_pool_idle_connections`,
 //!   `jalon_db_pool_max_connections`: the database pool, read at each scrape;
-//! - `jalon_gate_decisions_total{outcome}` and
-//!   `jalon_assessment_answers_total{status}`: domain events.
+//! - `jalon_gate_decisions_total{outcome}`,
+//!   `jalon_assessment_answers_total{status}` and
+//!   `jalon_imported_rows_total{kind, result}`: domain events.
 //!
 //! Method labels come from the served services' descriptors: any other path
 //! counts as `unknown`, so a scanner cannot grow the label set.
@@ -80,6 +81,12 @@ struct AnswerLabels {
     status: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ImportLabels {
+    kind: &'static str,
+    result: &'static str,
+}
+
 type LatencyFamily = Family<MethodLabels, Histogram, fn() -> Histogram>;
 
 /// The metrics of one application.
@@ -96,6 +103,7 @@ pub struct Metrics {
     pool_max: Gauge,
     gate_decisions: Family<OutcomeLabels, Counter>,
     assessment_answers: Family<AnswerLabels, Counter>,
+    imported: Family<ImportLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -157,6 +165,17 @@ impl Metrics {
             "Assessment items answered, by the status given",
             assessment_answers.clone(),
         );
+        let imported = Family::<ImportLabels, Counter>::default();
+        registry.register(
+            "jalon_imported_rows",
+            "Rows of streamed imports (kind: measurement or cost), by result",
+            imported.clone(),
+        );
+        for kind in ["measurement", "cost"] {
+            for result in IMPORT_RESULTS {
+                let _ = imported.get_or_create(&ImportLabels { kind, result });
+            }
+        }
         // Every outcome and status is known: export them at zero from the
         // start, so that the first decision shows as an increase.
         for outcome in Outcome::ALL {
@@ -184,6 +203,7 @@ impl Metrics {
             pool_max,
             gate_decisions,
             assessment_answers,
+            imported,
         }
     }
 
@@ -309,6 +329,31 @@ pub fn gate_decided(extensions: &tonic::Extensions, outcome: Outcome) {
                 outcome: outcome.as_str(),
             })
             .inc();
+    }
+}
+
+/// The results of an imported row.
+const IMPORT_RESULTS: [&str; 3] = ["accepted", "duplicate", "rejected"];
+
+/// Counts the rows of an import (`kind`: `measurement` or `cost`), if this
+/// server records metrics.
+pub fn rows_imported(
+    extensions: &tonic::Extensions,
+    kind: &'static str,
+    accepted: i64,
+    duplicates: i64,
+    rejected: i64,
+) {
+    if let Some(Recorder(metrics)) = extensions.get::<Recorder>() {
+        for (result, n) in IMPORT_RESULTS
+            .into_iter()
+            .zip([accepted, duplicates, rejected])
+        {
+            metrics
+                .imported
+                .get_or_create(&ImportLabels { kind, result })
+                .inc_by(u64::try_from(n).unwrap_or(0));
+        }
     }
 }
 

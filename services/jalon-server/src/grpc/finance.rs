@@ -282,6 +282,7 @@ impl FinanceService for FinanceApi {
         request: Request<Streaming<pb::ImportCostsRequest>>,
     ) -> Result<Response<pb::ImportCostsResponse>, Status> {
         let caller = caller(&request)?;
+        let extensions = request.extensions().clone();
         let mut stream = request.into_inner();
         let mut context: Option<(Uuid, CurrencyCode, jalon_store::audit::Actor, Membership)> = None;
         let mut response = pb::ImportCostsResponse::default();
@@ -372,6 +373,13 @@ impl FinanceService for FinanceApi {
         .await
         .or_status()?;
         response.results.sort_by_key(|r| r.row);
+        crate::metrics::rows_imported(
+            &extensions,
+            "cost",
+            response.accepted,
+            response.duplicates,
+            response.rejected,
+        );
         tracing::info!(
             accepted = response.accepted,
             duplicates = response.duplicates,

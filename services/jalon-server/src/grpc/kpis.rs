@@ -598,6 +598,7 @@ impl KpiService for KpiApi {
         request: Request<Streaming<pb::ImportMeasurementsRequest>>,
     ) -> Result<Response<pb::ImportMeasurementsResponse>, Status> {
         let caller = caller(&request)?;
+        let extensions = request.extensions().clone();
         let mut stream = request.into_inner();
         let mut org: Option<Uuid> = None;
         let mut recorder = None;
@@ -672,6 +673,13 @@ impl KpiService for KpiApi {
             .or_status();
         }
         response.results.sort_by_key(|r| r.row);
+        crate::metrics::rows_imported(
+            &extensions,
+            "measurement",
+            response.accepted,
+            response.duplicates,
+            response.rejected,
+        );
         tracing::info!(
             accepted = response.accepted,
             duplicates = response.duplicates,
