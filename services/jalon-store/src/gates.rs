@@ -25,10 +25,10 @@ use crate::{
     begin_write, commit,
     entity::{
         gate_condition as condition, gate_policy as policy, gate_review as review,
-        gate_signature as signature, gate_waiver as waiver, person,
+        gate_signature as signature, gate_waiver as waiver,
     },
     error::{db_error, unique_violation},
-    people::lock_organisation,
+    people::{self, lock_organisation},
     projects,
 };
 
@@ -106,15 +106,7 @@ struct Facts {
 async fn facts(conn: &impl ConnectionTrait, project: &Project) -> Result<Facts> {
     let rows = assessments::items(conn, project.id, None, None).await?;
     let sponsor_active = match project.details.sponsor_id {
-        Some(id) => {
-            person::Entity::find_by_id(id)
-                .filter(person::Column::OrganisationId.eq(project.organisation_id))
-                .filter(person::Column::Active.eq(true))
-                .count(conn)
-                .await
-                .map_err(db_error)?
-                > 0
-        }
+        Some(id) => people::is_active_member(conn, project.organisation_id, id).await?,
         None => false,
     };
     let open_conditions = condition::Entity::find()
@@ -563,13 +555,7 @@ pub async fn decide(
     )?;
     let mut bad_owners = Vec::new();
     for (i, c) in conditions.iter().enumerate() {
-        let owner = person::Entity::find_by_id(c.owner_id)
-            .filter(person::Column::OrganisationId.eq(organisation_id))
-            .filter(person::Column::Active.eq(true))
-            .count(&txn)
-            .await
-            .map_err(db_error)?;
-        if owner == 0 {
+        if !people::is_active_member(&txn, organisation_id, c.owner_id).await? {
             bad_owners.push(FieldViolation::new(
                 format!("conditions[{i}].owner_id"),
                 "is not an active person of this organisation",
@@ -770,13 +756,7 @@ pub async fn set_policy(
     lock_organisation(&txn, organisation_id).await?;
     let mut bad = Vec::new();
     for (i, s) in signatories.iter().enumerate() {
-        let found = person::Entity::find_by_id(s.person_id)
-            .filter(person::Column::OrganisationId.eq(organisation_id))
-            .filter(person::Column::Active.eq(true))
-            .count(&txn)
-            .await
-            .map_err(db_error)?;
-        if found == 0 {
+        if !people::is_active_member(&txn, organisation_id, s.person_id).await? {
             bad.push(FieldViolation::new(
                 format!("policy.signatories[{i}].person_id"),
                 "is not an active person of this organisation",

@@ -115,6 +115,21 @@ pub async fn membership(
     }))
 }
 
+/// Whether `person_id` is an active person of the organisation.
+pub async fn is_active_member(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    person_id: Uuid,
+) -> Result<bool> {
+    Ok(person::Entity::find_by_id(person_id)
+        .filter(person::Column::OrganisationId.eq(organisation_id))
+        .filter(person::Column::Active.eq(true))
+        .count(conn)
+        .await
+        .map_err(db_error)?
+        > 0)
+}
+
 /// Inserts a person (inside the caller's transaction).
 pub(crate) async fn insert(
     conn: &impl ConnectionTrait,

@@ -22,7 +22,7 @@ use crate::{
     assessments,
     audit::{self, Actor, NewEvent},
     begin_write, commit,
-    entity::{person, project, project_phase, project_tag},
+    entity::{project, project_phase, project_tag},
     error::db_error,
     idempotency::{Claim, IdempotencyKey, claim},
     page::{Page, paginate},
@@ -124,13 +124,7 @@ async fn check_people(
         ("project.lead_id", d.lead_id),
     ] {
         let Some(id) = id else { continue };
-        let found = person::Entity::find_by_id(id)
-            .filter(person::Column::OrganisationId.eq(organisation_id))
-            .filter(person::Column::Active.eq(true))
-            .one(conn)
-            .await
-            .map_err(db_error)?;
-        if found.is_none() {
+        if !crate::people::is_active_member(conn, organisation_id, id).await? {
             violations.push(jalon_core::FieldViolation::new(
                 field,
                 "is not an active person of this organisation",

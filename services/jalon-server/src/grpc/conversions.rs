@@ -20,6 +20,14 @@ use prost_types::{FieldMask, Timestamp};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+/// Money on the wire: a decimal string and its currency.
+pub fn money_out(m: jalon_core::values::Money) -> pb::Money {
+    pb::Money {
+        currency_code: m.currency().as_str().to_owned(),
+        amount: m.to_string(),
+    }
+}
+
 /// A UTC time on the wire.
 pub fn timestamp(time: DateTime<Utc>) -> Timestamp {
     Timestamp {

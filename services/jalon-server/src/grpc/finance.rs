@@ -55,13 +55,6 @@ pub struct FinanceApi {
     pub store: Store,
 }
 
-fn money_out(m: Money) -> pb::Money {
-    pb::Money {
-        currency_code: m.currency().as_str().to_owned(),
-        amount: m.to_string(),
-    }
-}
-
 /// An amount in the organisation's currency: another currency is refused,
 /// never converted.
 fn money_in(m: Option<&pb::Money>, currency: CurrencyCode) -> Result<Money, String> {
@@ -80,7 +73,7 @@ fn cost_to_proto(c: Cost) -> pb::Cost {
     pb::Cost {
         id: c.id.to_string(),
         project_id: c.project_id.to_string(),
-        amount: currency.map(|cur| money_out(Money::from_minor(c.amount_minor, cur))),
+        amount: currency.map(|cur| conv::money_out(Money::from_minor(c.amount_minor, cur))),
         category: category_out(c.category.parse().ok()),
         nature: nature_out(c.nature.parse().ok()),
         incurred_on: date_out(Some(c.incurred_on)),
@@ -454,13 +447,13 @@ impl FinanceService for FinanceApi {
         .await
         .or_status()?;
         Ok(Response::new(pb::SetBudgetResponse {
-            total: Some(money_out(stored.total)),
+            total: Some(conv::money_out(stored.total)),
             by_category: stored
                 .by_category
                 .into_iter()
                 .map(|(c, m)| pb::CategoryAmount {
                     category: category_out(Some(c)),
-                    amount: Some(money_out(m)),
+                    amount: Some(conv::money_out(m)),
                 })
                 .collect(),
         }))
@@ -524,7 +517,7 @@ impl FinanceService for FinanceApi {
                 id: stored.id.to_string(),
                 project_id: stored.project_id.to_string(),
                 kind: kind_out(Some(kind)),
-                amount: Some(money_out(amount)),
+                amount: Some(conv::money_out(amount)),
                 date: date_out(Some(date)),
                 description,
                 derived: false,
@@ -565,7 +558,7 @@ impl FinanceService for FinanceApi {
                     kind: kind_out(b.kind.parse().ok()),
                     amount: CurrencyCode::parse(&b.currency)
                         .ok()
-                        .map(|c| money_out(Money::from_minor(b.amount_minor, c))),
+                        .map(|c| conv::money_out(Money::from_minor(b.amount_minor, c))),
                     date: date_out(Some(b.benefit_date)),
                     description: b.description,
                     derived: false,
@@ -577,7 +570,7 @@ impl FinanceService for FinanceApi {
                     id: String::new(),
                     project_id: project_id.to_string(),
                     kind: pb::BenefitKind::Savings as i32,
-                    amount: Some(money_out(amount)),
+                    amount: Some(conv::money_out(amount)),
                     date: date_out(Some(date)),
                     description: name,
                     derived: true,
@@ -632,13 +625,13 @@ impl FinanceService for FinanceApi {
         }
         Ok(Response::new(pb::GetProjectFinancialsResponse {
             currency_code: currency.as_str().to_owned(),
-            total_cost: Some(money_out(f.total_cost)),
+            total_cost: Some(conv::money_out(f.total_cost)),
             cost_by_category: f
                 .cost_by_category
                 .into_iter()
                 .map(|(c, m)| pb::CategoryAmount {
                     category: category_out(Some(c)),
-                    amount: Some(money_out(m)),
+                    amount: Some(conv::money_out(m)),
                 })
                 .collect(),
             cost_by_phase: f
@@ -646,27 +639,27 @@ impl FinanceService for FinanceApi {
                 .into_iter()
                 .map(|(p, m)| pb::PhaseAmount {
                     phase: phase_out(Some(p)),
-                    amount: Some(money_out(m)),
+                    amount: Some(conv::money_out(m)),
                 })
                 .collect(),
-            recorded_benefit: Some(money_out(f.recorded_benefit)),
-            derived_benefit: Some(money_out(f.derived_benefit)),
-            net_value: Some(money_out(f.net_value)),
+            recorded_benefit: Some(conv::money_out(f.recorded_benefit)),
+            derived_benefit: Some(conv::money_out(f.derived_benefit)),
+            net_value: Some(conv::money_out(f.net_value)),
             roi: f
                 .roi
                 .map(|r| r.round_dp(6).normalize().to_string())
                 .unwrap_or_default(),
             payback_month: date_out(f.payback_month),
-            npv: Some(money_out(f.npv)),
-            budget: f.budget.map(money_out),
-            budget_variance: f.budget_variance.map(money_out),
+            npv: Some(conv::money_out(f.npv)),
+            budget: f.budget.map(conv::money_out),
+            budget_variance: f.budget_variance.map(conv::money_out),
             budget_by_category: f
                 .budget_by_category
                 .into_iter()
                 .map(|(c, b, v)| pb::CategoryVariance {
                     category: category_out(Some(c)),
-                    budget: Some(money_out(b)),
-                    variance: Some(money_out(v)),
+                    budget: Some(conv::money_out(b)),
+                    variance: Some(conv::money_out(v)),
                 })
                 .collect(),
             kpi_gains,

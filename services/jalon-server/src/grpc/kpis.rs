@@ -65,13 +65,6 @@ pub struct KpiApi {
     pub store: Store,
 }
 
-fn money_out(m: Money) -> pb::Money {
-    pb::Money {
-        currency_code: m.currency().as_str().to_owned(),
-        amount: m.to_string(),
-    }
-}
-
 pub fn kpi_to_proto(k: Kpi) -> pb::Kpi {
     pb::Kpi {
         id: k.id.to_string(),
@@ -86,7 +79,7 @@ pub fn kpi_to_proto(k: Kpi) -> pb::Kpi {
         target: k.target,
         measurement_method: k.method,
         cadence: cadence_out(k.cadence),
-        value_per_unit: k.value_per_unit.map(money_out),
+        value_per_unit: k.value_per_unit.map(conv::money_out),
         volume_per_period: k
             .volume_per_period
             .map(|v| v.normalize().to_string())
@@ -739,7 +732,7 @@ impl KpiService for KpiApi {
             improvement_high: s.as_ref().map_or(0.0, |s| s.high),
             degrees_of_freedom: s.as_ref().map_or(0.0, |s| s.degrees_of_freedom),
             significant: s.as_ref().is_some_and(|s| s.significant),
-            monetised_gain_per_period: monetised.map(money_out),
+            monetised_gain_per_period: monetised.map(conv::money_out),
             underperforming,
             kpi: Some(kpi_to_proto(k)),
         }))

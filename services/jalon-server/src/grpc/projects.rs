@@ -217,10 +217,7 @@ pub fn project_to_proto(p: Project) -> pb::Project {
         tags: d.tags,
         objective: d.objective,
         gain_quantified: d.gain_quantified,
-        expected_gain: d.expected_gain.map(|m| pb::Money {
-            currency_code: m.currency().as_str().to_owned(),
-            amount: m.to_string(),
-        }),
+        expected_gain: d.expected_gain.map(conv::money_out),
         usage: usage_out(d.usage),
         result_type: result_out(d.result_type),
         data_kinds: d
