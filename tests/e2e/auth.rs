@@ -375,3 +375,62 @@ async fn development_mode_mints_tokens_with_its_own_secret() {
         .unwrap_err();
     assert!(refusal.contains("identity provider"), "{refusal}");
 }
+
+#[tokio::test]
+async fn a_rotated_jwks_file_is_picked_up_without_a_restart() {
+    let dir = std::env::temp_dir().join(format!("jalon-jwks-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("jwks.json");
+    let full: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("jwks.json")).unwrap()).unwrap();
+    let only_first = json!({ "keys": [full["keys"][0].clone()] });
+    std::fs::write(&file, only_first.to_string()).unwrap();
+    let jwks_file = file.clone();
+    let app = TestApp::spawn_with(&Backend::Sqlite, move |s| {
+        s.auth.hs256_secret = None;
+        s.auth.jwks_file = Some(jwks_file);
+        s.auth.jwks_reload_interval_secs = 0;
+    })
+    .await;
+    let good = claims("ada");
+    let new_key = sign(Algorithm::RS256, Some("key-2026-07"), "rsa2.key", &good);
+    refused(
+        list_with(&app, Some(&new_key)).await,
+        "a kid the file does not hold yet",
+    );
+    // The identity provider publishes its new key: the file changes.
+    std::fs::write(&file, full.to_string()).unwrap();
+    assert!(
+        list_with(&app, Some(&new_key)).await.is_ok(),
+        "the new key is picked up"
+    );
+    assert!(
+        list_with(
+            &app,
+            Some(&sign(
+                Algorithm::RS256,
+                Some("key-2026-01"),
+                "rsa1.key",
+                &good
+            ))
+        )
+        .await
+        .is_ok()
+    );
+    // A broken file keeps the keys that work.
+    std::fs::write(&file, "not json").unwrap();
+    refused(
+        list_with(
+            &app,
+            Some(&sign(Algorithm::RS256, Some("unknown"), "rsa3.key", &good)),
+        )
+        .await,
+        "unknown kid",
+    );
+    assert!(
+        list_with(&app, Some(&new_key)).await.is_ok(),
+        "previous keys are kept"
+    );
+    app.cleanup().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

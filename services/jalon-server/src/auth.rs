@@ -56,7 +56,82 @@ struct Claims {
 
 enum Keys {
     One(DecodingKey),
-    ByKid(HashMap<String, DecodingKey>),
+    Jwks(Jwks),
+}
+
+/// A JWKS file, read again when a token names a `kid` it does not hold and
+/// the file changed (at most once per `reload_interval`): an identity
+/// provider that rotates its keys, with the file updated by a Kubernetes
+/// Secret or a sidecar, needs no restart.
+struct Jwks {
+    file: PathBuf,
+    algorithm: Algorithm,
+    reload_interval: Duration,
+    state: std::sync::RwLock<JwksState>,
+}
+
+struct JwksState {
+    keys: HashMap<String, std::sync::Arc<DecodingKey>>,
+    modified: Option<std::time::SystemTime>,
+    checked: std::time::Instant,
+}
+
+fn modified(file: &Path) -> Option<std::time::SystemTime> {
+    fs::metadata(file).and_then(|m| m.modified()).ok()
+}
+
+impl Jwks {
+    fn load(file: &Path, algorithm: Algorithm, reload_interval: Duration) -> Result<Self, String> {
+        let keys = load_jwks(file, algorithm)?;
+        Ok(Self {
+            file: file.to_path_buf(),
+            algorithm,
+            reload_interval,
+            state: std::sync::RwLock::new(JwksState {
+                keys: keys
+                    .into_iter()
+                    .map(|(k, v)| (k, std::sync::Arc::new(v)))
+                    .collect(),
+                modified: modified(file),
+                checked: std::time::Instant::now(),
+            }),
+        })
+    }
+
+    fn get(&self, kid: &str) -> Option<std::sync::Arc<DecodingKey>> {
+        if let Some(key) = self.state.read().ok()?.keys.get(kid) {
+            return Some(key.clone());
+        }
+        self.reload_if_changed();
+        self.state.read().ok()?.keys.get(kid).cloned()
+    }
+
+    fn reload_if_changed(&self) {
+        let Ok(mut state) = self.state.write() else {
+            return;
+        };
+        if state.checked.elapsed() < self.reload_interval {
+            return;
+        }
+        state.checked = std::time::Instant::now();
+        let now = modified(&self.file);
+        if now == state.modified {
+            return;
+        }
+        match load_jwks(&self.file, self.algorithm) {
+            Ok(keys) => {
+                tracing::info!(keys = keys.len(), "jwks file changed: keys reloaded");
+                state.keys = keys
+                    .into_iter()
+                    .map(|(k, v)| (k, std::sync::Arc::new(v)))
+                    .collect();
+                state.modified = now;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "jwks file changed but cannot be used: keeping the previous keys")
+            }
+        }
+    }
 }
 
 /// How tokens are checked, and what the configuration resolved to.
@@ -180,7 +255,11 @@ impl Authenticator {
                 Keys::One(key)
             } else {
                 let file = auth.jwks_file.as_ref().ok_or("no key configured")?;
-                Keys::ByKid(load_jwks(file, algorithm)?)
+                Keys::Jwks(Jwks::load(
+                    file,
+                    algorithm,
+                    Duration::from_secs(auth.jwks_reload_interval_secs),
+                )?)
             };
             (algorithm, keys, None)
         };
@@ -202,11 +281,13 @@ impl Authenticator {
 
     /// Checks a bearer token; `None` for a bad one, whatever the reason.
     pub fn authenticate(&self, token: &str) -> Option<Caller> {
+        let from_jwks;
         let key = match &self.keys {
             Keys::One(key) => key,
-            Keys::ByKid(keys) => {
+            Keys::Jwks(jwks) => {
                 let kid = decode_header(token).ok()?.kid?;
-                keys.get(&kid)?
+                from_jwks = jwks.get(&kid)?;
+                from_jwks.as_ref()
             }
         };
         let claims = match decode::<Claims>(token, key, &self.validation) {

@@ -176,6 +176,9 @@ pub struct AuthSettings {
     pub leeway_secs: u64,
     /// Subjects allowed to create organisations.
     pub platform_admins: Vec<String>,
+    /// With a JWKS file: when a token names an unknown `kid`, the file is read
+    /// again if it changed, at most once per this many seconds.
+    pub jwks_reload_interval_secs: u64,
 }
 
 impl Default for AuthSettings {
@@ -189,6 +192,7 @@ impl Default for AuthSettings {
             audience: None,
             leeway_secs: 30,
             platform_admins: Vec::new(),
+            jwks_reload_interval_secs: 10,
         }
     }
 }
