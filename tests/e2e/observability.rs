@@ -1,20 +1,31 @@
 //! Observability: Prometheus metrics scraped from a running server over its
-//! metrics port, and a whole session's log (text and JSON, at TRACE) that
-//! carries no secret, token, password or personal data.
+//! metrics port, a whole session's log (text and JSON, at TRACE) that
+//! carries no secret, token, password or personal data, and traces: the
+//! caller's W3C trace context continued, its trace id in the log, and spans
+//! exported over OTLP/gRPC to a collector run by the test.
 
 use std::{
     io::{Read, Write},
     net::SocketAddr,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
 use jalon_proto::v1 as pb;
 use jalon_server::{
     Application,
-    config::{LogFormat, LogSettings},
-    telemetry::{self, LogBuffer},
+    config::{LogFormat, LogSettings, TracingSettings},
+    telemetry::{self, LogBuffer, Traces},
 };
-use tonic::{Code, Request};
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+        trace_service_server::{TraceService, TraceServiceServer},
+    },
+    common::v1::{AnyValue, KeyValue, any_value},
+    trace::v1::Span,
+};
+use tonic::{Code, Request, Response, Status};
 
 use crate::helpers::*;
 
@@ -478,4 +489,225 @@ fn passwords_are_added_to_postgres_urls_only_when_missing() {
         )
     );
     assert_eq!(with_password("postgres://h:5432/db"), None);
+}
+
+/// A caller's trace: its id and the caller's span.
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN_ID: &str = "00f067aa0ba902b7";
+
+/// A `ListOrganisations` request from the platform administrator, with a
+/// sampled W3C `traceparent` when `traced`.
+fn list_organisations(traced: bool) -> Request<pb::ListOrganisationsRequest> {
+    let mut request = authed(ROOT, pb::ListOrganisationsRequest::default());
+    if traced {
+        let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01");
+        request
+            .metadata_mut()
+            .insert("traceparent", traceparent.parse().expect("metadata"));
+        request
+            .metadata_mut()
+            .insert("tracestate", "vendor=opaque".parse().expect("metadata"));
+    }
+    request
+}
+
+/// The `rpc finished` lines of `log`.
+fn finished(log: &str) -> Vec<&str> {
+    log.lines().filter(|l| l.contains("rpc finished")).collect()
+}
+
+/// The trace id of a JSON `rpc finished` line.
+fn json_trace_id(line: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+    value["span"]["trace_id"].as_str().map(str::to_owned)
+}
+
+#[test]
+fn log_lines_carry_the_callers_trace_id() {
+    for format in [LogFormat::Text, LogFormat::Json] {
+        let buffer = LogBuffer::default();
+        let settings = LogSettings {
+            format,
+            filter: "info".into(),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        telemetry::scoped(&settings, buffer.clone(), || {
+            runtime.block_on(async {
+                let app = TestApp::spawn(&Backend::Sqlite).await;
+                for traced in [true, false] {
+                    app.organisations()
+                        .list_organisations(list_organisations(traced))
+                        .await
+                        .expect("list organisations");
+                }
+                app.cleanup().await;
+            })
+        });
+        drop(runtime);
+        let log = buffer.contents();
+        let lines = finished(&log);
+        assert_eq!(lines.len(), 2, "{format:?}:\n{log}");
+        match format {
+            LogFormat::Text => {
+                assert!(lines[0].contains(&format!("trace_id={TRACE_ID}")), "{log}");
+                // With no traceparent and no export, there is no trace id.
+                assert!(!lines[1].contains("trace_id="), "{log}");
+            }
+            LogFormat::Json => {
+                assert_eq!(json_trace_id(lines[0]).as_deref(), Some(TRACE_ID), "{log}");
+                assert_eq!(json_trace_id(lines[1]), None, "{log}");
+            }
+        }
+    }
+}
+
+/// A span received by the collector, with the `service.name` of its
+/// resource.
+type Received = (String, Span);
+
+/// A tiny OTLP/gRPC trace collector: it keeps what it receives.
+#[derive(Clone, Default)]
+struct Collector(Arc<Mutex<Vec<Received>>>);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let mut received = self.0.lock().unwrap();
+        for resource_spans in request.into_inner().resource_spans {
+            let service = resource_spans
+                .resource
+                .as_ref()
+                .and_then(|r| string_attribute(&r.attributes, "service.name"))
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    received.push((service.clone(), span));
+                }
+            }
+        }
+        Ok(Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+fn string_attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
+    attributes
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| match a.value.as_ref() {
+            Some(AnyValue {
+                value: Some(any_value::Value::StringValue(s)),
+            }) => Some(s.clone()),
+            _ => None,
+        })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn spans_are_exported_over_otlp_and_continue_the_callers_trace() {
+    // The collector, and the exporter's connection to it, run on a runtime of
+    // their own: flushing blocks the thread that calls it.
+    let background = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let collector = Collector::default();
+    let listener = background
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    background.spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let tracing_settings = TracingSettings {
+        otlp_endpoint: Some(endpoint),
+        service_name: "jalon-e2e".into(),
+        ..TracingSettings::default()
+    };
+    let traces = {
+        let _context = background.enter();
+        Traces::new(&tracing_settings)
+            .expect("the exporter builds")
+            .expect("an endpoint is set")
+    };
+    assert!(
+        Traces::new(&TracingSettings::default()).unwrap().is_none(),
+        "no export without an endpoint"
+    );
+
+    let buffer = LogBuffer::default();
+    let settings = LogSettings {
+        format: LogFormat::Json,
+        filter: "info".into(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    telemetry::scoped_traced(&settings, Some(&traces), buffer.clone(), || {
+        runtime.block_on(async {
+            let app = TestApp::spawn(&Backend::Sqlite).await;
+            for traced in [true, false] {
+                app.organisations()
+                    .list_organisations(list_organisations(traced))
+                    .await
+                    .expect("list organisations");
+            }
+            app.cleanup().await;
+        })
+    });
+    drop(runtime);
+    traces.flush().expect("the spans are exported");
+
+    let received = collector.0.lock().unwrap().clone();
+    let method = "/jalon.v1.OrganisationService/ListOrganisations";
+    let calls: Vec<&Received> = received
+        .iter()
+        .filter(|(_, span)| {
+            string_attribute(&span.attributes, "rpc.method").as_deref() == Some(method)
+        })
+        .collect();
+    assert_eq!(calls.len(), 2, "{received:#?}");
+    for (service, span) in &calls {
+        assert_eq!(service, "jalon-e2e");
+        assert_eq!(span.name, "rpc");
+        assert_eq!(
+            string_attribute(&span.attributes, "rpc.system").as_deref(),
+            Some("grpc")
+        );
+    }
+    // The traced call continues the caller's trace, under the caller's span.
+    let (_, continued) = calls
+        .iter()
+        .find(|(_, span)| hex(&span.trace_id) == TRACE_ID)
+        .unwrap_or_else(|| panic!("no span of the trace {TRACE_ID}: {calls:#?}"));
+    assert_eq!(hex(&continued.parent_span_id), CALLER_SPAN_ID);
+    assert_eq!(continued.trace_state, "vendor=opaque");
+    // The other one starts a trace of its own.
+    let (_, root) = calls
+        .iter()
+        .find(|(_, span)| hex(&span.trace_id) != TRACE_ID)
+        .expect("a new trace");
+    assert!(root.parent_span_id.is_empty(), "{root:#?}");
+
+    // Both log lines carry the trace id of the exported span.
+    let log = buffer.contents();
+    let ids: Vec<Option<String>> = finished(&log).into_iter().map(json_trace_id).collect();
+    assert_eq!(
+        ids,
+        vec![Some(TRACE_ID.to_owned()), Some(hex(&root.trace_id))],
+        "{log}"
+    );
+    traces.shutdown().expect("shutdown");
 }

@@ -46,6 +46,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub log: LogSettings,
     pub metrics: MetricsSettings,
+    pub tracing: TracingSettings,
 }
 
 /// `[server]`
@@ -250,6 +251,42 @@ impl Default for MetricsSettings {
     }
 }
 
+/// `[tracing]`: OpenTelemetry traces, exported over OTLP/gRPC when an
+/// endpoint is set (off by default). Calls continue the W3C trace context
+/// (`traceparent`) of their caller either way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracingSettings {
+    /// An OTLP/gRPC collector, e.g. `http://otel-collector:4317`; unset or
+    /// empty: no export.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of the exported spans.
+    pub service_name: String,
+    /// The share of new traces sampled, from 0.0 to 1.0; a call that comes
+    /// with a `traceparent` follows its caller's decision.
+    pub sample_ratio: f64,
+}
+
+impl Default for TracingSettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "jalon".into(),
+            sample_ratio: 1.0,
+        }
+    }
+}
+
+impl TracingSettings {
+    /// The collector to export to, if any.
+    pub fn endpoint(&self) -> Option<&str> {
+        self.otlp_endpoint
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+    }
+}
+
 /// Loads the settings: defaults, then `file` (when given), then
 /// `JALON__…` variables, then `overrides` (flags, as a partial TOML-like
 /// tree).
@@ -264,8 +301,18 @@ pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Settings, String>
     figment
         .merge(Env::prefixed("JALON__").split("__"))
         .merge(overrides)
-        .extract()
+        .extract::<Settings>()
         .map_err(|e| format!("invalid configuration: {e}"))
+        .and_then(|settings| {
+            let ratio = settings.tracing.sample_ratio;
+            if (0.0..=1.0).contains(&ratio) {
+                Ok(settings)
+            } else {
+                Err(format!(
+                    "invalid configuration: tracing.sample_ratio must be between 0.0 and 1.0, not {ratio}"
+                ))
+            }
+        })
 }
 
 #[cfg(test)]
@@ -355,6 +402,44 @@ mod tests {
             jail.create_file("bad.toml", "[metrics]\nlisten = \"9464\"")?;
             let e = load(Some(Path::new("bad.toml")), Figment::new()).expect_err("refused");
             assert!(e.contains("metrics.listen"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tracing_is_off_by_default_and_configurable() {
+        let defaults = TracingSettings::default();
+        assert_eq!(defaults.endpoint(), None);
+        assert_eq!(defaults.service_name, "jalon");
+        assert_eq!(defaults.sample_ratio, 1.0);
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "jalon.toml",
+                "[tracing]\notlp_endpoint = \"http://otel-collector:4317\"\nsample_ratio = 0.25",
+            )?;
+            jail.set_env("JALON__TRACING__SERVICE_NAME", "jalon-eu");
+            let s =
+                load(Some(Path::new("jalon.toml")), Figment::new()).map_err(|e| e.to_string())?;
+            assert_eq!(s.tracing.endpoint(), Some("http://otel-collector:4317"));
+            assert_eq!(s.tracing.service_name, "jalon-eu");
+            assert_eq!(s.tracing.sample_ratio, 0.25);
+            jail.set_env("JALON__TRACING__OTLP_ENDPOINT", "");
+            let s =
+                load(Some(Path::new("jalon.toml")), Figment::new()).map_err(|e| e.to_string())?;
+            assert_eq!(s.tracing.endpoint(), None);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_tracing_settings_are_refused_with_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "[tracing]\nendpoint = \"http://c:4317\"")?;
+            let e = load(Some(Path::new("typo.toml")), Figment::new()).expect_err("refused");
+            assert!(e.contains("endpoint"), "{e}");
+            jail.create_file("bad.toml", "[tracing]\nsample_ratio = 1.5")?;
+            let e = load(Some(Path::new("bad.toml")), Figment::new()).expect_err("refused");
+            assert!(e.contains("tracing.sample_ratio"), "{e}");
             Ok(())
         });
     }

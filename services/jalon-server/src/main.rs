@@ -89,7 +89,11 @@ async fn run(cli: Cli) -> Result<(), String> {
     let settings = settings(&cli)?;
     match cli.command {
         Command::Serve { demo, .. } => {
-            telemetry::init(&settings.log);
+            let traces = telemetry::Traces::new(&settings.tracing)?;
+            telemetry::init(&settings.log, traces.as_ref());
+            if let Some(endpoint) = settings.tracing.endpoint() {
+                tracing::info!(%endpoint, sample_ratio = settings.tracing.sample_ratio, "exporting traces over OTLP");
+            }
             tracing::info!(database = %settings.database.redacted_url(), "starting jalon");
             let app = Application::build(settings).await?;
             let addr = app.local_addr();
@@ -136,10 +140,17 @@ async fn run(cli: Cli) -> Result<(), String> {
             } else {
                 println!("tokens come from your identity provider (auth.issuer / auth.audience)");
             }
-            app.run_until(shutdown_signal()).await
+            let result = app.run_until(shutdown_signal()).await;
+            if let Some(traces) = traces {
+                let flushed = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+                if let Ok(Err(e)) = flushed {
+                    tracing::warn!(error = %e, "the last spans were not exported");
+                }
+            }
+            result
         }
         Command::Migrate => {
-            telemetry::init(&settings.log);
+            telemetry::init(&settings.log, None);
             let store =
                 Store::connect(settings.database.url.expose(), &PoolOptions::default()).await?;
             let applied = store.migrate().await?;

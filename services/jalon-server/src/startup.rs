@@ -26,6 +26,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
     auth::{AuthInterceptor, Authenticator},
@@ -35,6 +36,7 @@ use crate::{
         kpis::KpiApi, organisations::OrganisationApi, people::PersonApi, projects::ProjectApi,
     },
     metrics::{self, Metrics, MetricsLayer},
+    telemetry,
 };
 
 /// A built application: database connected and migrated, port bound.
@@ -234,16 +236,31 @@ impl Application {
             .layer(
                 TraceLayer::new_for_grpc()
                     .make_span_with(|req: &http::Request<_>| {
-                        tracing::info_span!("rpc", method = %req.uri().path())
+                        let span = tracing::info_span!(
+                            "rpc",
+                            method = %req.uri().path(),
+                            trace_id = tracing::field::Empty
+                        );
+                        telemetry::continue_trace(&span, req.headers());
+                        span.set_attribute("rpc.system", "grpc");
+                        span.set_attribute("rpc.method", req.uri().path().to_owned());
+                        span
                     })
                     .on_request(())
-                    .on_response(|res: &http::Response<_>, latency: Duration, _: &Span| {
+                    .on_response(|res: &http::Response<_>, latency: Duration, span: &Span| {
                         let code = res
                             .headers()
                             .get("grpc-status")
                             .and_then(|v| v.to_str().ok())
                             .and_then(|v| v.parse::<i32>().ok())
                             .unwrap_or(0);
+                        span.set_attribute("rpc.grpc.status_code", i64::from(code));
+                        if code != 0 {
+                            span.set_status(opentelemetry::trace::Status::error(format!(
+                                "{:?}",
+                                tonic::Code::from_i32(code)
+                            )));
+                        }
                         tracing::info!(
                             code = ?tonic::Code::from_i32(code),
                             latency_ms = %format_args!("{:.3}", latency.as_secs_f64() * 1000.0),
@@ -330,6 +347,8 @@ fn cors(origins: &[String]) -> CorsLayer {
         "x-grpc-web",
         "x-user-agent",
         "grpc-timeout",
+        "traceparent",
+        "tracestate",
     ];
     CorsLayer::new()
         .allow_origin(allow_origin)

@@ -5,34 +5,139 @@
 //! gRPC methods and codes, latencies. Never a token, a secret, a password,
 //! an e-mail address or a name: tests/e2e/observability.rs captures the log
 //! of a whole session and looks for them.
+//!
+//! Traces: every call continues the W3C trace context (`traceparent`,
+//! `tracestate`) its caller sent, and its span carries a `trace_id` field, so
+//! that log lines can be joined with traces. With `tracing.otlp_endpoint`
+//! set, spans are also exported over OTLP/gRPC ([`Traces`]).
 
 use std::{
     io::{self, IsTerminal},
     sync::{Arc, Mutex, PoisonError},
 };
 
-use tracing::Subscriber;
+use opentelemetry::{
+    propagation::{Extractor, TextMapPropagator},
+    trace::{TraceContextExt, TraceId, TracerProvider as _},
+};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::{
+    Resource,
+    propagation::TraceContextPropagator,
+    trace::{Sampler, SdkTracerProvider},
+};
+use tracing::{Span, Subscriber};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{EnvFilter, fmt, fmt::MakeWriter, prelude::*};
 
-use crate::config::{LogFormat, LogSettings};
+use crate::config::{LogFormat, LogSettings, TracingSettings};
 
 const QUIET: &str = "sqlx=warn,sea_orm=warn,sea_orm_migration=warn,h2=warn,hyper=warn,tower=warn";
 
-/// Installs the global subscriber, writing to stderr (once; later calls are
-/// no-ops). `RUST_LOG`, when set, wins over `log.filter`.
-pub fn init(settings: &LogSettings) {
+/// Installs the global subscriber, writing to stderr and exporting spans to
+/// `traces` when given (once; later calls are no-ops). `RUST_LOG`, when set,
+/// wins over `log.filter`.
+pub fn init(settings: &LogSettings, traces: Option<&Traces>) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .filter(|f| !f.is_empty())
         .unwrap_or_else(|| settings.filter.clone());
     let ansi = settings.format == LogFormat::Text && io::stderr().is_terminal();
-    let _ = subscriber(settings.format, &filter, io::stderr, ansi).try_init();
+    let _ = subscriber(settings.format, &filter, io::stderr, ansi, traces).try_init();
+}
+
+/// Spans exported over OTLP/gRPC: the tracer provider built from
+/// `[tracing]`. Its clones share the provider.
+#[derive(Debug, Clone)]
+pub struct Traces {
+    provider: SdkTracerProvider,
+}
+
+impl Traces {
+    /// The exporter to `tracing.otlp_endpoint`, or None when it is unset.
+    /// Call it within a Tokio runtime, which must outlive it: the exporter's
+    /// connection (made lazily, at the first export) runs on it.
+    pub fn new(settings: &TracingSettings) -> Result<Option<Self>, String> {
+        let Some(endpoint) = settings.endpoint() else {
+            return Ok(None);
+        };
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()
+            .map_err(|e| format!("tracing.otlp_endpoint ({endpoint}): {e}"))?;
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                settings.sample_ratio,
+            ))))
+            .with_resource(
+                Resource::builder()
+                    .with_service_name(settings.service_name.clone())
+                    .build(),
+            )
+            .build();
+        Ok(Some(Self { provider }))
+    }
+
+    /// Exports the spans ended so far. Blocks: call it off the runtime's
+    /// threads (`spawn_blocking`).
+    pub fn flush(&self) -> Result<(), String> {
+        self.provider.force_flush().map_err(|e| e.to_string())
+    }
+
+    /// Exports what is left and stops. Blocks, like [`Traces::flush`].
+    pub fn shutdown(&self) -> Result<(), String> {
+        self.provider.shutdown().map_err(|e| e.to_string())
+    }
+}
+
+/// The gRPC metadata (HTTP/2 headers) of a call, read by the propagator.
+struct Headers<'a>(&'a http::HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// Makes `span` (a call's, with an empty `trace_id` field) continue the
+/// caller's W3C trace context found in `headers`, and records its trace id:
+/// the exported span's when traces are exported, else the caller's, if any.
+pub fn continue_trace(span: &Span, headers: &http::HeaderMap) {
+    let parent = TraceContextPropagator::new().extract(&Headers(headers));
+    let remote = parent.span().span_context().trace_id();
+    if remote != TraceId::INVALID {
+        let _ = span.set_parent(parent);
+    }
+    let own = span.context().span().span_context().trace_id();
+    let trace_id = if own == TraceId::INVALID { remote } else { own };
+    if trace_id != TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(trace_id));
+    }
 }
 
 /// Runs `f` with the service's subscriber for `settings` (its format and its
 /// filter) writing to `writer`, as the default of this thread only: what
 /// other threads log is untouched. Tests use it to read the log.
 pub fn scoped<W, T>(settings: &LogSettings, writer: W, f: impl FnOnce() -> T) -> T
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    scoped_traced(settings, None, writer, f)
+}
+
+/// [`scoped`], also exporting the spans to `traces` when given.
+pub fn scoped_traced<W, T>(
+    settings: &LogSettings,
+    traces: Option<&Traces>,
+    writer: W,
+    f: impl FnOnce() -> T,
+) -> T
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -43,24 +148,30 @@ where
     // (silent) dispatcher, alive as long as ours, makes it ask both, and the
     // thread's own default decides at each event.
     let _companion = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
-    let subscriber = subscriber(settings.format, &settings.filter, writer, false);
+    let subscriber = subscriber(settings.format, &settings.filter, writer, false, traces);
     tracing::subscriber::with_default(subscriber, f)
 }
 
 /// The subscriber of the service: `filter` (with the noisy crates kept at
-/// WARN) and `format`, writing to `writer`.
+/// WARN) and `format`, writing to `writer`, and exporting spans to `traces`.
 fn subscriber<W>(
     format: LogFormat,
     filter: &str,
     writer: W,
     ansi: bool,
+    traces: Option<&Traces>,
 ) -> Box<dyn Subscriber + Send + Sync + 'static>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_new(format!("{filter},{QUIET}"))
         .unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET}")));
-    let registry = tracing_subscriber::registry().with(filter);
+    let otel = traces.map(|traces| {
+        tracing_opentelemetry::layer()
+            .with_tracer(traces.provider.tracer("jalon"))
+            .with_tracked_inactivity(false)
+    });
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
     match format {
         LogFormat::Text => Box::new(
             registry.with(
