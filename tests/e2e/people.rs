@@ -993,3 +993,56 @@ async fn create_person_retries_with_a_request_id_create_nothing_new() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn request_ids_are_forgotten_after_their_retention() {
+    on_each_backend(async |app: &TestApp| {
+        let (org, _) = app.create_org("acme", "alice").await;
+        let mut people = app.people();
+        let request_id = uuid::Uuid::now_v7().to_string();
+        people
+            .create_person(authed(
+                "alice",
+                create(&org.id, person("bob", pb::Role::Member), &request_id),
+            ))
+            .await
+            .expect("first");
+        expect_bad_field(
+            people
+                .create_person(authed(
+                    "alice",
+                    create(&org.id, person("carol", pb::Role::Member), &request_id),
+                ))
+                .await,
+            "request_id",
+        );
+        // The hourly purge, run now with a cutoff past every key.
+        let store = jalon_store::Store::connect(&app.db.url, &jalon_store::PoolOptions::default())
+            .await
+            .unwrap();
+        let purged = jalon_store::idempotency::purge(
+            store.db(),
+            chrono::Utc::now() + chrono::Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+        store.close().await;
+        assert_eq!(purged, 1, "bob's request id");
+        let reused = people
+            .create_person(authed(
+                "alice",
+                create(&org.id, person("carol", pb::Role::Member), &request_id),
+            ))
+            .await;
+        assert_eq!(
+            reused
+                .expect("a forgotten request id creates anew")
+                .into_inner()
+                .person
+                .unwrap()
+                .subject,
+            "carol"
+        );
+    })
+    .await;
+}

@@ -103,6 +103,9 @@ pub struct DatabaseSettings {
     /// Apply pending migrations at startup. Unset: yes on SQLite, no on
     /// PostgreSQL (run `jalon migrate`, e.g. as a deployment hook).
     pub migrate: Option<bool>,
+    /// How long a Create's `request_id` is remembered, in days; older keys
+    /// are purged hourly (a retry after that creates anew).
+    pub request_id_retention_days: u32,
 }
 
 /// The database used with no configuration at all.
@@ -115,6 +118,7 @@ impl Default for DatabaseSettings {
             max_connections: 16,
             acquire_timeout_secs: 5,
             migrate: None,
+            request_id_retention_days: 30,
         }
     }
 }

@@ -293,6 +293,29 @@ impl Application {
         });
         tokio::pin!(server);
 
+        // Request ids are remembered for a retention period, then forgotten.
+        let retention =
+            chrono::Duration::days(i64::from(settings.database.request_id_retention_days));
+        let purger = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    every.tick().await;
+                    match jalon_store::idempotency::purge(
+                        store.db(),
+                        chrono::Utc::now() - retention,
+                    )
+                    .await
+                    {
+                        Ok(0) => {}
+                        Ok(purged) => tracing::info!(purged, "old request ids forgotten"),
+                        Err(error) => tracing::warn!(%error, "cannot purge old request ids"),
+                    }
+                }
+            })
+        };
+
         let drain = settings.server.drain_timeout();
         let result = tokio::select! {
             result = &mut server => result.map_err(|e| format!("server error: {e}")),
@@ -313,6 +336,7 @@ impl Application {
         if let Some(task) = metrics_server {
             let _ = task.await;
         }
+        purger.abort();
         store.close().await;
         tracing::info!("stopped");
         result

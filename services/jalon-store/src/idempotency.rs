@@ -3,7 +3,9 @@
 
 use chrono::Utc;
 use jalon_core::{Error, Result};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+};
 use uuid::Uuid;
 
 use crate::{
@@ -65,4 +67,14 @@ pub(crate) async fn claim(
         Err(e) if unique_violation(&e).is_some() => Err(Error::Aborted(RACE.into())),
         Err(e) => Err(db_error(e)),
     }
+}
+
+/// Forgets the request ids claimed before `cutoff`; returns how many.
+pub async fn purge(conn: &impl ConnectionTrait, cutoff: chrono::DateTime<Utc>) -> Result<u64> {
+    let result = key::Entity::delete_many()
+        .filter(key::Column::CreateTime.lt(cutoff))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(result.rows_affected)
 }
