@@ -9,6 +9,7 @@ mod m20261129_000002_create_projects;
 mod m20261129_000003_create_assessments_gates_audit;
 mod m20261129_000004_create_kpis;
 mod m20261129_000005_create_finance;
+mod m20261129_000006_create_portfolio;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000003_create_assessments_gates_audit::Migration),
             Box::new(m20261129_000004_create_kpis::Migration),
             Box::new(m20261129_000005_create_finance::Migration),
+            Box::new(m20261129_000006_create_portfolio::Migration),
         ]
     }
 }

@@ -130,6 +130,10 @@ pub enum Action {
     RecordBenefit,
     ListBenefits,
     GetProjectFinancials,
+    GetPortfolioSummary,
+    ListPortfolioProjects,
+    ListAlerts,
+    ExportPortfolio,
 }
 
 /// The table: action, the RPC it guards, the rule, and a note for the README.
@@ -451,6 +455,30 @@ pub const RULES: &[(Action, &str, Rule, &str)] = &[
         "FinanceService/GetProjectFinancials",
         Rule::Roles(ANY_MEMBER),
         "whoever sees the project",
+    ),
+    (
+        Action::GetPortfolioSummary,
+        "PortfolioService/GetPortfolioSummary",
+        Rule::Roles(ANY_MEMBER),
+        "any active member; a MEMBER sees the projects they lead or sponsor",
+    ),
+    (
+        Action::ListPortfolioProjects,
+        "PortfolioService/ListPortfolioProjects",
+        Rule::Roles(ANY_MEMBER),
+        "any active member; a MEMBER sees the projects they lead or sponsor",
+    ),
+    (
+        Action::ListAlerts,
+        "PortfolioService/ListAlerts",
+        Rule::Roles(ANY_MEMBER),
+        "any active member; a MEMBER sees the projects they lead or sponsor",
+    ),
+    (
+        Action::ExportPortfolio,
+        "PortfolioService/ExportPortfolio",
+        Rule::Roles(ANY_MEMBER),
+        "any active member; a MEMBER sees the projects they lead or sponsor",
     ),
 ];
 

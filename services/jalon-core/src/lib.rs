@@ -12,6 +12,7 @@ pub mod gate;
 pub mod kpi;
 pub mod organisation;
 pub mod person;
+pub mod portfolio;
 pub mod project;
 pub mod question_bank;
 pub mod stats;

@@ -14,6 +14,8 @@ pub struct Organisation {
     pub default_currency: String,
     pub discount_rate: String,
     pub fiscal_year_start_month: u8,
+    /// Days a project may stay in a phase before its gate is overdue.
+    pub gate_overdue_days: u32,
     pub external_ref: Option<String>,
     pub create_time: DateTime<Utc>,
     pub update_time: DateTime<Utc>,
@@ -36,6 +38,7 @@ pub struct NewOrganisation {
     pub discount_rate: DiscountRate,
     pub fiscal_year_start_month: Month,
     pub external_ref: Option<ExternalRef>,
+    pub gate_overdue_days: u32,
 }
 
 /// A validated change: `None` leaves a field as it is.
@@ -46,6 +49,7 @@ pub struct OrganisationPatch {
     pub default_currency: Option<CurrencyCode>,
     pub discount_rate: Option<DiscountRate>,
     pub fiscal_year_start_month: Option<Month>,
+    pub gate_overdue_days: Option<u32>,
     pub external_ref: Option<Option<ExternalRef>>,
 }
 
@@ -57,6 +61,7 @@ pub const UPDATABLE_FIELDS: &[&str] = &[
     "discount_rate",
     "fiscal_year_start_month",
     "external_ref",
+    "gate_overdue_days",
 ];
 
 /// An etag is the row version, rendered opaque to clients.

@@ -22,4 +22,5 @@ pub const SERVICE_NAMES: &[&str] = &[
     "jalon.v1.AuditService",
     "jalon.v1.KpiService",
     "jalon.v1.FinanceService",
+    "jalon.v1.PortfolioService",
 ];

@@ -325,6 +325,7 @@ pub async fn seed(store: &Store) -> Result<bool> {
         discount_rate: DiscountRate::parse("0.08").map_err(invalid)?,
         fiscal_year_start_month: Month::JANUARY,
         external_ref: None,
+        gate_overdue_days: jalon_core::portfolio::DEFAULT_GATE_OVERDUE_DAYS,
     };
     let admin = person(
         "demo-admin",

@@ -13,7 +13,9 @@ use jalon_proto::{
         audit_service_server::AuditServiceServer, finance_service_server::FinanceServiceServer,
         gate_service_server::GateServiceServer, kpi_service_server::KpiServiceServer,
         organisation_service_server::OrganisationServiceServer,
-        person_service_server::PersonServiceServer, project_service_server::ProjectServiceServer,
+        person_service_server::PersonServiceServer,
+        portfolio_service_server::PortfolioServiceServer,
+        project_service_server::ProjectServiceServer,
     },
 };
 use jalon_store::{PoolOptions, Store};
@@ -33,7 +35,8 @@ use crate::{
     config::Settings,
     grpc::{
         assessments::AssessmentApi, audit::AuditApi, finance::FinanceApi, gates::GateApi,
-        kpis::KpiApi, organisations::OrganisationApi, people::PersonApi, projects::ProjectApi,
+        kpis::KpiApi, organisations::OrganisationApi, people::PersonApi, portfolio::PortfolioApi,
+        projects::ProjectApi,
     },
     metrics::{self, Metrics, MetricsLayer},
     telemetry,
@@ -81,6 +84,13 @@ impl Application {
             }
             let applied = store.migrate().await?;
             tracing::info!(applied, "database migrated");
+        }
+        // Projects created before the portfolio existed get their figures.
+        let backfilled = jalon_store::portfolio::backfill(store.db())
+            .await
+            .map_err(|e| format!("cannot compute the portfolio figures: {e}"))?;
+        if backfilled > 0 {
+            tracing::info!(backfilled, "portfolio figures computed");
         }
         let listener = TcpListener::bind(settings.server.listen)
             .await
@@ -218,6 +228,11 @@ impl Application {
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
 
+        let portfolio = PortfolioServiceServer::new(PortfolioApi {
+            store: store.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
         let finance = FinanceServiceServer::new(FinanceApi {
             store: store.clone(),
         })
@@ -287,7 +302,8 @@ impl Application {
             .add_service(InterceptedService::new(gates, interceptor.clone()))
             .add_service(InterceptedService::new(audit, interceptor.clone()))
             .add_service(InterceptedService::new(kpis, interceptor.clone()))
-            .add_service(InterceptedService::new(finance, interceptor));
+            .add_service(InterceptedService::new(finance, interceptor.clone()))
+            .add_service(InterceptedService::new(portfolio, interceptor));
         let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
             let _ = stop_rx.await;
         });

@@ -400,6 +400,7 @@ pub async fn answer(
         },
     )
     .await?;
+    crate::portfolio::refresh(&txn, organisation_id, [project_id]).await?;
     commit(txn).await?;
     Ok(updated)
 }

@@ -154,6 +154,7 @@ pub async fn record_costs(
         )
         .await?;
     }
+    crate::portfolio::refresh(&txn, organisation_id, rows.iter().map(|r| r.project_id)).await?;
     commit(txn).await?;
     Ok(outcomes)
 }
@@ -270,6 +271,7 @@ pub async fn set_budget(
         },
     )
     .await?;
+    crate::portfolio::refresh(&txn, organisation_id, [project_id]).await?;
     commit(txn).await?;
     Ok(after)
 }
@@ -315,6 +317,7 @@ pub async fn record_benefit(
         chained: false,
     })
     .await?;
+    crate::portfolio::refresh(&txn, organisation_id, [project_id]).await?;
     commit(txn).await?;
     Ok(stored)
 }
@@ -362,6 +365,35 @@ pub async fn financials(
     currency: CurrencyCode,
     discount_rate: Decimal,
 ) -> Result<Financials> {
+    let derived: Vec<BenefitLine> = derived_benefits(conn, organisation_id, project_id)
+        .await?
+        .into_iter()
+        .map(|(_, date, m)| BenefitLine {
+            amount_minor: m.minor_units(),
+            date,
+        })
+        .collect();
+    financials_with(
+        conn,
+        organisation_id,
+        project_id,
+        currency,
+        discount_rate,
+        derived,
+    )
+    .await
+}
+
+/// A project's money, with the benefits derived from its KPIs already
+/// computed.
+pub(crate) async fn financials_with(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    project_id: Uuid,
+    currency: CurrencyCode,
+    discount_rate: Decimal,
+    derived: Vec<BenefitLine>,
+) -> Result<Financials> {
     let cost_lines: Vec<CostLine> = costs(conn, organisation_id, project_id)
         .await?
         .into_iter()
@@ -380,14 +412,6 @@ pub async fn financials(
         .map(|b| BenefitLine {
             amount_minor: b.amount_minor,
             date: b.benefit_date,
-        })
-        .collect();
-    let derived: Vec<BenefitLine> = derived_benefits(conn, organisation_id, project_id)
-        .await?
-        .into_iter()
-        .map(|(_, date, m)| BenefitLine {
-            amount_minor: m.minor_units(),
-            date,
         })
         .collect();
     let b = budget(conn, organisation_id, project_id).await?;

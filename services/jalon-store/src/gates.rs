@@ -625,6 +625,7 @@ pub async fn decide(
     .await?;
     let review_view = get(&txn, organisation_id, review_id).await?;
     let moved = projects::get(&txn, organisation_id, project.id).await?;
+    crate::portfolio::refresh(&txn, organisation_id, [project.id]).await?;
     commit(txn).await?;
     Ok((review_view, moved))
 }
@@ -703,6 +704,7 @@ pub async fn close_condition(
         },
     )
     .await?;
+    crate::portfolio::refresh(&txn, organisation_id, [found.project_id]).await?;
     commit(txn).await?;
     Ok(closed)
 }

@@ -149,6 +149,7 @@ pub async fn create(
         },
     )
     .await?;
+    crate::portfolio::refresh(&txn, organisation_id, [kpi.project_id]).await?;
     commit(txn).await?;
     Ok(created)
 }
@@ -241,6 +242,7 @@ pub async fn update(
         },
     )
     .await?;
+    crate::portfolio::refresh(&txn, organisation_id, [updated.project_id]).await?;
     commit(txn).await?;
     Ok(updated)
 }
@@ -405,9 +407,10 @@ pub async fn record(
         )
         .await?;
     }
-    for project_id in touched {
-        refresh_flag(&txn, organisation_id, project_id, actor).await?;
+    for project_id in &touched {
+        refresh_flag(&txn, organisation_id, *project_id, actor).await?;
     }
+    crate::portfolio::refresh(&txn, organisation_id, touched).await?;
     commit(txn).await?;
     Ok(outcomes)
 }

@@ -14,6 +14,7 @@ pub mod kpis;
 pub mod organisations;
 pub mod page;
 pub mod people;
+pub mod portfolio;
 pub mod projects;
 
 use std::time::Duration;

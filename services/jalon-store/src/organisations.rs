@@ -36,6 +36,7 @@ pub(crate) fn from_model(m: org::Model) -> Organisation {
         update_time: m.update_time,
         delete_time: m.delete_time,
         version: m.version,
+        gate_overdue_days: u32::try_from(m.gate_overdue_days).unwrap_or(365),
     }
 }
 
@@ -101,6 +102,7 @@ async fn try_create(
         update_time: Set(now),
         delete_time: Set(None),
         version: Set(1),
+        gate_overdue_days: Set(i32::try_from(new.gate_overdue_days).unwrap_or(365)),
     }
     .insert(&txn)
     .await
@@ -220,6 +222,9 @@ pub async fn update(
     }
     if let Some(v) = &patch.fiscal_year_start_month {
         model.fiscal_year_start_month = Set(i16::from(v.number()));
+    }
+    if let Some(v) = patch.gate_overdue_days {
+        model.gate_overdue_days = Set(i32::try_from(v).unwrap_or(365));
     }
     if let Some(v) = &patch.external_ref {
         model.external_ref = Set(v.as_ref().map(|r| r.as_str().to_owned()));

@@ -433,6 +433,7 @@ pub async fn set_active(
     };
     swap(&txn, id, current.version, model).await?;
     let updated = get(&txn, organisation_id, id).await?;
+    crate::portfolio::refresh_sponsored_by(&txn, organisation_id, id).await?;
     commit(txn).await?;
     Ok(updated)
 }

@@ -253,6 +253,7 @@ pub async fn create(
             },
         )
         .await?;
+        crate::portfolio::refresh(&txn, organisation_id, [id]).await?;
         commit(txn).await?;
         Ok(created)
     })
@@ -461,6 +462,7 @@ pub async fn update(
         },
     )
     .await?;
+    crate::portfolio::refresh(&txn, organisation_id, [id]).await?;
     commit(txn).await?;
     Ok(updated)
 }
@@ -555,6 +557,7 @@ pub async fn lifecycle(
         },
     )
     .await?;
+    crate::portfolio::refresh(&txn, organisation_id, [id]).await?;
     commit(txn).await?;
     Ok(updated)
 }

@@ -8,6 +8,7 @@ use jalon_core::{
     error::Violations,
     organisation::{self, NewOrganisation, Organisation, OrganisationPatch, etag},
     person::{self, NewPerson, Person, PersonPatch},
+    portfolio,
     values::{
         CurrencyCode, DiscountRate, DisplayName, Email, ExternalRef, Month, ShortText, Slug,
         Subject, parse_id,
@@ -77,6 +78,7 @@ pub fn organisation_to_proto(o: Organisation) -> pb::Organisation {
         update_time: Some(timestamp(o.update_time)),
         delete_time: o.delete_time.map(timestamp),
         etag: etag(o.version),
+        gate_overdue_days: i32::try_from(o.gate_overdue_days).unwrap_or(i32::MAX),
     }
 }
 
@@ -143,11 +145,27 @@ pub fn new_organisation(o: &pb::Organisation) -> Result<NewOrganisation> {
             Month::parse(o.fiscal_year_start_month),
         )
     };
+    let gate_overdue_days = if o.gate_overdue_days == 0 {
+        Some(portfolio::DEFAULT_GATE_OVERDUE_DAYS)
+    } else {
+        v.check(
+            "organisation.gate_overdue_days",
+            portfolio::parse_gate_overdue_days(o.gate_overdue_days),
+        )
+    };
     let external_ref = v.check(
         "organisation.external_ref",
         optional_ref(o.external_ref.as_deref()),
     );
-    match (display_name, slug, currency, rate, month, external_ref) {
+    match (
+        display_name,
+        slug,
+        currency,
+        rate,
+        month,
+        external_ref,
+        gate_overdue_days,
+    ) {
         (
             Some(display_name),
             Some(slug),
@@ -155,6 +173,7 @@ pub fn new_organisation(o: &pb::Organisation) -> Result<NewOrganisation> {
             Some(discount_rate),
             Some(fiscal_year_start_month),
             Some(external_ref),
+            Some(gate_overdue_days),
         ) if v.is_empty() => Ok(NewOrganisation {
             display_name,
             slug,
@@ -162,6 +181,7 @@ pub fn new_organisation(o: &pb::Organisation) -> Result<NewOrganisation> {
             discount_rate,
             fiscal_year_start_month,
             external_ref,
+            gate_overdue_days,
         }),
         _ => Err(v
             .finish()
@@ -218,6 +238,12 @@ pub fn organisation_patch(
             "fiscal_year_start_month" => {
                 patch.fiscal_year_start_month =
                     v.check(&field, Month::parse(o.fiscal_year_start_month))
+            }
+            "gate_overdue_days" => {
+                patch.gate_overdue_days = v.check(
+                    &field,
+                    portfolio::parse_gate_overdue_days(o.gate_overdue_days),
+                )
             }
             "external_ref" => {
                 patch.external_ref = v.check(&field, optional_ref(o.external_ref.as_deref()))

@@ -25,7 +25,7 @@ use super::{
 use crate::error::{OrStatus, to_status};
 
 wire_enum!(
-    category_in,
+    pub(crate) category_in,
     category_out,
     pb::CostCategory,
     CostCategory,

@@ -24,7 +24,7 @@ use super::{
 use crate::error::OrStatus;
 
 wire_enum!(
-    outcome_in,
+    pub(crate) outcome_in,
     outcome_out,
     pb::GateOutcome,
     Outcome,

@@ -45,6 +45,7 @@ pub mod gates;
 pub mod kpis;
 pub mod organisations;
 pub mod people;
+pub mod portfolio;
 pub mod projects;
 
 use jalon_core::{

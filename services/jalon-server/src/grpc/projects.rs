@@ -33,7 +33,7 @@ pub struct ProjectApi {
 
 wire_enum!(pub(crate) phase_in, phase_out, pb::Phase, Phase, "PHASE_");
 wire_enum!(
-    status_in,
+    pub(crate) status_in,
     status_out,
     pb::ProjectStatus,
     Status,

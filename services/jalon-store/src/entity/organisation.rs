@@ -15,6 +15,7 @@ pub struct Model {
     pub update_time: DateTimeUtc,
     pub delete_time: Option<DateTimeUtc>,
     pub version: i64,
+    pub gate_overdue_days: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,1096 @@
+//! The portfolio: per-project figures, roll-up counters and alerts, kept by
+//! the writes that change a project (in their transaction), and the queries
+//! of the portfolio views.
+//!
+//! Every write that touches a project calls [`refresh`] before it commits:
+//! the project's facts are gathered afresh, reduced by
+//! `jalon_core::portfolio::reduce`, and the difference with what the project
+//! contributed before is added to the organisation's counters. The summary of
+//! a whole organisation reads those counters; a filtered or member-scoped one
+//! sums the contributions of the matching projects. [`rebuild`] recomputes
+//! everything from scratch (and a test checks both agree).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
+use jalon_core::{
+    Error, Result,
+    assessment::{AnswerStatus, Concern, RiskLevel, readiness},
+    finance::BenefitLine,
+    gate::Outcome,
+    kpi::{self, Stage},
+    portfolio::{
+        self, AlertKind, Figures, KpiFacts, MoneyFacts, ProjectFacts, SponsorFacts, Summary,
+    },
+    project::{AiActTier, Phase, Status},
+    values::{CurrencyCode, DiscountRate},
+};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
+    Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait, NullOrdering, OnConflict, Query, SimpleExpr},
+};
+use uuid::Uuid;
+
+use crate::{
+    assessments, begin_write, commit,
+    entity::{
+        gate_condition, gate_review, person, portfolio_contribution as contribution,
+        portfolio_counter as counter, project, project_alert, project_figures as fig, project_tag,
+    },
+    error::db_error,
+    finance, kpis, organisations, page, projects,
+};
+
+/// Rows per multi-row INSERT (well under both databases' parameter limits).
+const CHUNK: usize = 500;
+
+/// Gathers what the portfolio needs to know of a project.
+async fn gather(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    project_id: Uuid,
+    currency: CurrencyCode,
+    rate: rust_decimal::Decimal,
+) -> Result<ProjectFacts> {
+    let p = projects::get(conn, organisation_id, project_id).await?;
+    let sponsor = match p.details.sponsor_id {
+        Some(id) => Some(SponsorFacts {
+            id,
+            active: person::Entity::find_by_id(id)
+                .one(conn)
+                .await
+                .map_err(db_error)?
+                .is_some_and(|s| s.active),
+        }),
+        None => None,
+    };
+    let rows = assessments::items(conn, project_id, None, None).await?;
+    let items = assessments::domain_items(&rows);
+    let current = readiness(items.iter().filter(|i| i.phase == p.phase));
+    let mut heat: BTreeMap<(Phase, Concern), i64> = BTreeMap::new();
+    for r in &rows {
+        let open = matches!(
+            r.status.parse::<AnswerStatus>(),
+            Ok(AnswerStatus::Open | AnswerStatus::Blocked)
+        );
+        let high = r.risk.as_deref() == Some(RiskLevel::High.as_str());
+        if let (true, true, Ok(phase), Ok(concern)) =
+            (open, high, r.phase.parse(), r.concern.parse())
+        {
+            *heat.entry((phase, concern)).or_default() += 1;
+        }
+    }
+    let decisions = gate_review::Entity::find()
+        .filter(gate_review::Column::ProjectId.eq(project_id))
+        .filter(gate_review::Column::Outcome.is_not_null())
+        .order_by_asc(gate_review::Column::DecideTime)
+        .all(conn)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .filter_map(|r| {
+            Some((
+                r.from_phase.parse::<Phase>().ok()?,
+                r.outcome?.parse::<Outcome>().ok()?,
+            ))
+        })
+        .collect();
+    let open_condition_due = gate_condition::Entity::find()
+        .filter(gate_condition::Column::ProjectId.eq(project_id))
+        .filter(gate_condition::Column::Closed.eq(false))
+        .order_by_asc(gate_condition::Column::DueDate)
+        .one(conn)
+        .await
+        .map_err(db_error)?
+        .map(|c| c.due_date);
+    let mut kpi_facts = Vec::new();
+    let mut derived = Vec::new();
+    for k in kpis::list(conn, organisation_id, project_id, None, false).await? {
+        let ms = kpis::measurements(conn, k.id, None).await?;
+        let r = kpi::result(&k, &ms);
+        if k.value_per_unit.is_some() {
+            for (date, money) in kpi::derived_benefits(&k, &r) {
+                derived.push(BenefitLine {
+                    amount_minor: money.minor_units(),
+                    date,
+                });
+            }
+        }
+        kpi_facts.push(KpiFacts {
+            name: k.name.clone(),
+            primary: k.primary,
+            baseline_count: r.baseline_count,
+            late_baseline: r.late_baseline,
+            cadence: k.cadence,
+            last_post_deployment: ms
+                .iter()
+                .filter(|m| m.stage == Stage::PostDeployment)
+                .map(|m| m.measure_time)
+                .max(),
+            relative_change: r.relative_change,
+        });
+    }
+    let f = finance::financials_with(conn, organisation_id, project_id, currency, rate, derived)
+        .await?;
+    Ok(ProjectFacts {
+        id: p.id,
+        name: p.details.name.as_str().to_owned(),
+        business_unit: p.details.business_unit.as_str().to_owned(),
+        phase: p.phase,
+        status: p.status,
+        ai_act_tier: p.details.ai_act_tier,
+        sponsor,
+        lead_id: p.details.lead_id,
+        create_time: p.create_time,
+        phase_history: p.phase_history,
+        underperforming: p.underperforming,
+        readiness: current.ratio(),
+        open_must_items: u32::try_from(current.must_open.len()).unwrap_or(u32::MAX),
+        open_high_risk: heat.into_iter().map(|((p, c), n)| (p, c, n)).collect(),
+        decisions,
+        open_condition_due,
+        kpis: kpi_facts,
+        money: MoneyFacts {
+            budget_minor: f.budget.map(|b| b.minor_units()),
+            cost_by_category: f
+                .cost_by_category
+                .iter()
+                .map(|(c, m)| (*c, m.minor_units()))
+                .collect(),
+            recorded_benefit_minor: f.recorded_benefit.minor_units(),
+            derived_benefit_minor: f.derived_benefit.minor_units(),
+            paid_back: f.payback_month.is_some(),
+        },
+    })
+}
+
+fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+fn figures_model(organisation_id: Uuid, f: &Figures, now: DateTime<Utc>) -> fig::ActiveModel {
+    use sea_orm::ActiveValue::Set;
+    fig::ActiveModel {
+        project_id: Set(f.project_id),
+        organisation_id: Set(organisation_id),
+        name: Set(f.name.clone()),
+        business_unit: Set(f.business_unit.clone()),
+        sponsor_id: Set(f.sponsor_id),
+        lead_id: Set(f.lead_id),
+        phase: Set(f.phase.as_str().to_owned()),
+        phase_rank: Set(portfolio::phase_rank(f.phase)),
+        status: Set(f.status.as_str().to_owned()),
+        ai_act_tier: Set(f.ai_act_tier.as_str().to_owned()),
+        project_create_time: Set(micros(f.project_create_time)),
+        phase_enter_time: Set(micros(f.phase_enter_time)),
+        gate_watch_since: Set(f.gate_watch_since.map(micros)),
+        review_due_time: Set(f.review_due_time.map(micros)),
+        condition_due_date: Set(f.condition_due_date),
+        readiness: Set(f.readiness),
+        open_must_items: Set(i32::try_from(f.open_must_items).unwrap_or(i32::MAX)),
+        kpi_gain: Set(f.kpi_gain.filter(|g| g.is_finite())),
+        budget_minor: Set(f.budget_minor),
+        cost_minor: Set(f.cost_minor),
+        benefit_minor: Set(f.benefit_minor),
+        roi_micros: Set(f.roi_micros),
+        paid_back: Set(f.paid_back),
+        alert_bits: Set(f.alert_bits),
+        static_alert_count: Set(f.static_alert_count),
+        update_time: Set(now),
+    }
+}
+
+fn figures_from(m: fig::Model) -> Figures {
+    Figures {
+        project_id: m.project_id,
+        name: m.name,
+        business_unit: m.business_unit,
+        sponsor_id: m.sponsor_id,
+        lead_id: m.lead_id,
+        phase: m.phase.parse().unwrap_or(Phase::Ideation),
+        status: m.status.parse().unwrap_or(Status::Active),
+        ai_act_tier: m.ai_act_tier.parse().unwrap_or(AiActTier::Unassessed),
+        project_create_time: m.project_create_time,
+        phase_enter_time: m.phase_enter_time,
+        gate_watch_since: m.gate_watch_since,
+        review_due_time: m.review_due_time,
+        condition_due_date: m.condition_due_date,
+        readiness: m.readiness,
+        open_must_items: u32::try_from(m.open_must_items).unwrap_or(0),
+        kpi_gain: m.kpi_gain,
+        budget_minor: m.budget_minor,
+        cost_minor: m.cost_minor,
+        benefit_minor: m.benefit_minor,
+        roi_micros: m.roi_micros,
+        paid_back: m.paid_back,
+        alert_bits: m.alert_bits,
+        static_alert_count: m.static_alert_count,
+    }
+}
+
+/// Adds `deltas` to the organisation's counters (in name order, so that
+/// concurrent writers lock rows in the same order).
+async fn add_to_counters(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    deltas: &BTreeMap<String, i64>,
+) -> Result<()> {
+    use sea_orm::ActiveValue::Set;
+    let rows: Vec<counter::ActiveModel> = deltas
+        .iter()
+        .filter(|(_, v)| **v != 0)
+        .map(|(name, value)| counter::ActiveModel {
+            organisation_id: Set(organisation_id),
+            name: Set(name.clone()),
+            value: Set(*value),
+        })
+        .collect();
+    for chunk in rows.chunks(CHUNK) {
+        counter::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::columns([counter::Column::OrganisationId, counter::Column::Name])
+                    .value(
+                        counter::Column::Value,
+                        Expr::cust("portfolio_counters.value + excluded.value"),
+                    )
+                    .to_owned(),
+            )
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// Recomputes the figures of `project_ids` (of one organisation) and moves
+/// the organisation's counters by the difference. Runs in the caller's
+/// transaction.
+pub(crate) async fn refresh(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    project_ids: impl IntoIterator<Item = Uuid>,
+) -> Result<()> {
+    let ids: BTreeSet<Uuid> = project_ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let org = organisations::get(conn, organisation_id).await?;
+    let currency = CurrencyCode::parse(&org.default_currency)
+        .map_err(|e| Error::Internal(format!("stored currency: {e}")))?;
+    let rate = DiscountRate::parse(&org.discount_rate)
+        .map(|r| r.value())
+        .unwrap_or_default();
+    let now = micros(Utc::now());
+    for project_id in ids {
+        let facts = gather(conn, organisation_id, project_id, currency, rate).await?;
+        apply(conn, organisation_id, &facts, now).await?;
+    }
+    Ok(())
+}
+
+/// Recomputes the figures of the projects a person sponsors (after the
+/// person was deactivated or reactivated).
+pub(crate) async fn refresh_sponsored_by(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    person_id: Uuid,
+) -> Result<()> {
+    let ids: Vec<Uuid> = project::Entity::find()
+        .select_only()
+        .column(project::Column::Id)
+        .filter(project::Column::OrganisationId.eq(organisation_id))
+        .filter(project::Column::SponsorId.eq(person_id))
+        .into_tuple()
+        .all(conn)
+        .await
+        .map_err(db_error)?;
+    refresh(conn, organisation_id, ids).await
+}
+
+async fn apply(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    facts: &ProjectFacts,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    use sea_orm::ActiveValue::Set;
+    let (figures, contributions, alerts) = portfolio::reduce(facts);
+    let project_id = facts.id;
+    let old: BTreeMap<String, i64> = contribution::Entity::find()
+        .filter(contribution::Column::ProjectId.eq(project_id))
+        .all(conn)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(|c| (c.name, c.value))
+        .collect();
+    if old != contributions {
+        let mut deltas = contributions.clone();
+        for (name, value) in &old {
+            *deltas.entry(name.clone()).or_default() -= value;
+        }
+        add_to_counters(conn, organisation_id, &deltas).await?;
+        contribution::Entity::delete_many()
+            .filter(contribution::Column::ProjectId.eq(project_id))
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
+        let rows: Vec<contribution::ActiveModel> = contributions
+            .iter()
+            .map(|(name, value)| contribution::ActiveModel {
+                project_id: Set(project_id),
+                name: Set(name.clone()),
+                organisation_id: Set(organisation_id),
+                value: Set(*value),
+            })
+            .collect();
+        for chunk in rows.chunks(CHUNK) {
+            contribution::Entity::insert_many(chunk.to_vec())
+                .exec(conn)
+                .await
+                .map_err(db_error)?;
+        }
+    }
+    fig::Entity::insert(figures_model(organisation_id, &figures, now))
+        .on_conflict(
+            OnConflict::column(fig::Column::ProjectId)
+                .update_columns([
+                    fig::Column::Name,
+                    fig::Column::BusinessUnit,
+                    fig::Column::SponsorId,
+                    fig::Column::LeadId,
+                    fig::Column::Phase,
+                    fig::Column::PhaseRank,
+                    fig::Column::Status,
+                    fig::Column::AiActTier,
+                    fig::Column::ProjectCreateTime,
+                    fig::Column::PhaseEnterTime,
+                    fig::Column::GateWatchSince,
+                    fig::Column::ReviewDueTime,
+                    fig::Column::ConditionDueDate,
+                    fig::Column::Readiness,
+                    fig::Column::OpenMustItems,
+                    fig::Column::KpiGain,
+                    fig::Column::BudgetMinor,
+                    fig::Column::CostMinor,
+                    fig::Column::BenefitMinor,
+                    fig::Column::RoiMicros,
+                    fig::Column::PaidBack,
+                    fig::Column::AlertBits,
+                    fig::Column::StaticAlertCount,
+                    fig::Column::UpdateTime,
+                ])
+                .to_owned(),
+        )
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    let raised: BTreeMap<&str, &str> = alerts
+        .iter()
+        .map(|a| (a.kind.as_str(), a.reason.as_str()))
+        .collect();
+    let existing = project_alert::Entity::find()
+        .filter(project_alert::Column::ProjectId.eq(project_id))
+        .all(conn)
+        .await
+        .map_err(db_error)?;
+    let cleared: Vec<String> = existing
+        .iter()
+        .filter(|a| !raised.contains_key(a.kind.as_str()))
+        .map(|a| a.kind.clone())
+        .collect();
+    if !cleared.is_empty() {
+        project_alert::Entity::delete_many()
+            .filter(project_alert::Column::ProjectId.eq(project_id))
+            .filter(project_alert::Column::Kind.is_in(cleared))
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
+    }
+    for (kind, reason) in raised {
+        match existing.iter().find(|a| a.kind == kind) {
+            Some(a) if a.reason == reason => {}
+            Some(_) => {
+                project_alert::Entity::update_many()
+                    .col_expr(project_alert::Column::Reason, Expr::value(reason))
+                    .filter(project_alert::Column::ProjectId.eq(project_id))
+                    .filter(project_alert::Column::Kind.eq(kind))
+                    .exec(conn)
+                    .await
+                    .map_err(db_error)?;
+            }
+            None => {
+                project_alert::Entity::insert(project_alert::ActiveModel {
+                    project_id: Set(project_id),
+                    kind: Set(kind.to_owned()),
+                    organisation_id: Set(organisation_id),
+                    since: Set(now),
+                    reason: Set(reason.to_owned()),
+                })
+                .exec(conn)
+                .await
+                .map_err(db_error)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Recomputes the figures and counters of every project of an organisation
+/// from scratch, in one transaction (writers wait meanwhile). Alerts keep
+/// the time they were first raised. Returns the number of projects.
+#[tracing::instrument(skip(db))]
+pub async fn rebuild(db: &DatabaseConnection, organisation_id: Uuid) -> Result<u64> {
+    let txn = begin_write(db).await?;
+    crate::people::lock_organisation(&txn, organisation_id).await?;
+    contribution::Entity::delete_many()
+        .filter(contribution::Column::OrganisationId.eq(organisation_id))
+        .exec(&txn)
+        .await
+        .map_err(db_error)?;
+    counter::Entity::delete_many()
+        .filter(counter::Column::OrganisationId.eq(organisation_id))
+        .exec(&txn)
+        .await
+        .map_err(db_error)?;
+    let ids: Vec<Uuid> = project::Entity::find()
+        .select_only()
+        .column(project::Column::Id)
+        .filter(project::Column::OrganisationId.eq(organisation_id))
+        .into_tuple()
+        .all(&txn)
+        .await
+        .map_err(db_error)?;
+    let n = ids.len() as u64;
+    refresh(&txn, organisation_id, ids).await?;
+    commit(txn).await?;
+    Ok(n)
+}
+
+/// Computes the figures of projects that have none (projects created before
+/// the portfolio existed), a batch per transaction. Returns how many.
+#[tracing::instrument(skip(db))]
+pub async fn backfill(db: &DatabaseConnection) -> Result<u64> {
+    let mut done = 0;
+    loop {
+        let missing: Vec<(Uuid, Uuid)> = project::Entity::find()
+            .select_only()
+            .column(project::Column::OrganisationId)
+            .column(project::Column::Id)
+            .filter(
+                project::Column::Id.not_in_subquery(
+                    Query::select()
+                        .column(fig::Column::ProjectId)
+                        .from(fig::Entity)
+                        .to_owned(),
+                ),
+            )
+            .limit(CHUNK as u64)
+            .into_tuple()
+            .all(db)
+            .await
+            .map_err(db_error)?;
+        if missing.is_empty() {
+            return Ok(done);
+        }
+        let mut by_org: BTreeMap<Uuid, Vec<Uuid>> = BTreeMap::new();
+        for (org, id) in missing {
+            by_org.entry(org).or_default().push(id);
+        }
+        for (org, ids) in by_org {
+            let txn = begin_write(db).await?;
+            crate::people::lock_organisation(&txn, org).await?;
+            done += ids.len() as u64;
+            refresh(&txn, org, ids).await?;
+            commit(txn).await?;
+        }
+    }
+}
+
+/// Which projects a portfolio query covers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    pub business_unit: Option<String>,
+    pub sponsor_id: Option<Uuid>,
+    pub lead_id: Option<Uuid>,
+    /// Every one of them.
+    pub tags: Vec<String>,
+    pub phase: Option<Phase>,
+    pub status: Option<Status>,
+    pub ai_act_tier: Option<AiActTier>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+    /// A MEMBER: only the projects they lead or sponsor.
+    pub visible_to: Option<Uuid>,
+}
+
+impl Filter {
+    /// Covers the whole organisation.
+    pub fn is_everything(&self) -> bool {
+        *self == Filter::default()
+    }
+
+    fn key(&self) -> String {
+        format!("{self:?}")
+    }
+
+    fn condition(&self, organisation_id: Uuid) -> Condition {
+        use fig::Column as C;
+        let mut c = Condition::all().add(C::OrganisationId.eq(organisation_id));
+        if let Some(v) = &self.business_unit {
+            c = c.add(C::BusinessUnit.eq(v.as_str()));
+        }
+        if let Some(v) = self.sponsor_id {
+            c = c.add(C::SponsorId.eq(v));
+        }
+        if let Some(v) = self.lead_id {
+            c = c.add(C::LeadId.eq(v));
+        }
+        for tag in &self.tags {
+            c = c.add(
+                C::ProjectId.in_subquery(
+                    Query::select()
+                        .column(project_tag::Column::ProjectId)
+                        .from(project_tag::Entity)
+                        .and_where(project_tag::Column::OrganisationId.eq(organisation_id))
+                        .and_where(project_tag::Column::Tag.eq(tag.as_str()))
+                        .to_owned(),
+                ),
+            );
+        }
+        if let Some(v) = self.phase {
+            c = c.add(C::Phase.eq(v.as_str()));
+        }
+        if let Some(v) = self.status {
+            c = c.add(C::Status.eq(v.as_str()));
+        }
+        if let Some(v) = self.ai_act_tier {
+            c = c.add(C::AiActTier.eq(v.as_str()));
+        }
+        if let Some(v) = self.created_from {
+            c = c.add(C::ProjectCreateTime.gte(v));
+        }
+        if let Some(v) = self.created_to {
+            c = c.add(C::ProjectCreateTime.lt(v));
+        }
+        if let Some(v) = self.visible_to {
+            c = c.add(
+                Condition::any()
+                    .add(C::SponsorId.eq(v))
+                    .add(C::LeadId.eq(v)),
+            );
+        }
+        c
+    }
+}
+
+/// The deadlines of the time-dependent alerts at `now`.
+#[derive(Debug, Clone, Copy)]
+struct Deadlines {
+    gate_cutoff: DateTime<Utc>,
+    now: DateTime<Utc>,
+    today: NaiveDate,
+}
+
+impl Deadlines {
+    fn at(now: DateTime<Utc>, gate_overdue_days: u32) -> Self {
+        Self {
+            gate_cutoff: portfolio::gate_cutoff(now, gate_overdue_days),
+            now,
+            today: now.date_naive(),
+        }
+    }
+
+    fn condition(&self, kind: AlertKind) -> Option<SimpleExpr> {
+        use fig::Column as C;
+        match kind {
+            AlertKind::GateOverdue => Some(C::GateWatchSince.lt(self.gate_cutoff)),
+            AlertKind::ReviewOverdue => Some(C::ReviewDueTime.lt(self.now)),
+            AlertKind::ConditionOverdue => Some(C::ConditionDueDate.lt(self.today)),
+            _ => None,
+        }
+    }
+
+    /// How many alerts a row carries (for sorting).
+    fn count_expr(&self) -> SimpleExpr {
+        let mut e: SimpleExpr = Expr::col(fig::Column::StaticAlertCount).into();
+        for kind in AlertKind::ALL.iter().filter(|k| !k.is_static()) {
+            if let Some(cond) = self.condition(*kind) {
+                e = e.add(Expr::case(cond, 1).finally(0));
+            }
+        }
+        e
+    }
+}
+
+#[derive(Debug, FromQueryResult)]
+struct NamedSum {
+    name: String,
+    total: i64,
+}
+
+/// The summary of the projects `filter` covers, at `now`.
+#[tracing::instrument(skip(db))]
+pub async fn summary(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    filter: &Filter,
+    now: DateTime<Utc>,
+) -> Result<Summary> {
+    let org = organisations::get(db, organisation_id).await?;
+    let currency = CurrencyCode::parse(&org.default_currency)
+        .map_err(|e| Error::Internal(format!("stored currency: {e}")))?;
+    let counters: BTreeMap<String, i64> = if filter.is_everything() {
+        counter::Entity::find()
+            .filter(counter::Column::OrganisationId.eq(organisation_id))
+            .all(db)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(|c| (c.name, c.value))
+            .collect()
+    } else {
+        contribution::Entity::find()
+            .select_only()
+            .column(contribution::Column::Name)
+            .expr_as(
+                Expr::cust("CAST(SUM(portfolio_contributions.value) AS BIGINT)"),
+                "total",
+            )
+            .filter(
+                contribution::Column::ProjectId.in_subquery(
+                    Query::select()
+                        .column(fig::Column::ProjectId)
+                        .from(fig::Entity)
+                        .cond_where(filter.condition(organisation_id))
+                        .to_owned(),
+                ),
+            )
+            .group_by(contribution::Column::Name)
+            .into_model::<NamedSum>()
+            .all(db)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(|s| (s.name, s.total))
+            .collect()
+    };
+    let deadlines = Deadlines::at(now, org.gate_overdue_days);
+    let mut deadline_counts = Vec::new();
+    for kind in AlertKind::ALL.iter().filter(|k| !k.is_static()) {
+        if let Some(cond) = deadlines.condition(*kind) {
+            let n = fig::Entity::find()
+                .filter(filter.condition(organisation_id))
+                .filter(cond)
+                .count(db)
+                .await
+                .map_err(db_error)?;
+            deadline_counts.push((*kind, i64::try_from(n).unwrap_or(i64::MAX)));
+        }
+    }
+    Ok(portfolio::summarise(&counters, &deadline_counts, currency))
+}
+
+/// What ListPortfolioProjects sorts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Name,
+    Phase,
+    DaysInPhase,
+    Readiness,
+    KpiGain,
+    Cost,
+    Benefit,
+    Roi,
+    Alerts,
+    CreateTime,
+    /// Project id (the export's order).
+    Id,
+}
+
+/// A project row with the alerts it carries now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub figures: Figures,
+    pub alerts: Vec<(AlertKind, DateTime<Utc>, String)>,
+}
+
+/// A page of rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowPage {
+    pub rows: Vec<Row>,
+    pub next_page_token: String,
+    pub total_size: i64,
+}
+
+/// The sort value of a row, as kept in page tokens.
+#[derive(Debug, Clone, PartialEq)]
+enum Key {
+    Null,
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Time(DateTime<Utc>),
+}
+
+impl Key {
+    fn encode(&self) -> String {
+        match self {
+            Key::Null => "n".into(),
+            Key::Int(v) => format!("i{v}"),
+            Key::Float(v) => format!("f{:016x}", v.to_bits()),
+            Key::Text(v) => format!("s{v}"),
+            Key::Time(v) => format!("t{}", v.timestamp_micros()),
+        }
+    }
+
+    fn decode(raw: &str) -> Option<Key> {
+        let (tag, rest) = raw.split_at_checked(1)?;
+        Some(match tag {
+            "n" => Key::Null,
+            "i" => Key::Int(rest.parse().ok()?),
+            "f" => Key::Float(f64::from_bits(u64::from_str_radix(rest, 16).ok()?)),
+            "s" => Key::Text(rest.to_owned()),
+            "t" => Key::Time(DateTime::from_timestamp_micros(rest.parse().ok()?)?),
+            _ => return None,
+        })
+    }
+
+    fn value(&self) -> Option<sea_orm::Value> {
+        match self {
+            Key::Null => None,
+            Key::Int(v) => Some((*v).into()),
+            Key::Float(v) => Some((*v).into()),
+            Key::Text(v) => Some(v.clone().into()),
+            Key::Time(v) => Some((*v).into()),
+        }
+    }
+}
+
+fn alerts_of(
+    f: &Figures,
+    stored: &[project_alert::Model],
+    now: DateTime<Utc>,
+    gate_overdue_days: u32,
+) -> Vec<(AlertKind, DateTime<Utc>, String)> {
+    let mut out: Vec<(AlertKind, DateTime<Utc>, String)> = stored
+        .iter()
+        .filter_map(|a| Some((a.kind.parse().ok()?, a.since, a.reason.clone())))
+        .filter(|(k, _, _): &(AlertKind, _, _)| f.alert_bits & k.bit() != 0)
+        .collect();
+    out.extend(portfolio::alerts_now(f, now, gate_overdue_days));
+    out.sort_by_key(|(k, _, _)| *k);
+    out
+}
+
+async fn stored_alerts(
+    conn: &impl ConnectionTrait,
+    ids: Vec<Uuid>,
+) -> Result<HashMap<Uuid, Vec<project_alert::Model>>> {
+    let mut out: HashMap<Uuid, Vec<project_alert::Model>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    for a in project_alert::Entity::find()
+        .filter(project_alert::Column::ProjectId.is_in(ids))
+        .all(conn)
+        .await
+        .map_err(db_error)?
+    {
+        out.entry(a.project_id).or_default().push(a);
+    }
+    Ok(out)
+}
+
+/// One page of project rows, sorted by `sort` (then by id), largest first
+/// when `descending`.
+#[allow(clippy::too_many_arguments)]
+#[tracing::instrument(skip(db))]
+pub async fn list(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    filter: &Filter,
+    sort: SortKey,
+    descending: bool,
+    page_size: u32,
+    page_token: &str,
+    now: DateTime<Utc>,
+) -> Result<RowPage> {
+    use fig::Column as C;
+    let org = organisations::get(db, organisation_id).await?;
+    let deadlines = Deadlines::at(now, org.gate_overdue_days);
+    // Days in phase grow as the phase began earlier.
+    let ascending = if sort == SortKey::DaysInPhase {
+        descending
+    } else {
+        !descending
+    };
+    let (expr, nullable): (SimpleExpr, bool) = match sort {
+        SortKey::Name => (Expr::col(C::Name).into(), false),
+        SortKey::Phase => (Expr::col(C::PhaseRank).into(), false),
+        SortKey::DaysInPhase => (Expr::col(C::PhaseEnterTime).into(), false),
+        SortKey::Readiness => (Expr::col(C::Readiness).into(), false),
+        SortKey::KpiGain => (Expr::col(C::KpiGain).into(), true),
+        SortKey::Cost => (Expr::col(C::CostMinor).into(), false),
+        SortKey::Benefit => (Expr::col(C::BenefitMinor).into(), false),
+        SortKey::Roi => (Expr::col(C::RoiMicros).into(), true),
+        SortKey::Alerts => (deadlines.count_expr(), false),
+        SortKey::CreateTime => (Expr::col(C::ProjectCreateTime).into(), false),
+        SortKey::Id => (Expr::col(C::ProjectId).into(), false),
+    };
+    let token_key = format!("{}|{sort:?}|{descending}", filter.key());
+    let after: Option<(Key, Uuid)> = page::decode::<String>(page_token, &token_key, "page_token")?
+        .map(|raw| {
+            let (key, id) = raw.rsplit_once('|')?;
+            Some((Key::decode(key)?, id.parse().ok()?))
+        })
+        .map(|k| {
+            k.ok_or_else(|| Error::invalid("page_token", "is not a page token this service issued"))
+        })
+        .transpose()?;
+    let mut query = fig::Entity::find().filter(filter.condition(organisation_id));
+    if let Some((key, id)) = &after {
+        let id_after = if ascending {
+            C::ProjectId.gt(*id)
+        } else {
+            C::ProjectId.lt(*id)
+        };
+        let cond = if sort == SortKey::Id {
+            Condition::all().add(id_after)
+        } else {
+            match key.value() {
+                None => Condition::all().add(expr.clone().is_null()).add(id_after),
+                Some(v) => {
+                    let beyond = if ascending {
+                        expr.clone().gt(Expr::val(v.clone()))
+                    } else {
+                        expr.clone().lt(Expr::val(v.clone()))
+                    };
+                    let mut c = Condition::any().add(beyond).add(
+                        Condition::all()
+                            .add(expr.clone().eq(Expr::val(v)))
+                            .add(id_after),
+                    );
+                    if nullable {
+                        c = c.add(expr.clone().is_null());
+                    }
+                    c
+                }
+            }
+        };
+        query = query.filter(cond);
+    }
+    let order = if ascending { Order::Asc } else { Order::Desc };
+    if sort != SortKey::Id {
+        query = if nullable {
+            query.order_by_with_nulls(expr.clone(), order.clone(), NullOrdering::Last)
+        } else {
+            query.order_by(expr.clone(), order.clone())
+        };
+    }
+    let mut models = query
+        .order_by(C::ProjectId, order)
+        .limit(u64::from(page_size) + 1)
+        .all(db)
+        .await
+        .map_err(db_error)?;
+    let next_page_token = if models.len() > page_size as usize {
+        models.truncate(page_size as usize);
+        models
+            .last()
+            .map(|m| {
+                let key = match sort {
+                    SortKey::Name => Key::Text(m.name.clone()),
+                    SortKey::Phase => Key::Int(i64::from(m.phase_rank)),
+                    SortKey::DaysInPhase => Key::Time(m.phase_enter_time),
+                    SortKey::Readiness => Key::Float(m.readiness),
+                    SortKey::KpiGain => m.kpi_gain.map_or(Key::Null, Key::Float),
+                    SortKey::Cost => Key::Int(m.cost_minor),
+                    SortKey::Benefit => Key::Int(m.benefit_minor),
+                    SortKey::Roi => m.roi_micros.map_or(Key::Null, Key::Int),
+                    SortKey::Alerts => {
+                        let dynamic = portfolio::alerts_now(
+                            &figures_from(m.clone()),
+                            now,
+                            org.gate_overdue_days,
+                        )
+                        .len();
+                        Key::Int(
+                            i64::try_from(dynamic).unwrap_or(0) + i64::from(m.static_alert_count),
+                        )
+                    }
+                    SortKey::CreateTime => Key::Time(m.project_create_time),
+                    SortKey::Id => Key::Null,
+                };
+                page::encode(format!("{}|{}", key.encode(), m.project_id), &token_key)
+            })
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let total_size = if filter.is_everything() {
+        counter::Entity::find()
+            .filter(counter::Column::OrganisationId.eq(organisation_id))
+            .filter(counter::Column::Name.eq("projects"))
+            .one(db)
+            .await
+            .map_err(db_error)?
+            .map_or(0, |c| c.value)
+    } else {
+        i64::try_from(
+            fig::Entity::find()
+                .filter(filter.condition(organisation_id))
+                .count(db)
+                .await
+                .map_err(db_error)?,
+        )
+        .unwrap_or(i64::MAX)
+    };
+    let mut stored = stored_alerts(
+        db,
+        models
+            .iter()
+            .filter(|m| m.static_alert_count > 0)
+            .map(|m| m.project_id)
+            .collect(),
+    )
+    .await?;
+    let rows = models
+        .into_iter()
+        .map(|m| {
+            let stored = stored.remove(&m.project_id).unwrap_or_default();
+            let figures = figures_from(m);
+            Row {
+                alerts: alerts_of(&figures, &stored, now, org.gate_overdue_days),
+                figures,
+            }
+        })
+        .collect();
+    Ok(RowPage {
+        rows,
+        next_page_token,
+        total_size,
+    })
+}
+
+/// An alert on a project.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRow {
+    pub project_id: Uuid,
+    pub project_name: String,
+    pub kind: AlertKind,
+    pub since: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// One page of the alerts raised now, by project id then kind.
+#[tracing::instrument(skip(db))]
+pub async fn alerts(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    filter: &Filter,
+    kind: Option<AlertKind>,
+    page_size: u32,
+    page_token: &str,
+    now: DateTime<Utc>,
+) -> Result<(Vec<AlertRow>, String)> {
+    use fig::Column as C;
+    let org = organisations::get(db, organisation_id).await?;
+    let deadlines = Deadlines::at(now, org.gate_overdue_days);
+    let token_key = format!("{}|{kind:?}", filter.key());
+    let after: Option<(Uuid, AlertKind)> =
+        page::decode::<String>(page_token, &token_key, "page_token")?
+            .map(|raw| {
+                let (id, kind) = raw.split_once('|')?;
+                Some((id.parse().ok()?, kind.parse().ok()?))
+            })
+            .map(|k| {
+                k.ok_or_else(|| {
+                    Error::invalid("page_token", "is not a page token this service issued")
+                })
+            })
+            .transpose()?;
+    let raised = match kind {
+        Some(k) if k.is_static() => Condition::all().add(
+            C::ProjectId.in_subquery(
+                Query::select()
+                    .column(project_alert::Column::ProjectId)
+                    .from(project_alert::Entity)
+                    .and_where(project_alert::Column::OrganisationId.eq(organisation_id))
+                    .and_where(project_alert::Column::Kind.eq(k.as_str()))
+                    .to_owned(),
+            ),
+        ),
+        Some(k) => Condition::all().add(
+            deadlines
+                .condition(k)
+                .unwrap_or_else(|| Expr::val(false).into()),
+        ),
+        None => {
+            let mut any = Condition::any().add(C::StaticAlertCount.gt(0));
+            for k in AlertKind::ALL.iter().filter(|k| !k.is_static()) {
+                if let Some(c) = deadlines.condition(*k) {
+                    any = any.add(c);
+                }
+            }
+            any
+        }
+    };
+    let mut query = fig::Entity::find()
+        .filter(filter.condition(organisation_id))
+        .filter(raised);
+    if let Some((id, _)) = after {
+        query = query.filter(C::ProjectId.gte(id));
+    }
+    let models = query
+        .order_by_asc(C::ProjectId)
+        .limit(u64::from(page_size) + 1)
+        .all(db)
+        .await
+        .map_err(db_error)?;
+    let mut stored = stored_alerts(
+        db,
+        models
+            .iter()
+            .filter(|m| m.static_alert_count > 0)
+            .map(|m| m.project_id)
+            .collect(),
+    )
+    .await?;
+    let mut out = Vec::new();
+    let mut more = false;
+    'rows: for m in models {
+        let stored = stored.remove(&m.project_id).unwrap_or_default();
+        let f = figures_from(m);
+        for (k, since, reason) in alerts_of(&f, &stored, now, org.gate_overdue_days) {
+            if kind.is_some_and(|want| want != k) {
+                continue;
+            }
+            if let Some((id, last)) = after
+                && (f.project_id, k) <= (id, last)
+            {
+                continue;
+            }
+            if out.len() == page_size as usize {
+                more = true;
+                break 'rows;
+            }
+            out.push(AlertRow {
+                project_id: f.project_id,
+                project_name: f.name.clone(),
+                kind: k,
+                since,
+                reason,
+            });
+        }
+    }
+    let next = match (more, out.last()) {
+        (true, Some(last)) => page::encode(
+            format!("{}|{}", last.project_id, last.kind.as_str()),
+            &token_key,
+        ),
+        _ => String::new(),
+    };
+    Ok((out, next))
+}
