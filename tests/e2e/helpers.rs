@@ -10,7 +10,8 @@ use jalon_proto::v1::{
     audit_service_client::AuditServiceClient, finance_service_client::FinanceServiceClient,
     gate_service_client::GateServiceClient, kpi_service_client::KpiServiceClient,
     organisation_service_client::OrganisationServiceClient,
-    person_service_client::PersonServiceClient, project_service_client::ProjectServiceClient,
+    person_service_client::PersonServiceClient, portfolio_service_client::PortfolioServiceClient,
+    project_service_client::ProjectServiceClient,
 };
 use jalon_server::{
     Application,
@@ -238,6 +239,10 @@ impl TestApp {
 
     pub fn audit(&self) -> AuditServiceClient<Channel> {
         AuditServiceClient::new(self.channel.clone())
+    }
+
+    pub fn portfolio(&self) -> PortfolioServiceClient<Channel> {
+        PortfolioServiceClient::new(self.channel.clone())
     }
 
     /// Sends the shutdown signal and waits for the server to stop.

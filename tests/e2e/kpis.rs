@@ -8,7 +8,7 @@ use tonic::Code;
 
 use crate::helpers::*;
 
-fn at(offset_days: i64) -> Option<Timestamp> {
+pub(crate) fn at(offset_days: i64) -> Option<Timestamp> {
     let t = Utc::now() + Duration::days(offset_days);
     Some(Timestamp {
         seconds: t.timestamp(),
@@ -16,7 +16,7 @@ fn at(offset_days: i64) -> Option<Timestamp> {
     })
 }
 
-fn eur(amount: &str) -> Option<pb::Money> {
+pub(crate) fn eur(amount: &str) -> Option<pb::Money> {
     Some(pb::Money {
         currency_code: "EUR".into(),
         amount: amount.into(),
@@ -31,16 +31,16 @@ fn date(y: i32, m: i32, d: i32) -> Option<pb::Date> {
     })
 }
 
-struct Callbot {
-    org: String,
-    project: String,
-    kpi: String,
+pub(crate) struct Callbot {
+    pub org: String,
+    pub project: String,
+    pub kpi: String,
 }
 
 /// Vilogia's callbot: director dina, sponsor sam, lead lea, HR/finance
 /// integration "erp"; waiting time in seconds, lower is better, target 45 s,
 /// monthly, worth EUR 0.50 per second over 40,000 calls a month.
-async fn callbot(app: &TestApp) -> Callbot {
+pub(crate) async fn callbot(app: &TestApp) -> Callbot {
     let (org, _) = app.create_org("vilogia", "alice").await;
     app.add_person("alice", &org.id, "dina", pb::Role::Director)
         .await;
@@ -108,7 +108,7 @@ async fn callbot(app: &TestApp) -> Callbot {
     }
 }
 
-fn measure(
+pub(crate) fn measure(
     kpi: &str,
     stage: pb::Stage,
     value: f64,
@@ -129,7 +129,7 @@ fn measure(
     }
 }
 
-async fn record(
+pub(crate) async fn record(
     app: &TestApp,
     who: &str,
     c: &Callbot,
@@ -149,7 +149,21 @@ async fn record(
 
 /// Requests, signs and decides GO on the current gate, answering its MUST
 /// items first.
-async fn go(app: &TestApp, c: &Callbot) -> Result<pb::DecideGateResponse, tonic::Status> {
+pub(crate) async fn go(
+    app: &TestApp,
+    c: &Callbot,
+) -> Result<pb::DecideGateResponse, tonic::Status> {
+    decide(app, c, pb::GateOutcome::Go, vec![]).await
+}
+
+/// Requests, signs and decides the current gate with `outcome`, answering
+/// its MUST items first.
+pub(crate) async fn decide(
+    app: &TestApp,
+    c: &Callbot,
+    outcome: pb::GateOutcome,
+    conditions: Vec<pb::GateCondition>,
+) -> Result<pb::DecideGateResponse, tonic::Status> {
     let items = app
         .assessments()
         .list_assessment_items(authed(
@@ -244,9 +258,9 @@ async fn go(app: &TestApp, c: &Callbot) -> Result<pb::DecideGateResponse, tonic:
             pb::DecideGateRequest {
                 organisation_id: c.org.clone(),
                 review_id: review.id,
-                outcome: pb::GateOutcome::Go as i32,
-                rationale: "go".into(),
-                conditions: vec![],
+                outcome: outcome as i32,
+                rationale: "decided".into(),
+                conditions,
             },
         ))
         .await

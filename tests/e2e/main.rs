@@ -10,6 +10,7 @@ mod kpis;
 mod observability;
 mod organisations;
 mod people;
+mod portfolio;
 mod projects;
 mod replicas;
 mod server;
