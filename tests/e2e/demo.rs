@@ -49,6 +49,7 @@ async fn the_demo_portfolio_is_seeded_once() {
                 (Deployment as i32, InProduction as i32),
                 (Industrialisation as i32, Active as i32),
                 (Poc as i32, Active as i32),
+                (Ideation as i32, Active as i32),
             ]
         );
         let culturia = projects
@@ -144,6 +145,157 @@ async fn the_demo_portfolio_is_seeded_once() {
             .into_inner()
             .projects;
         assert_eq!(mine.len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_demo_portfolio_summary_matches_hand_computed_figures() {
+    on_each_backend(async |app: &TestApp| {
+        let store = Store::connect(&app.db.url, &PoolOptions::default())
+            .await
+            .expect("store");
+        demo::seed(&store).await.expect("seed");
+        let org = demo::organisation_id(&store)
+            .await
+            .unwrap()
+            .unwrap()
+            .to_string();
+        store.close().await;
+        let s = app
+            .portfolio()
+            .get_portfolio_summary(authed(
+                demo::DIRECTOR,
+                pb::GetPortfolioSummaryRequest {
+                    organisation_id: org.clone(),
+                    filter: None,
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .summary
+            .unwrap();
+        assert_eq!(s.project_count, 7);
+        // Funnel: 7 ideas; 6 passed IDEATION (Opinion Viewer after a
+        // RECYCLE), 4 passed POC (CulturIA with conditions), 3 passed
+        // INDUSTRIALISATION, 2 went into production: 2 of the 6 POCs.
+        let f = s.funnel.unwrap();
+        let entered: Vec<i64> = f.stages.iter().map(|st| st.entered).collect();
+        let passed: Vec<i64> = f.stages.iter().map(|st| st.passed).collect();
+        assert_eq!(entered, vec![7, 6, 4, 3]);
+        assert_eq!(passed, vec![6, 4, 3, 2]);
+        let count = |stage: usize, outcome: pb::GateOutcome| {
+            f.stages[stage]
+                .outcomes
+                .iter()
+                .find(|o| o.outcome == outcome as i32)
+                .unwrap()
+                .count
+        };
+        assert_eq!(count(0, pb::GateOutcome::Recycle), 1);
+        assert_eq!(count(0, pb::GateOutcome::Go), 6);
+        assert_eq!(count(1, pb::GateOutcome::ConditionalGo), 1);
+        assert_eq!(f.reached_production, 2);
+        assert_eq!(f.poc_to_production_share, "0.3333");
+        // Time in phase (completed stays, nearest rank): IDEATION 20, 30,
+        // 40, 40, 45, 50 days; POC 60, 95, 110, 120; INDUSTRIALISATION 90,
+        // 130, 150.
+        let t: Vec<(i64, i64, i64)> = s
+            .time_in_phase
+            .iter()
+            .map(|d| (d.stays, d.median_days, d.p90_days))
+            .collect();
+        assert_eq!(t, vec![(6, 40, 50), (4, 95, 120), (3, 130, 150), (0, 0, 0)]);
+        // Money: four projects at 45,000 people + 6,000 cloud + 9,000
+        // labelling, two in production at 135,000 + 18,000 + 9,000; budgets
+        // 20% above the costs, but VNF's cut to 50,000; 2 x 60,000 of savings
+        // booked; NOLEJ's KPI derives (40 - 0.8) h x EUR 45 x 120 modules.
+        let m = s.money.unwrap();
+        let amount = |m: &Option<pb::Money>| m.as_ref().unwrap().amount.clone();
+        assert_eq!(amount(&m.cost), "564000.00");
+        let by: Vec<String> = m
+            .cost_by_category
+            .iter()
+            .map(|c| amount(&c.amount))
+            .collect();
+        assert_eq!(
+            by,
+            vec![
+                "450000.00",
+                "60000.00",
+                "0.00",
+                "54000.00",
+                "0.00",
+                "0.00",
+                "0.00"
+            ]
+        );
+        // Budgets: 3 x 72,000 + 50,000 (VNF) + 2 x 194,400.
+        assert_eq!(amount(&m.budget), "654800.00");
+        assert_eq!(amount(&m.recorded_benefit), "120000.00");
+        assert_eq!(amount(&m.derived_benefit), "211680.00");
+        assert_eq!(amount(&m.net_value), "-232320.00");
+        assert_eq!(m.roi, "-0.411915");
+        assert_eq!(m.paid_back_projects, 1, "NOLEJ");
+        assert_eq!(m.projects_with_cost, 6);
+        let tiers: Vec<i64> = s.ai_act_tiers.iter().map(|t| t.count).collect();
+        assert_eq!(tiers, vec![0, 4, 2, 1, 0]);
+        // The director's morning: Vilogia's deployment review is overdue,
+        // CulturIA has been in INDUSTRIALISATION 400 days, VNF's budget was
+        // cut below its costs, and the churn idea lost its sponsor and has
+        // no baseline.
+        let alerts: Vec<(i32, i64)> = s
+            .alerts
+            .iter()
+            .filter(|a| a.count > 0)
+            .map(|a| (a.kind, a.count))
+            .collect();
+        use pb::AlertKind as K;
+        assert_eq!(
+            alerts,
+            vec![
+                (K::SponsorInactive as i32, 1),
+                (K::KpiWithoutBaseline as i32, 1),
+                (K::GateOverdue as i32, 1),
+                (K::ReviewOverdue as i32, 1),
+                (K::BudgetOverrun as i32, 1),
+            ]
+        );
+        // One blocked HIGH-risk data item per project at work past IDEATION.
+        let hot: Vec<(i32, i64)> = s
+            .risk_heat_map
+            .iter()
+            .filter(|c| c.open_high_risk_items > 0)
+            .map(|c| (c.phase, c.open_high_risk_items))
+            .collect();
+        assert_eq!(
+            hot,
+            vec![
+                (pb::Phase::Poc as i32, 2),
+                (pb::Phase::Industrialisation as i32, 1),
+                (pb::Phase::Deployment as i32, 1)
+            ]
+        );
+        let listed = app
+            .portfolio()
+            .list_alerts(authed(
+                demo::DIRECTOR,
+                pb::ListAlertsRequest {
+                    organisation_id: org.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .alerts;
+        let culturia = listed
+            .iter()
+            .find(|a| a.kind == K::GateOverdue as i32)
+            .unwrap();
+        assert!(culturia.project_name.contains("CulturIA"));
+        assert!(culturia.reason.contains("400 days"), "{}", culturia.reason);
     })
     .await;
 }

@@ -85,6 +85,10 @@ struct Case {
     in_production: bool,
     /// A RECYCLE before the first GO.
     recycled_first: bool,
+    /// Days spent in each phase stay, oldest first; the last runs up to now.
+    phase_days: &'static [i64],
+    /// The budget was cut below the costs already incurred.
+    over_budget: bool,
     /// The primary KPI: name, unit, kind, direction, baseline, target, POC
     /// result, value after deployment, and optionally money per unit of
     /// improvement with its monthly volume.
@@ -126,6 +130,8 @@ const CASES: &[Case] = &[
         conditional_last: false,
         in_production: true,
         recycled_first: false,
+        phase_days: &[40, 95, 130, 280],
+        over_budget: false,
         kpi: DemoKpi {
             name: "Forecast error (MAPE)",
             unit: "%",
@@ -160,6 +166,8 @@ const CASES: &[Case] = &[
         conditional_last: false,
         in_production: false,
         recycled_first: false,
+        phase_days: &[30, 120, 150, 75],
+        over_budget: false,
         kpi: DemoKpi {
             name: "Phone waiting time",
             unit: "seconds",
@@ -194,6 +202,8 @@ const CASES: &[Case] = &[
         conditional_last: false,
         in_production: false,
         recycled_first: false,
+        phase_days: &[50, 210],
+        over_budget: true,
         kpi: DemoKpi {
             name: "Quay occupancy accuracy",
             unit: "%",
@@ -228,6 +238,8 @@ const CASES: &[Case] = &[
         conditional_last: false,
         in_production: true,
         recycled_first: false,
+        phase_days: &[20, 60, 90, 200],
+        over_budget: false,
         kpi: DemoKpi {
             name: "Time to build a course module",
             unit: "hours",
@@ -262,6 +274,8 @@ const CASES: &[Case] = &[
         conditional_last: true,
         in_production: false,
         recycled_first: false,
+        phase_days: &[45, 110, 400],
+        over_budget: false,
         kpi: DemoKpi {
             name: "Recruiter agreement with the score",
             unit: "%",
@@ -296,6 +310,8 @@ const CASES: &[Case] = &[
         conditional_last: false,
         in_production: false,
         recycled_first: true,
+        phase_days: &[30, 40, 40],
+        over_budget: false,
         kpi: DemoKpi {
             name: "Comment polarity accuracy",
             unit: "%",
@@ -391,6 +407,13 @@ pub async fn seed(store: &Store) -> Result<bool> {
             "Maud Marketing",
             "Marketing",
             "Brand director",
+            Role::Member,
+        ),
+        (
+            "demo-sponsor-sales",
+            "Sacha Sales",
+            "Sales",
+            "Sales director",
             Role::Member,
         ),
         (
@@ -543,12 +566,79 @@ pub async fn seed(store: &Store) -> Result<bool> {
             .await?;
         }
         money(store, org.id, &project, case, eur, &director).await?;
+        if case.over_budget {
+            let cut = Money::parse("50000", eur).map_err(invalid)?;
+            finance::set_budget(db, org.id, project.id, cut, &[], &director).await?;
+        }
         if !case.in_production && project.phase != Phase::Ideation {
             // Work in progress on the current phase.
             answer_some(store, org.id, &project, &lead).await?;
         }
+        projects::backdate_for_demo(db, org.id, project.id, case.phase_days).await?;
     }
+    churn(
+        store,
+        org.id,
+        eur,
+        &director,
+        id("demo-sponsor-sales")?,
+        id("demo-lead-data")?,
+    )
+    .await?;
     Ok(true)
+}
+
+/// A new idea whose sponsor has just left the company (HR deactivated
+/// them) and whose KPI has no baseline yet: two alerts for the director.
+async fn churn(
+    store: &Store,
+    org: Uuid,
+    eur: CurrencyCode,
+    director: &Actor,
+    sponsor: Uuid,
+    lead: Uuid,
+) -> Result<()> {
+    let db = store.db();
+    let details = ProjectDetails {
+        name: DisplayName::parse("Subscriber churn: who will leave next quarter")
+            .map_err(invalid)?,
+        description: "Score subscribers by their risk of leaving, for the retention team".into(),
+        business_unit: ShortText::parse("Sales").map_err(invalid)?,
+        tags: vec!["churn".into(), "forecasting".into()],
+        objective: "Halve the churn of the subscribers the retention team calls".into(),
+        gain_quantified: false,
+        expected_gain: None,
+        usage: Some(Usage::Prediction),
+        result_type: Some(ResultType::Classification),
+        data_kinds: vec![DataKind::Structured],
+        algorithm_approach: Some(AlgorithmApproach::SpecificModel),
+        execution: Some(Execution::Batch),
+        hosting: Some(Hosting::Cloud),
+        personal_data: true,
+        ai_act_tier: AiActTier::Minimal,
+        ai_act_reason: String::new(),
+        sponsor_id: Some(sponsor),
+        lead_id: Some(lead),
+        planned_start: None,
+        planned_end: None,
+    };
+    let project = projects::create(db, org, &details, None, director).await?;
+    let kpi = DemoKpi {
+        name: "Quarterly churn rate",
+        unit: "%",
+        kind: UnitKind::Percentage,
+        direction: Direction::LowerIsBetter,
+        category: Category::Customer,
+        baseline: (0.0, 0, 0.0),
+        target: 6.0,
+        poc: 0.0,
+        after: (0.0, 0, 0.0),
+        value_per_unit: None,
+    };
+    demo_kpi(store, org, &project, &kpi, eur, director).await?;
+    projects::backdate_for_demo(db, org, project.id, &[25]).await?;
+    people::set_active(db, org, sponsor, "", false).await?;
+    Ok(())
 }
 
 /// Costs posted by the finance system, a budget, and for projects in
@@ -590,7 +680,7 @@ async fn money(
                 cost_centre: format!("CC-{}", case.business_unit.to_uppercase().replace(' ', "-")),
                 phase: Some(*phase),
                 description: format!("{} for {}", category.as_str().to_lowercase(), case.name),
-                external_ref: Some(format!("ERP-{}-{i}", &project.id.simple().to_string()[..8])),
+                external_ref: Some(format!("ERP-{}-{i}", project.id.simple())),
             })
         })
         .collect::<Result<_>>()?;

@@ -561,3 +561,83 @@ pub async fn lifecycle(
     commit(txn).await?;
     Ok(updated)
 }
+
+/// Demo data only (`jalon serve --demo`), never real data: rewrites a
+/// project's phase history so that its stays lasted `days` (oldest first;
+/// the last one runs up to now), moves its creation before the first stay
+/// and its KPIs' baseline and POC measurements into the matching phases,
+/// then refreshes its portfolio figures.
+#[tracing::instrument(skip(db))]
+pub async fn backdate_for_demo(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    id: Uuid,
+    days: &[i64],
+) -> Result<()> {
+    use crate::entity::{kpi, kpi_measurement};
+    use sea_orm::sea_query::Expr;
+    let txn = begin_write(db).await?;
+    lock_organisation(&txn, organisation_id).await?;
+    get(&txn, organisation_id, id).await?;
+    let spans = project_phase::Entity::find()
+        .filter(project_phase::Column::ProjectId.eq(id))
+        .order_by_asc(project_phase::Column::Seq)
+        .all(&txn)
+        .await
+        .map_err(db_error)?;
+    let mut cursor = Utc::now();
+    let mut placed = Vec::new();
+    for (i, span) in spans.iter().enumerate().rev() {
+        let from_end = spans.len() - i;
+        let length = days
+            .len()
+            .checked_sub(from_end)
+            .and_then(|k| days.get(k))
+            .copied()
+            .unwrap_or(0);
+        let leave = span.leave_time.map(|_| cursor);
+        let enter = cursor - chrono::Duration::days(length);
+        project_phase::Entity::update_many()
+            .col_expr(project_phase::Column::EnterTime, Expr::value(enter))
+            .col_expr(project_phase::Column::LeaveTime, Expr::value(leave))
+            .filter(project_phase::Column::ProjectId.eq(id))
+            .filter(project_phase::Column::Seq.eq(span.seq))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        placed.push((span.phase.clone(), enter, leave.unwrap_or(cursor)));
+        cursor = enter;
+    }
+    let created = cursor - chrono::Duration::days(1);
+    project::Entity::update_many()
+        .col_expr(project::Column::CreateTime, Expr::value(created))
+        .filter(project::Column::Id.eq(id))
+        .exec(&txn)
+        .await
+        .map_err(db_error)?;
+    let kpis: Vec<Uuid> = kpi::Entity::find()
+        .select_only()
+        .column(kpi::Column::Id)
+        .filter(kpi::Column::ProjectId.eq(id))
+        .into_tuple()
+        .all(&txn)
+        .await
+        .map_err(db_error)?;
+    let poc = placed
+        .iter()
+        .find(|(phase, _, _)| phase == Phase::Poc.as_str())
+        .map(|(_, enter, leave)| *enter + (*leave - *enter) / 2);
+    for (stage, time) in [("BASELINE", Some(created)), ("POC", poc)] {
+        if let Some(time) = time {
+            kpi_measurement::Entity::update_many()
+                .col_expr(kpi_measurement::Column::MeasureTime, Expr::value(time))
+                .filter(kpi_measurement::Column::KpiId.is_in(kpis.clone()))
+                .filter(kpi_measurement::Column::Stage.eq(stage))
+                .exec(&txn)
+                .await
+                .map_err(db_error)?;
+        }
+    }
+    crate::portfolio::refresh(&txn, organisation_id, [id]).await?;
+    commit(txn).await
+}
