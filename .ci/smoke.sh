@@ -102,6 +102,19 @@ phase="$(g "$TOKEN" "{\"organisation_id\": \"$ORG\", \"review_id\": \"$REVIEW\",
   jalon.v1.GateService/DecideGate | python3 -c 'import json,sys; print(json.load(sys.stdin)["project"]["phase"])')"
 [ "$phase" = PHASE_INDUSTRIALISATION ] || { echo "unexpected phase after GO: $phase" >&2; exit 1; }
 g "$TOKEN" "{\"organisation_id\": \"$ORG\"}" jalon.v1.AuditService/VerifyAuditLog | grep -q '"valid": true'
+# The README's portfolio session: VNF has just passed its POC gate.
+summary="$(g "$TOKEN" "{\"organisation_id\": \"$ORG\"}" jalon.v1.PortfolioService/GetPortfolioSummary \
+  | python3 -c 'import json,sys; s=json.load(sys.stdin)["summary"]; print(s["projectCount"], [f.get("passed", "0") for f in s["funnel"]["stages"]], s["money"]["cost"]["amount"])')"
+[ "$summary" = "7 ['6', '5', '3', '2'] 564000.00" ] || { echo "unexpected portfolio summary: $summary" >&2; exit 1; }
+alerts="$(g "$TOKEN" "{\"organisation_id\": \"$ORG\"}" jalon.v1.PortfolioService/ListAlerts \
+  | python3 -c 'import json,sys; print(" ".join(sorted(a["kind"] for a in json.load(sys.stdin)["alerts"])))')"
+[ "$alerts" = "ALERT_KIND_BUDGET_OVERRUN ALERT_KIND_GATE_OVERDUE ALERT_KIND_KPI_WITHOUT_BASELINE ALERT_KIND_REVIEW_OVERDUE ALERT_KIND_SPONSOR_INACTIVE" ] \
+  || { echo "unexpected alerts: $alerts" >&2; exit 1; }
+top="$(g "$TOKEN" "{\"organisation_id\": \"$ORG\", \"sort\": \"PORTFOLIO_SORT_COST\", \"descending\": true, \"page_size\": 3}" \
+  jalon.v1.PortfolioService/ListPortfolioProjects | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["projects"]))')"
+[ "$top" = 3 ] || { echo "expected 3 rows, got $top" >&2; exit 1; }
+exported="$(g "$TOKEN" "{\"organisation_id\": \"$ORG\"}" jalon.v1.PortfolioService/ExportPortfolio | grep -c '"projectId"')"
+[ "$exported" = 7 ] || { echo "expected 7 exported rows, got $exported" >&2; exit 1; }
 kill -TERM $demo_pid
 wait $demo_pid
 echo "smoke (demo gate review): ok"
