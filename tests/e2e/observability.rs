@@ -163,6 +163,10 @@ async fn metrics_are_scraped_from_a_running_server() {
         ] {
             assert_eq!(sample(&text, &series), Some(expected), "{series}\n{text}");
         }
+        assert!(
+            sample(&text, "jalon_db_pool_acquire_seconds_count").is_some(),
+            "{text}"
+        );
         let size = sample(&text, "jalon_db_pool_connections").expect("pool size");
         let idle = sample(&text, "jalon_db_pool_idle_connections").expect("idle");
         assert!((1.0..=8.0).contains(&size), "{text}");
@@ -710,4 +714,44 @@ fn spans_are_exported_over_otlp_and_continue_the_callers_trace() {
         "{log}"
     );
     traces.shutdown().expect("shutdown");
+}
+
+/// With the service's subscriber (as `jalon serve` installs it), every
+/// connection taken from the pool is timed into
+/// `jalon_db_pool_acquire_seconds`, the pool's waits.
+#[test]
+fn the_pools_waits_are_measured() {
+    let settings = LogSettings {
+        format: LogFormat::Text,
+        filter: "info".into(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    telemetry::scoped(&settings, LogBuffer::default(), || {
+        runtime.block_on(async {
+            for backend in backends() {
+                let app = TestApp::spawn(&backend).await;
+                let count = |text: &str| {
+                    sample(text, "jalon_db_pool_acquire_seconds_count").expect("the histogram")
+                };
+                let before = count(&scrape(&app).await);
+                let ready = ready_review(&app, "waits").await;
+                let text = scrape(&app).await;
+                let after = count(&text);
+                // Each call took at least one connection.
+                assert!(
+                    after - before > ready.answers as f64,
+                    "{before} -> {after}\n{text}"
+                );
+                assert_eq!(
+                    sample(&text, r#"jalon_db_pool_acquire_seconds_bucket{le="+Inf"}"#),
+                    Some(after),
+                    "{text}"
+                );
+                app.cleanup().await;
+            }
+        });
+    });
 }

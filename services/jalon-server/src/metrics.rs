@@ -9,6 +9,9 @@
 //! - `jalon_grpc_requests_in_flight`: calls being handled now;
 //! - `jalon_db_pool_connections`, `jalon_db_pool_idle_connections`,
 //!   `jalon_db_pool_max_connections`: the database pool, read at each scrape;
+//! - `jalon_db_pool_acquire_seconds`: how long each query or transaction
+//!   waited for a connection from the pool (from sqlx's acquire events, see
+//!   `telemetry`); a starved pool shows as its upper buckets filling;
 //! - `jalon_gate_decisions_total{outcome}`,
 //!   `jalon_assessment_answers_total{status}` and
 //!   `jalon_imported_rows_total{kind, result}`: domain events.
@@ -89,6 +92,17 @@ struct ImportLabels {
 
 type LatencyFamily = Family<MethodLabels, Histogram, fn() -> Histogram>;
 
+/// Buckets of the pool-wait histogram, in seconds: from a free connection
+/// (well under a millisecond) to a starved pool (the acquire timeout).
+const ACQUIRE_BUCKETS: [f64; 10] = [
+    0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+];
+
+/// The pool-wait histogram: one per process (a process has one pool),
+/// shared by every registry.
+pub static POOL_ACQUIRE: std::sync::LazyLock<Histogram> =
+    std::sync::LazyLock::new(|| Histogram::new(ACQUIRE_BUCKETS));
+
 /// The metrics of one application.
 #[derive(Debug)]
 pub struct Metrics {
@@ -152,6 +166,11 @@ impl Metrics {
             "jalon_db_pool_max_connections",
             "Largest size of the database pool (database.max_connections)",
             pool_max.clone(),
+        );
+        registry.register(
+            "jalon_db_pool_acquire_seconds",
+            "Time each query or transaction waited for a database connection",
+            POOL_ACQUIRE.clone(),
         );
         let gate_decisions = Family::<OutcomeLabels, Counter>::default();
         registry.register(

@@ -26,9 +26,15 @@ use opentelemetry_sdk::{
     propagation::TraceContextPropagator,
     trace::{Sampler, SdkTracerProvider},
 };
-use tracing::{Span, Subscriber};
+use tracing::{
+    Event, Level, Span, Subscriber,
+    field::{Field, Visit},
+};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::{EnvFilter, fmt, fmt::MakeWriter, prelude::*};
+use tracing_subscriber::{
+    EnvFilter, Layer, filter::Targets, fmt, fmt::MakeWriter, layer::Context, prelude::*,
+    registry::LookupSpan,
+};
 
 use crate::config::{LogFormat, LogSettings, TracingSettings};
 
@@ -44,6 +50,45 @@ pub fn init(settings: &LogSettings, traces: Option<&Traces>) {
         .unwrap_or_else(|| settings.filter.clone());
     let ansi = settings.format == LogFormat::Text && io::stderr().is_terminal();
     let _ = subscriber(settings.format, &filter, io::stderr, ansi, traces).try_init();
+}
+
+/// Where sqlx reports the time each connection took to leave the pool.
+const POOL_ACQUIRE_TARGET: &str = "sqlx::pool::acquire";
+
+/// Feeds sqlx's `sqlx::pool::acquire` events (one per connection handed out,
+/// with `acquired_after_secs`) into the `jalon_db_pool_acquire_seconds`
+/// histogram: how long queries waited for a connection.
+struct PoolAcquireLayer;
+
+impl<S: Subscriber> Layer<S> for PoolAcquireLayer {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        struct Seconds(Option<f64>);
+        impl Visit for Seconds {
+            fn record_f64(&mut self, field: &Field, value: f64) {
+                if field.name() == "acquired_after_secs" {
+                    self.0 = Some(value);
+                }
+            }
+            fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+        }
+        if event.metadata().target() != POOL_ACQUIRE_TARGET {
+            return;
+        }
+        let mut seconds = Seconds(None);
+        event.record(&mut seconds);
+        if let Some(s) = seconds.0 {
+            crate::metrics::POOL_ACQUIRE.observe(s);
+        }
+    }
+}
+
+/// The pool-wait layer with its own filter (only sqlx's acquire events),
+/// whatever the log filter.
+fn pool_acquire_layer<S>() -> impl Layer<S> + Send + Sync + 'static
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    PoolAcquireLayer.with_filter(Targets::new().with_target(POOL_ACQUIRE_TARGET, Level::TRACE))
 }
 
 /// Spans exported over OTLP/gRPC: the tracer provider built from
@@ -164,21 +209,29 @@ fn subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(format!("{filter},{QUIET}"))
-        .unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET}")));
+    // Each layer filters on its own: the log filter keeps sqlx quiet in the
+    // log, while the pool-wait layer still sees sqlx's acquire events.
+    let log_filter = || {
+        EnvFilter::try_new(format!("{filter},{QUIET}"))
+            .unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET}")))
+    };
     let otel = traces.map(|traces| {
         tracing_opentelemetry::layer()
             .with_tracer(traces.provider.tracer("jalon"))
             .with_tracked_inactivity(false)
+            .with_filter(log_filter())
     });
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let registry = tracing_subscriber::registry()
+        .with(otel)
+        .with(pool_acquire_layer());
     match format {
         LogFormat::Text => Box::new(
             registry.with(
                 fmt::layer()
                     .with_target(false)
                     .with_writer(writer)
-                    .with_ansi(ansi),
+                    .with_ansi(ansi)
+                    .with_filter(log_filter()),
             ),
         ),
         LogFormat::Json => Box::new(
@@ -188,7 +241,8 @@ where
                     .flatten_event(true)
                     .with_current_span(true)
                     .with_span_list(false)
-                    .with_writer(writer),
+                    .with_writer(writer)
+                    .with_filter(log_filter()),
             ),
         ),
     }

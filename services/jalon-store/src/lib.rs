@@ -67,6 +67,11 @@ impl Store {
             .acquire_timeout(pool.acquire_timeout)
             .test_before_acquire(true)
             .sqlx_logging(false)
+            // Every connection handed out is timed (a TRACE event of target
+            // `sqlx::pool::acquire`): the server turns those into the
+            // `jalon_db_pool_acquire_seconds` histogram, the pool's waits.
+            .map_sqlx_sqlite_pool_opts(|o| o.acquire_time_level(log::LevelFilter::Trace))
+            .map_sqlx_postgres_pool_opts(|o| o.acquire_time_level(log::LevelFilter::Trace))
             .map_sqlx_sqlite_opts(|opts| {
                 opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
