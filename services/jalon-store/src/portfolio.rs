@@ -82,6 +82,7 @@ async fn gather(
         }
     }
     let decisions = gate_review::Entity::find()
+        .filter(gate_review::Column::OrganisationId.eq(organisation_id))
         .filter(gate_review::Column::ProjectId.eq(project_id))
         .filter(gate_review::Column::Outcome.is_not_null())
         .order_by_asc(gate_review::Column::DecideTime)
