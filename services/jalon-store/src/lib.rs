@@ -65,7 +65,9 @@ impl Store {
             .min_connections(pool.min_connections)
             .connect_timeout(pool.connect_timeout)
             .acquire_timeout(pool.acquire_timeout)
-            .test_before_acquire(true)
+            // A connection idle for a second is pinged before use (a lost
+            // one is replaced); a busy pool pays no round trip per query.
+            .test_before_acquire_if_idle_for(Duration::from_secs(1))
             .sqlx_logging(false)
             // Every connection handed out is timed (a TRACE event of target
             // `sqlx::pool::acquire`): the server turns those into the

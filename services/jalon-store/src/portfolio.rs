@@ -16,6 +16,7 @@ use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use jalon_core::{
     Error, Result,
     assessment::{AnswerStatus, Concern, RiskLevel, readiness},
+    organisation::Organisation,
     finance::BenefitLine,
     gate::Outcome,
     kpi::{self, Stage},
@@ -28,7 +29,7 @@ use jalon_core::{
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
     Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, ExprTrait, NullOrdering, OnConflict, Query, SimpleExpr},
+    sea_query::{Expr, ExprTrait, Func, NullOrdering, OnConflict, Query, SimpleExpr},
 };
 use uuid::Uuid;
 
@@ -635,11 +636,11 @@ struct NamedSum {
 #[tracing::instrument(skip(db))]
 pub async fn summary(
     db: &DatabaseConnection,
-    organisation_id: Uuid,
+    org: &Organisation,
     filter: &Filter,
     now: DateTime<Utc>,
 ) -> Result<Summary> {
-    let org = organisations::get(db, organisation_id).await?;
+    let organisation_id = org.id;
     let currency = CurrencyCode::parse(&org.default_currency)
         .map_err(|e| Error::Internal(format!("stored currency: {e}")))?;
     let counters: BTreeMap<String, i64> = if filter.is_everything() {
@@ -677,19 +678,39 @@ pub async fn summary(
             .map(|s| (s.name, s.total))
             .collect()
     };
+    // The three deadline alerts in one statement: only the rows past one of
+    // the deadlines are read (each deadline has its index).
     let deadlines = Deadlines::at(now, org.gate_overdue_days);
-    let mut deadline_counts = Vec::new();
-    for kind in AlertKind::ALL.iter().filter(|k| !k.is_static()) {
+    let kinds = [
+        AlertKind::GateOverdue,
+        AlertKind::ReviewOverdue,
+        AlertKind::ConditionOverdue,
+    ];
+    let mut past_any = Condition::any();
+    let mut query = fig::Entity::find()
+        .select_only()
+        .filter(filter.condition(organisation_id));
+    for (i, kind) in kinds.iter().enumerate() {
         if let Some(cond) = deadlines.condition(*kind) {
-            let n = fig::Entity::find()
-                .filter(filter.condition(organisation_id))
-                .filter(cond)
-                .count(db)
-                .await
-                .map_err(db_error)?;
-            deadline_counts.push((*kind, i64::try_from(n).unwrap_or(i64::MAX)));
+            past_any = past_any.add(cond.clone());
+            query = query.expr_as(
+                Func::sum(Expr::case(cond, 1).finally(0)),
+                format!("n{i}"),
+            );
         }
     }
+    let (a, b, c): (Option<i64>, Option<i64>, Option<i64>) = query
+        .filter(past_any)
+        .into_tuple()
+        .one(db)
+        .await
+        .map_err(db_error)?
+        .unwrap_or_default();
+    let deadline_counts = [
+        (kinds[0], a.unwrap_or(0)),
+        (kinds[1], b.unwrap_or(0)),
+        (kinds[2], c.unwrap_or(0)),
+    ];
     Ok(portfolio::summarise(&counters, &deadline_counts, currency))
 }
 
@@ -810,7 +831,7 @@ async fn stored_alerts(
 #[tracing::instrument(skip(db))]
 pub async fn list(
     db: &DatabaseConnection,
-    organisation_id: Uuid,
+    org: &Organisation,
     filter: &Filter,
     sort: SortKey,
     descending: bool,
@@ -819,7 +840,7 @@ pub async fn list(
     now: DateTime<Utc>,
 ) -> Result<RowPage> {
     use fig::Column as C;
-    let org = organisations::get(db, organisation_id).await?;
+    let organisation_id = org.id;
     let deadlines = Deadlines::at(now, org.gate_overdue_days);
     // Days in phase grow as the phase began earlier.
     let ascending = if sort == SortKey::DaysInPhase {
@@ -989,7 +1010,7 @@ pub struct AlertRow {
 #[tracing::instrument(skip(db))]
 pub async fn alerts(
     db: &DatabaseConnection,
-    organisation_id: Uuid,
+    org: &Organisation,
     filter: &Filter,
     kind: Option<AlertKind>,
     page_size: u32,
@@ -997,7 +1018,7 @@ pub async fn alerts(
     now: DateTime<Utc>,
 ) -> Result<(Vec<AlertRow>, String)> {
     use fig::Column as C;
-    let org = organisations::get(db, organisation_id).await?;
+    let organisation_id = org.id;
     let deadlines = Deadlines::at(now, org.gate_overdue_days);
     let token_key = format!("{}|{kind:?}", filter.key());
     let after: Option<(Uuid, AlertKind)> =

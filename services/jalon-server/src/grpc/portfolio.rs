@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use jalon_core::{
     authz::{Action, Role},
     error::Violations,
+    organisation::Organisation,
     portfolio::{AlertKind, Figures, Summary},
     project::parse_tags,
     values::{CurrencyCode, MAX_PAGE_SIZE, Money, parse_page_size},
@@ -276,13 +277,14 @@ impl PortfolioApi {
         caller: &crate::auth::Caller,
         action: Action,
         org: Uuid,
-    ) -> jalon_core::Result<(Option<Uuid>, CurrencyCode)> {
+    ) -> jalon_core::Result<(Option<Uuid>, Organisation, CurrencyCode)> {
         let membership = member(authorise(&self.store, caller, action, org).await?)?;
         let o = organisations::get(self.store.db(), org).await?;
         let currency = CurrencyCode::parse(&o.default_currency)
             .map_err(|e| jalon_core::Error::Internal(format!("stored currency: {e}")))?;
         Ok((
             (membership.role == Role::Member).then_some(membership.person_id),
+            o,
             currency,
         ))
     }
@@ -298,7 +300,7 @@ impl PortfolioService for PortfolioApi {
         let caller = caller(&request)?;
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
-        let (visible_to, _) = self
+        let (visible_to, org, _) = self
             .scope(&caller, Action::GetPortfolioSummary, org)
             .await
             .or_status()?;
@@ -306,7 +308,7 @@ impl PortfolioService for PortfolioApi {
         let filter = filter_in(req.filter.as_ref(), &mut v, visible_to);
         v.finish().or_status()?;
         let now = Utc::now();
-        let summary = portfolio::summary(self.store.db(), org, &filter, now)
+        let summary = portfolio::summary(self.store.db(), &org, &filter, now)
             .await
             .or_status()?;
         Ok(Response::new(pb::GetPortfolioSummaryResponse {
@@ -322,7 +324,7 @@ impl PortfolioService for PortfolioApi {
         let caller = caller(&request)?;
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
-        let (visible_to, currency) = self
+        let (visible_to, org, currency) = self
             .scope(&caller, Action::ListPortfolioProjects, org)
             .await
             .or_status()?;
@@ -337,7 +339,7 @@ impl PortfolioService for PortfolioApi {
         let now = Utc::now();
         let page = portfolio::list(
             self.store.db(),
-            org,
+            &org,
             &filter,
             sort.unwrap_or(SortKey::Name),
             req.descending,
@@ -366,7 +368,7 @@ impl PortfolioService for PortfolioApi {
         let caller = caller(&request)?;
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
-        let (visible_to, _) = self
+        let (visible_to, org, _) = self
             .scope(&caller, Action::ListAlerts, org)
             .await
             .or_status()?;
@@ -380,7 +382,7 @@ impl PortfolioService for PortfolioApi {
         v.finish().or_status()?;
         let (alerts, next_page_token) = portfolio::alerts(
             self.store.db(),
-            org,
+            &org,
             &filter,
             kind,
             size.unwrap_or(DEFAULT_ALERTS),
@@ -414,7 +416,7 @@ impl PortfolioService for PortfolioApi {
         let caller = caller(&request)?;
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
-        let (visible_to, currency) = self
+        let (visible_to, org, currency) = self
             .scope(&caller, Action::ExportPortfolio, org)
             .await
             .or_status()?;
@@ -432,7 +434,7 @@ impl PortfolioService for PortfolioApi {
             loop {
                 let page = match portfolio::list(
                     store.db(),
-                    org,
+                    &org,
                     &filter,
                     SortKey::Id,
                     false,
