@@ -215,12 +215,15 @@ where
         EnvFilter::try_new(format!("{filter},{QUIET}"))
             .unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET}")))
     };
-    let otel = traces.map(|traces| {
-        tracing_opentelemetry::layer()
-            .with_tracer(traces.provider.tracer("jalon"))
-            .with_tracked_inactivity(false)
-            .with_filter(log_filter())
-    });
+    // The filter wraps the Option: a missing layer (`None`) would otherwise
+    // declare an interest in everything and have every span built.
+    let otel = traces
+        .map(|traces| {
+            tracing_opentelemetry::layer()
+                .with_tracer(traces.provider.tracer("jalon"))
+                .with_tracked_inactivity(false)
+        })
+        .with_filter(log_filter());
     let registry = tracing_subscriber::registry()
         .with(otel)
         .with(pool_acquire_layer());
