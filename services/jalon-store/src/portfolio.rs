@@ -29,7 +29,7 @@ use jalon_core::{
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
     Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, ExprTrait, Func, NullOrdering, OnConflict, Query, SimpleExpr},
+    sea_query::{Expr, ExprTrait, NullOrdering, OnConflict, Query, SimpleExpr},
 };
 use uuid::Uuid;
 
@@ -678,39 +678,21 @@ pub async fn summary(
             .map(|s| (s.name, s.total))
             .collect()
     };
-    // The three deadline alerts in one statement: only the rows past one of
-    // the deadlines are read (each deadline has its index).
+    // One count per deadline, each an index range (a single statement with
+    // OR-ed deadlines scans the whole organisation instead).
     let deadlines = Deadlines::at(now, org.gate_overdue_days);
-    let kinds = [
-        AlertKind::GateOverdue,
-        AlertKind::ReviewOverdue,
-        AlertKind::ConditionOverdue,
-    ];
-    let mut past_any = Condition::any();
-    let mut query = fig::Entity::find()
-        .select_only()
-        .filter(filter.condition(organisation_id));
-    for (i, kind) in kinds.iter().enumerate() {
+    let mut deadline_counts = Vec::new();
+    for kind in AlertKind::ALL.iter().filter(|k| !k.is_static()) {
         if let Some(cond) = deadlines.condition(*kind) {
-            past_any = past_any.add(cond.clone());
-            query = query.expr_as(
-                Func::sum(Expr::case(cond, 1).finally(0)),
-                format!("n{i}"),
-            );
+            let n = fig::Entity::find()
+                .filter(filter.condition(organisation_id))
+                .filter(cond)
+                .count(db)
+                .await
+                .map_err(db_error)?;
+            deadline_counts.push((*kind, i64::try_from(n).unwrap_or(i64::MAX)));
         }
     }
-    let (a, b, c): (Option<i64>, Option<i64>, Option<i64>) = query
-        .filter(past_any)
-        .into_tuple()
-        .one(db)
-        .await
-        .map_err(db_error)?
-        .unwrap_or_default();
-    let deadline_counts = [
-        (kinds[0], a.unwrap_or(0)),
-        (kinds[1], b.unwrap_or(0)),
-        (kinds[2], c.unwrap_or(0)),
-    ];
     Ok(portfolio::summarise(&counters, &deadline_counts, currency))
 }
 
