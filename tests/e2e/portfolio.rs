@@ -1220,7 +1220,6 @@ async fn conditions_reviews_baselines_and_underperformance_raise_alerts() {
                 pb::ArchiveKpiRequest {
                     organisation_id: c.org.clone(),
                     id: late.id.clone(),
-                    ..Default::default()
                 },
             ))
             .await

@@ -16,10 +16,10 @@ use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use jalon_core::{
     Error, Result,
     assessment::{AnswerStatus, Concern, RiskLevel, readiness},
-    organisation::Organisation,
     finance::BenefitLine,
     gate::Outcome,
     kpi::{self, Stage},
+    organisation::Organisation,
     portfolio::{
         self, AlertKind, Figures, KpiFacts, MoneyFacts, ProjectFacts, SponsorFacts, Summary,
     },
@@ -616,7 +616,7 @@ impl Deadlines {
 
     /// How many alerts a row carries (for sorting).
     fn count_expr(&self) -> SimpleExpr {
-        let mut e: SimpleExpr = Expr::col(fig::Column::StaticAlertCount).into();
+        let mut e: SimpleExpr = Expr::col(fig::Column::StaticAlertCount);
         for kind in AlertKind::ALL.iter().filter(|k| !k.is_static()) {
             if let Some(cond) = self.condition(*kind) {
                 e = e.add(Expr::case(cond, 1).finally(0));
@@ -831,17 +831,17 @@ pub async fn list(
         !descending
     };
     let (expr, nullable): (SimpleExpr, bool) = match sort {
-        SortKey::Name => (Expr::col(C::Name).into(), false),
-        SortKey::Phase => (Expr::col(C::PhaseRank).into(), false),
-        SortKey::DaysInPhase => (Expr::col(C::PhaseEnterTime).into(), false),
-        SortKey::Readiness => (Expr::col(C::Readiness).into(), false),
-        SortKey::KpiGain => (Expr::col(C::KpiGain).into(), true),
-        SortKey::Cost => (Expr::col(C::CostMinor).into(), false),
-        SortKey::Benefit => (Expr::col(C::BenefitMinor).into(), false),
-        SortKey::Roi => (Expr::col(C::RoiMicros).into(), true),
+        SortKey::Name => (Expr::col(C::Name), false),
+        SortKey::Phase => (Expr::col(C::PhaseRank), false),
+        SortKey::DaysInPhase => (Expr::col(C::PhaseEnterTime), false),
+        SortKey::Readiness => (Expr::col(C::Readiness), false),
+        SortKey::KpiGain => (Expr::col(C::KpiGain), true),
+        SortKey::Cost => (Expr::col(C::CostMinor), false),
+        SortKey::Benefit => (Expr::col(C::BenefitMinor), false),
+        SortKey::Roi => (Expr::col(C::RoiMicros), true),
         SortKey::Alerts => (deadlines.count_expr(), false),
-        SortKey::CreateTime => (Expr::col(C::ProjectCreateTime).into(), false),
-        SortKey::Id => (Expr::col(C::ProjectId).into(), false),
+        SortKey::CreateTime => (Expr::col(C::ProjectCreateTime), false),
+        SortKey::Id => (Expr::col(C::ProjectId), false),
     };
     let token_key = format!("{}|{sort:?}|{descending}", filter.key());
     let after: Option<(Key, Uuid)> = page::decode::<String>(page_token, &token_key, "page_token")?
@@ -1026,11 +1026,7 @@ pub async fn alerts(
                     .to_owned(),
             ),
         ),
-        Some(k) => Condition::all().add(
-            deadlines
-                .condition(k)
-                .unwrap_or_else(|| Expr::val(false).into()),
-        ),
+        Some(k) => Condition::all().add(deadlines.condition(k).unwrap_or_else(|| Expr::val(false))),
         None => {
             let mut any = Condition::any().add(C::StaticAlertCount.gt(0));
             for k in AlertKind::ALL.iter().filter(|k| !k.is_static()) {

@@ -55,10 +55,10 @@ fn facts() -> ProjectFacts {
             relative_change: None,
         }],
         money: MoneyFacts {
-            budget_minor: Some(100_00),
-            cost_by_category: vec![(CostCategory::Cloud, 150_00), (CostCategory::People, 50_00)],
+            budget_minor: Some(10_000),
+            cost_by_category: vec![(CostCategory::Cloud, 15_000), (CostCategory::People, 5_000)],
             recorded_benefit_minor: 0,
-            derived_benefit_minor: 300_00,
+            derived_benefit_minor: 30_000,
             paid_back: true,
         },
     }
@@ -87,9 +87,9 @@ fn a_project_contributes_its_phase_money_gates_and_stays() {
     assert_eq!(c["outcome:IDEATION:GO"], 1);
     assert!(!c.contains_key("killed:IDEATION"));
     assert_eq!(c["stay:IDEATION:60"], 1);
-    assert_eq!(c["cost"], 200_00);
-    assert_eq!(c["cost:CLOUD"], 150_00);
-    assert_eq!(c["benefit_derived"], 300_00);
+    assert_eq!(c["cost"], 20_000);
+    assert_eq!(c["cost:CLOUD"], 15_000);
+    assert_eq!(c["benefit_derived"], 30_000);
     assert_eq!(c["heat:POC:DATA"], 2);
     assert_eq!(c["alert:BUDGET_OVERRUN"], 1);
     assert_eq!(figures.roi_micros, Some(500_000));

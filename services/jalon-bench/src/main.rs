@@ -1,0 +1,586 @@
+//! `jalon-bench`: the portfolio benchmark. For each size asked, on a fresh
+//! SQLite file or PostgreSQL database, it generates a deterministic
+//! synthetic portfolio in one organisation and recomputes its figures with
+//! `jalon_store::portfolio::rebuild` (both in a child process running this
+//! same program, so that the peak memory measured afterwards is the
+//! server's, not the generator's), starts Jalon's real server in this
+//! process, and measures it against baselines run in the same process: a
+//! bare tonic echo service for throughput, hand-written SQL for the portfolio
+//! summary. It prints a table (value, target, pass or miss) and writes the
+//! figures as JSON.
+//!
+//! ```sh
+//! cargo run --release -p jalon-bench -- --projects 1000,100000
+//! cargo run --release -p jalon-bench -- --projects 1000,100000 \
+//!     --postgres-url postgres://postgres@127.0.0.1:5432/postgres
+//! ```
+
+mod database;
+mod echo;
+mod generate;
+mod load;
+mod report;
+mod rng;
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::{ExitCode, Stdio},
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use jalon_proto::v1::{
+    GetPortfolioSummaryRequest, GetProjectRequest, ListPortfolioProjectsRequest, PortfolioSort,
+    portfolio_service_client::PortfolioServiceClient, project_service_client::ProjectServiceClient,
+};
+use jalon_server::{
+    Application,
+    config::{LogFormat, LogSettings, Secret, Settings},
+    telemetry,
+};
+use jalon_store::{PoolOptions, Store};
+use sea_orm::DatabaseConnection;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tonic::{
+    Status,
+    metadata::{Ascii, MetadataValue},
+    transport::Channel,
+};
+use uuid::Uuid;
+
+use crate::{
+    database::{Backend, FreshDatabase},
+    echo::{EchoClient, EchoMessage},
+    generate::Portfolio,
+    load::{EchoCall, GetProjectCall, LoadConfig, authed},
+    report::{DeepPage, Memory, Run, Setup},
+};
+
+/// The error type of the benchmark: anything, with its message.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const SECRET: &str = "jalon-bench: an HS256 secret of at least 32 bytes";
+const ISSUER: &str = "https://idp.bench.jalon.example";
+const AUDIENCE: &str = "jalon-bench";
+/// ListPortfolioProjects' page size.
+const PAGE_SIZE: i32 = 50;
+
+/// Jalon's portfolio benchmark: a synthetic portfolio, the real server
+/// under load, figures against a bare tonic echo and hand-written SQL.
+#[derive(Debug, Parser)]
+#[command(name = "jalon-bench", version)]
+struct Args {
+    /// Portfolio sizes, comma-separated; each runs on a fresh database
+    /// (e.g. 1000,100000).
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    projects: Vec<u64>,
+    /// Run on PostgreSQL: an administrative URL from which a fresh,
+    /// uniquely named database is created (and dropped at the end).
+    /// Without it: a fresh SQLite file in the temporary directory.
+    #[arg(long)]
+    postgres_url: Option<String>,
+    /// HTTP/2 connections of the throughput runs.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Requests in flight on each connection.
+    #[arg(long, default_value_t = 16)]
+    inflight: usize,
+    /// Measured seconds of each throughput run.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Warm-up seconds before each throughput run is measured.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// The server's database pool size (`database.max_connections`);
+    /// unset: the server's default.
+    #[arg(long)]
+    db_connections: Option<u32>,
+    /// Sequential calls of the latency measures.
+    #[arg(long, default_value_t = 50)]
+    calls: usize,
+    /// ListPortfolioProjects pages to walk down (50 rows each).
+    #[arg(long, default_value_t = 400)]
+    pages: usize,
+    /// Seed of the synthetic portfolio and of the request sequences.
+    #[arg(long, default_value_t = 20_261_129)]
+    seed: u64,
+    /// Where to write the figures as JSON.
+    #[arg(long, default_value = "target/jalon-bench.json")]
+    json: PathBuf,
+    /// Keep the databases (their location is printed).
+    #[arg(long)]
+    keep_database: bool,
+    /// Internal: generate the portfolio into this database, recompute its
+    /// figures, print what was done as JSON, and exit. The benchmark runs
+    /// itself this way so that the generator's memory is not the server's.
+    #[arg(long, env = GENERATE_ENV, hide = true)]
+    generate_into: Option<String>,
+}
+
+/// The variable that makes the benchmark a generator (a URL can hold a
+/// password: it is not passed on the command line).
+const GENERATE_ENV: &str = "JALON_BENCH_GENERATE_INTO";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jalon-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), BoxError> {
+    // The server's logs at WARN: a benchmark does not read request logs.
+    telemetry::init(
+        &LogSettings {
+            format: LogFormat::Text,
+            filter: "warn".into(),
+        },
+        None,
+    );
+    if let Some(url) = &args.generate_into {
+        let projects = args.projects.first().copied().unwrap_or(1000);
+        let done = generate_and_rebuild(url, projects, args.seed).await?;
+        println!("{done}");
+        return Ok(());
+    }
+    let backend = match &args.postgres_url {
+        Some(url) => Backend::Postgres(url.clone()),
+        None => Backend::Sqlite,
+    };
+    let load = LoadConfig {
+        connections: args.connections.max(1),
+        inflight: args.inflight.max(1),
+        warmup: Duration::from_secs_f64(args.warmup.max(0.0)),
+        duration: Duration::from_secs_f64(args.duration.max(0.1)),
+    };
+    let echo = echo::serve().await?;
+    let mut runs = Vec::new();
+    let mut backend_version = backend.name().to_owned();
+    let mut failure = None;
+    for &projects in &args.projects {
+        eprintln!("== {projects} projects on {}", backend.name());
+        let db = FreshDatabase::create(&backend, &projects.to_string()).await?;
+        eprintln!("  database: {}", db.location);
+        let result = one_size(&args, load, &db, projects, echo.addr, &mut backend_version).await;
+        if args.keep_database {
+            eprintln!("  kept {}", db.location);
+        } else if let Err(e) = db.drop_database().await {
+            eprintln!("  could not remove the database: {e}");
+        }
+        match result {
+            Ok(run) => runs.push(run),
+            Err(e) => {
+                failure = Some(format!("{projects} projects: {e}"));
+                break;
+            }
+        }
+    }
+    echo.stop().await?;
+    let setup = Setup {
+        backend: backend.name(),
+        backend_version,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu: cpu_model(),
+        load,
+        calls: args.calls,
+        seed: args.seed,
+        db_connections: args
+            .db_connections
+            .unwrap_or(Settings::default().database.max_connections),
+    };
+    println!();
+    print!("{}", report::table(&setup, &runs));
+    report::write_json(&args.json, &report::json(&setup, &runs))?;
+    println!("figures written to {}", args.json.display());
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// One portfolio size: generate, rebuild, serve, measure, stop.
+async fn one_size(
+    args: &Args,
+    load: LoadConfig,
+    db: &FreshDatabase,
+    projects: u64,
+    echo_addr: SocketAddr,
+    backend_version: &mut String,
+) -> Result<Run, BoxError> {
+    let (portfolio, rebuild, version) = generate_in_child(&db.url, projects, args.seed).await?;
+    *backend_version = version;
+
+    // The peak resident memory from here on is the server's and the load's
+    // (the generator ran in a process of its own).
+    let memory_reset = std::fs::write("/proc/self/clear_refs", "5").map_err(|e| e.to_string());
+    let rss_at_reset = status_kb("VmRSS");
+
+    let mut settings = Settings::default();
+    settings.server.listen = "127.0.0.1:0".parse()?;
+    settings.metrics.listen = "127.0.0.1:0".parse()?;
+    settings.database.url = Secret::new(db.url.clone());
+    settings.database.migrate = Some(true);
+    if let Some(n) = args.db_connections {
+        settings.database.max_connections = n;
+    }
+    let pool_size = settings.database.max_connections;
+    settings.auth.hs256_secret = Some(Secret::new(SECRET));
+    settings.auth.issuer = Some(ISSUER.into());
+    settings.auth.audience = Some(AUDIENCE.into());
+    let started = Instant::now();
+    let app = Application::build(settings).await?;
+    let addr = app.local_addr();
+    let token = app.mint_token(generate::DIRECTOR, Duration::from_secs(4 * 3600))?;
+    let pool = app.store().db().clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    eprintln!(
+        "  server on {addr} ({:.1} s to start, pool of {pool_size})",
+        started.elapsed().as_secs_f64()
+    );
+
+    let target = Target {
+        addr,
+        echo_addr,
+        organisation_id: portfolio.organisation_id,
+        auth: format!("Bearer {token}").parse()?,
+        pool,
+    };
+    let measured = measure(
+        args,
+        load,
+        &target,
+        &portfolio,
+        rebuild,
+        (memory_reset, rss_at_reset),
+    )
+    .await;
+    let _ = stop.send(());
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("  the server stopped with an error: {e}"),
+        Err(e) => eprintln!("  the server task failed: {e}"),
+    }
+    measured
+}
+
+/// The generator's side: generates the portfolio, recomputes its figures,
+/// and says what it did as one line of JSON.
+async fn generate_and_rebuild(url: &str, projects: u64, seed: u64) -> Result<Value, BoxError> {
+    let store = Store::connect(url, &PoolOptions::default()).await?;
+    store.migrate().await?;
+    let version = database::version(store.db()).await;
+    let portfolio = generate::generate(&store, projects, seed).await?;
+    eprintln!(
+        "  generated {} rows in {:.1} s",
+        portfolio.rows.values().sum::<u64>(),
+        portfolio.people_secs + portfolio.insert_secs
+    );
+    let started = Instant::now();
+    let rebuild = jalon_store::portfolio::rebuild(store.db(), portfolio.organisation_id).await;
+    let secs = started.elapsed().as_secs_f64();
+    let rebuild = match rebuild {
+        Ok(n) => {
+            eprintln!("  portfolio::rebuild: {secs:.1} s, returned {n}");
+            json!({ "secs": secs, "returned": n })
+        }
+        Err(e) => {
+            eprintln!("  portfolio::rebuild failed: {e}");
+            json!({ "error": e.to_string() })
+        }
+    };
+    store.close().await;
+    Ok(json!({
+        "portfolio": portfolio.to_json(),
+        "rebuild": rebuild,
+        "backend_version": version,
+    }))
+}
+
+/// Runs this program as the generator, in a child process, and reads what
+/// it did.
+async fn generate_in_child(
+    url: &str,
+    projects: u64,
+    seed: u64,
+) -> Result<(Portfolio, Result<(f64, u64), String>, String), BoxError> {
+    let exe = std::env::current_exe()?;
+    let url = url.to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(exe)
+            .args([
+                "--projects",
+                &projects.to_string(),
+                "--seed",
+                &seed.to_string(),
+            ])
+            .env(GENERATE_ENV, url)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+    })
+    .await??;
+    if !output.status.success() {
+        return Err(format!("the generator failed ({})", output.status).into());
+    }
+    let stdout = String::from_utf8(output.stdout)?;
+    let line = stdout
+        .lines()
+        .last()
+        .ok_or("the generator printed nothing")?;
+    let done: Value = serde_json::from_str(line)?;
+    let portfolio = Portfolio::from_json(&done["portfolio"])?;
+    let rebuild = match (
+        done["rebuild"]["secs"].as_f64(),
+        done["rebuild"]["returned"].as_u64(),
+    ) {
+        (Some(secs), Some(n)) => Ok((secs, n)),
+        _ => Err(done["rebuild"]["error"]
+            .as_str()
+            .unwrap_or("unknown error")
+            .to_owned()),
+    };
+    let version = done["backend_version"].as_str().unwrap_or("").to_owned();
+    Ok((portfolio, rebuild, version))
+}
+
+/// What the measures talk to.
+struct Target {
+    addr: SocketAddr,
+    echo_addr: SocketAddr,
+    organisation_id: Uuid,
+    auth: MetadataValue<Ascii>,
+    /// The server's own pool, for the hand-written SQL.
+    pool: DatabaseConnection,
+}
+
+fn status_text(status: Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+async fn measure(
+    args: &Args,
+    load: LoadConfig,
+    target: &Target,
+    portfolio: &Portfolio,
+    rebuild: Result<(f64, u64), String>,
+    (memory_reset, rss_at_reset): (Result<(), String>, Option<u64>),
+) -> Result<Run, BoxError> {
+    let org = target.organisation_id;
+    let projects = portfolio.projects;
+    let jalon = load::connect(target.addr, load.connections).await?;
+    let echo_channels = load::connect(target.echo_addr, load.connections).await?;
+
+    eprintln!("  load: echo");
+    let echo = load::throughput(&echo_channels, load, args.seed, |channel| EchoCall {
+        client: EchoClient::new(channel),
+        projects,
+    })
+    .await?;
+    eprintln!("  load: GetProject");
+    let get_project = load::throughput(&jalon, load, args.seed, |channel| GetProjectCall {
+        client: ProjectServiceClient::new(channel),
+        organisation_id: org,
+        auth: target.auth.clone(),
+        projects,
+    })
+    .await?;
+
+    eprintln!("  sequential: echo, GetProject, GetPortfolioSummary, hand-written SQL, aggregates");
+    let echo_client = EchoClient::new(echo_channels[0].clone());
+    let echo_sequential = load::sequential(5, args.calls, || {
+        let mut client = echo_client.clone();
+        let message = generate::project_id(0).to_string();
+        async move {
+            client
+                .echo(EchoMessage { message })
+                .await
+                .map(|_| ())
+                .map_err(status_text)
+        }
+    })
+    .await;
+    let project_client = ProjectServiceClient::new(jalon[0].clone());
+    let get_project_sequential = load::sequential(5, args.calls, || {
+        let mut client = project_client.clone();
+        let request = authed(
+            &target.auth,
+            GetProjectRequest {
+                organisation_id: org.to_string(),
+                id: generate::project_id(0).to_string(),
+            },
+        );
+        async move {
+            client
+                .get_project(request)
+                .await
+                .map(|_| ())
+                .map_err(status_text)
+        }
+    })
+    .await;
+    let client = PortfolioServiceClient::new(jalon[0].clone());
+    let summary = load::sequential(5, args.calls, || {
+        let mut client = client.clone();
+        let request = authed(
+            &target.auth,
+            GetPortfolioSummaryRequest {
+                organisation_id: org.to_string(),
+                filter: None,
+            },
+        );
+        async move {
+            client
+                .get_portfolio_summary(request)
+                .await
+                .map(|_| ())
+                .map_err(status_text)
+        }
+    })
+    .await;
+    let sql = load::sequential(5, args.calls, || load::summary_sql(&target.pool, org)).await;
+    let scratch = load::sequential(1, 5, || load::scratch_aggregates(&target.pool, org)).await;
+
+    eprintln!("  ListPortfolioProjects");
+    let first_page = load::sequential(5, args.calls, || {
+        let mut client = client.clone();
+        let request = authed(&target.auth, list_request(org, String::new()));
+        async move {
+            client
+                .list_portfolio_projects(request)
+                .await
+                .map(|_| ())
+                .map_err(status_text)
+        }
+    })
+    .await;
+    let deep = walk(&client, target, args.pages, args.calls.min(20)).await;
+
+    let memory = Memory {
+        reset: memory_reset,
+        rss_at_reset_kb: rss_at_reset,
+        hwm_kb: status_kb("VmHWM"),
+        rss_kb: status_kb("VmRSS"),
+    };
+    Ok(Run {
+        projects,
+        rows: portfolio.rows.clone(),
+        people_secs: portfolio.people_secs,
+        insert_secs: portfolio.insert_secs,
+        rebuild,
+        echo,
+        get_project,
+        echo_sequential,
+        get_project_sequential,
+        summary,
+        sql,
+        scratch,
+        first_page,
+        deep,
+        memory,
+    })
+}
+
+fn list_request(organisation_id: Uuid, page_token: String) -> ListPortfolioProjectsRequest {
+    ListPortfolioProjectsRequest {
+        organisation_id: organisation_id.to_string(),
+        filter: None,
+        sort: PortfolioSort::Cost as i32,
+        descending: true,
+        page_size: PAGE_SIZE,
+        page_token,
+    }
+}
+
+/// Walks down ListPortfolioProjects (COST descending) by its page tokens,
+/// up to `max_pages`, then fetches the last page reached again `repeats`
+/// times.
+async fn walk(
+    client: &PortfolioServiceClient<Channel>,
+    target: &Target,
+    max_pages: usize,
+    repeats: usize,
+) -> Result<DeepPage, String> {
+    let org = target.organisation_id;
+    let mut c = client.clone();
+    let started = Instant::now();
+    let (mut pages, mut rows, mut first_ms) = (0usize, 0usize, 0.0);
+    let mut token = String::new();
+    let (last_token, last_ms) = loop {
+        let sent = Instant::now();
+        let page = c
+            .list_portfolio_projects(authed(&target.auth, list_request(org, token.clone())))
+            .await
+            .map_err(status_text)?
+            .into_inner();
+        let ms = sent.elapsed().as_secs_f64() * 1000.0;
+        pages += 1;
+        rows += page.projects.len();
+        if pages == 1 {
+            first_ms = ms;
+        }
+        if page.next_page_token.is_empty() || pages >= max_pages.max(1) {
+            break (token, ms);
+        }
+        token = page.next_page_token;
+    };
+    let walk_secs = started.elapsed().as_secs_f64();
+    let last = load::sequential(0, repeats.max(1), || {
+        let mut client = client.clone();
+        let request = authed(&target.auth, list_request(org, last_token.clone()));
+        async move {
+            client
+                .list_portfolio_projects(request)
+                .await
+                .map(|_| ())
+                .map_err(status_text)
+        }
+    })
+    .await?;
+    Ok(DeepPage {
+        pages,
+        rows,
+        first_row: (pages - 1) * PAGE_SIZE as usize + 1,
+        walk_secs,
+        first_ms,
+        last_ms,
+        last,
+    })
+}
+
+/// A `kB` field of /proc/self/status (Linux).
+fn status_kb(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|line| {
+        line.strip_prefix(field)?
+            .strip_prefix(':')?
+            .trim()
+            .strip_suffix("kB")?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// The CPU's model name (Linux), or the architecture.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name")?
+                    .split_once(':')
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned())
+}
