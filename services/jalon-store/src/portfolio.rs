@@ -284,11 +284,16 @@ pub(crate) async fn refresh(
         .map(|r| r.value())
         .unwrap_or_default();
     let now = micros(Utc::now());
+    // The counters move once per transaction, by the sum of the projects'
+    // differences: PostgreSQL keeps every version of a row updated within a
+    // transaction, so updating a counter once per project made a large
+    // rebuild quadratic.
+    let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
     for project_id in ids {
         let facts = gather(conn, organisation_id, project_id, currency, rate).await?;
-        apply(conn, organisation_id, &facts, now).await?;
+        apply(conn, organisation_id, &facts, now, &mut deltas).await?;
     }
-    Ok(())
+    add_to_counters(conn, organisation_id, &deltas).await
 }
 
 /// Recomputes the figures of the projects a person sponsors (after the
@@ -310,11 +315,14 @@ pub(crate) async fn refresh_sponsored_by(
     refresh(conn, organisation_id, ids).await
 }
 
+/// Writes a project's figures, contributions and alerts, and adds the
+/// difference of its contributions to `deltas`.
 async fn apply(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
     facts: &ProjectFacts,
     now: DateTime<Utc>,
+    deltas: &mut BTreeMap<String, i64>,
 ) -> Result<()> {
     use sea_orm::ActiveValue::Set;
     let (figures, contributions, alerts) = portfolio::reduce(facts);
@@ -328,11 +336,12 @@ async fn apply(
         .map(|c| (c.name, c.value))
         .collect();
     if old != contributions {
-        let mut deltas = contributions.clone();
+        for (name, value) in &contributions {
+            *deltas.entry(name.clone()).or_default() += value;
+        }
         for (name, value) in &old {
             *deltas.entry(name.clone()).or_default() -= value;
         }
-        add_to_counters(conn, organisation_id, &deltas).await?;
         contribution::Entity::delete_many()
             .filter(contribution::Column::ProjectId.eq(project_id))
             .exec(conn)
