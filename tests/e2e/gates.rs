@@ -322,6 +322,11 @@ async fn a_project_lives_from_ideation_to_production_with_sign_offs() {
                 .all(|p| p.leave_time.is_some())
         );
         assert!(live.phase_history[3].leave_time.is_none());
+        assert_eq!(
+            project(app, &s).await,
+            live,
+            "GetProject reads back the whole history, times to the microsecond"
+        );
 
         // In production: no more gates; retire needs a reason.
         expect_code(request(app, "lea", &s).await, Code::FailedPrecondition);

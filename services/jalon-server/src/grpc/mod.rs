@@ -77,12 +77,22 @@ pub async fn authorise(
 ) -> Result<Option<Membership>> {
     let membership =
         jalon_store::people::membership(store.db(), organisation_id, &caller.subject).await?;
+    check_standing(caller, action, membership.as_ref())?;
+    Ok(membership)
+}
+
+/// The authorisation table's rule for `action`, given the caller's
+/// membership already read (as `authorise` reads it).
+pub fn check_standing(
+    caller: &Caller,
+    action: Action,
+    membership: Option<&Membership>,
+) -> Result<()> {
     let standing = Standing {
         platform_admin: caller.platform_admin,
         role: membership.map(|m| m.role),
     };
-    authorize(action, standing, "organisation")?;
-    Ok(membership)
+    authorize(action, standing, "organisation")
 }
 
 /// The caller's membership, which `authorise` proved exists for an action

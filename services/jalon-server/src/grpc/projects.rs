@@ -22,7 +22,7 @@ use jalon_store::{
 use tonic::{Request, Response, Status as GrpcStatus};
 use uuid::Uuid;
 
-use super::{actor, authorise, caller, conversions as conv, member, visible};
+use super::{actor, authorise, caller, check_standing, conversions as conv, member, visible};
 use crate::error::OrStatus;
 
 /// The handlers of `ProjectService`.
@@ -319,13 +319,19 @@ impl ProjectService for ProjectApi {
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
         let id = conv::id("id", &req.id).or_status()?;
-        let membership = member(
-            authorise(&self.store, &caller, Action::GetProject, org)
-                .await
-                .or_status()?,
-        )
-        .or_status()?;
-        let project = projects::get(self.store.db(), org, id).await.or_status()?;
+        // One statement reads the membership and the project together; the
+        // rule applied is `authorise`'s, then the MEMBER visibility.
+        let read = projects::get_as_member(self.store.db(), org, &caller.subject, id)
+            .await
+            .or_status()?;
+        check_standing(&caller, Action::GetProject, read.membership.as_ref()).or_status()?;
+        let membership = member(read.membership).or_status()?;
+        let project = read
+            .project
+            .ok_or(Error::NotFound {
+                resource: "project",
+            })
+            .or_status()?;
         if !visible(&membership, &project) {
             return Err(Error::NotFound {
                 resource: "project",
