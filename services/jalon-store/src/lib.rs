@@ -16,6 +16,7 @@ pub mod page;
 pub mod people;
 pub mod portfolio;
 pub mod projects;
+pub mod readers;
 
 use std::time::Duration;
 
@@ -53,6 +54,7 @@ impl Default for PoolOptions {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    readers: readers::Readers,
 }
 
 impl Store {
@@ -84,7 +86,16 @@ impl Store {
         let db = Database::connect(opts)
             .await
             .map_err(|e| format!("cannot connect to the database: {e}"))?;
-        Ok(Self { db })
+        let readers = readers::Readers::new(
+            db.clone(),
+            pool.max_connections.min(readers::MAX_READERS) as usize,
+        );
+        Ok(Self { db, readers })
+    }
+
+    /// The dedicated connections of the hottest single-statement reads.
+    pub fn readers(&self) -> &readers::Readers {
+        &self.readers
     }
 
     /// The connection pool.
@@ -121,6 +132,7 @@ impl Store {
 
     /// Closes the pool.
     pub async fn close(self) {
+        self.readers.close().await;
         let _ = self.db.close().await;
     }
 }

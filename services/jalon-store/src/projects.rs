@@ -339,32 +339,30 @@ pub struct MemberRead {
 /// statement instead of four is what makes the most frequent read of a
 /// frontend cheap: each statement is a round trip to the database (a
 /// worker thread on SQLite, the network on PostgreSQL).
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(skip(readers))]
 pub async fn get_as_member(
-    db: &DatabaseConnection,
+    readers: &crate::readers::Readers,
     organisation_id: Uuid,
     subject: &str,
     id: Uuid,
 ) -> Result<MemberRead> {
-    let backend = db.get_database_backend();
-    let sql = if backend == sea_orm::DbBackend::Postgres {
+    use crate::readers::Arg;
+    let sql = if readers.backend() == sea_orm::DbBackend::Postgres {
         GET_AS_MEMBER_POSTGRES
     } else {
         GET_AS_MEMBER_SQLITE
     };
-    let row = db
-        .query_one_raw(sea_orm::Statement::from_sql_and_values(
-            backend,
+    let row = readers
+        .fetch_optional(
             sql,
-            [
-                id.into(),
-                organisation_id.into(),
-                subject.into(),
-                true.into(),
+            &[
+                Arg::Uuid(id),
+                Arg::Uuid(organisation_id),
+                Arg::Text(subject),
+                Arg::Bool(true),
             ],
-        ))
-        .await
-        .map_err(db_error)?;
+        )
+        .await?;
     let Some(row) = row else {
         return Ok(MemberRead {
             membership: None,

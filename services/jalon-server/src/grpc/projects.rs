@@ -321,7 +321,7 @@ impl ProjectService for ProjectApi {
         let id = conv::id("id", &req.id).or_status()?;
         // One statement reads the membership and the project together; the
         // rule applied is `authorise`'s, then the MEMBER visibility.
-        let read = projects::get_as_member(self.store.db(), org, &caller.subject, id)
+        let read = projects::get_as_member(self.store.readers(), org, &caller.subject, id)
             .await
             .or_status()?;
         check_standing(&caller, Action::GetProject, read.membership.as_ref()).or_status()?;
