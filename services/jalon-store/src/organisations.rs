@@ -125,6 +125,37 @@ pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Organisation> 
         })
 }
 
+/// The caller's active membership and their organisation, read in one
+/// statement through the readers (what every portfolio call needs first).
+/// No membership: `(None, None)`, and nothing of the organisation is read.
+pub async fn get_as_member(
+    readers: &crate::readers::Readers,
+    id: Uuid,
+    subject: &str,
+) -> Result<(Option<crate::people::Membership>, Option<Organisation>)> {
+    use crate::readers::Arg;
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {}, m.id AS caller_person_id, m.role AS caller_role \
+             FROM people m JOIN organisations o ON o.id = m.organisation_id \
+             WHERE m.organisation_id = $1 AND m.subject = $2 AND m.active = $3 LIMIT 1",
+            crate::readers::columns::<org::Entity>("o")
+        )
+    });
+    let Some(row) = readers
+        .fetch_optional(&SQL, &[Arg::Uuid(id), Arg::Text(subject), Arg::Bool(true)])
+        .await?
+    else {
+        return Ok((None, None));
+    };
+    let Some(membership) = crate::people::caller_membership(&row, "delete_time")? else {
+        return Ok((None, None));
+    };
+    let model =
+        <org::Model as sea_orm::FromQueryResult>::from_query_result(&row, "").map_err(db_error)?;
+    Ok((Some(membership), Some(from_model(model))))
+}
+
 /// Finds an organisation by its slug (deleted or not).
 pub async fn find_by_slug(conn: &impl ConnectionTrait, slug: &str) -> Result<Option<Organisation>> {
     Ok(org::Entity::find()

@@ -115,6 +115,25 @@ pub async fn membership(
     }))
 }
 
+/// The caller's membership from a row of a combined read, whose columns
+/// `caller_person_id`, `caller_role` and `delete_time_column` (the
+/// organisation's) come from `people` joined to `organisations`. An unknown
+/// role is no membership, as in [`membership`].
+pub(crate) fn caller_membership(
+    row: &sea_orm::QueryResult,
+    delete_time_column: &str,
+) -> Result<Option<Membership>> {
+    let person_id: Uuid = row.try_get("", "caller_person_id").map_err(db_error)?;
+    let role: String = row.try_get("", "caller_role").map_err(db_error)?;
+    let deleted: Option<chrono::DateTime<Utc>> =
+        row.try_get("", delete_time_column).map_err(db_error)?;
+    Ok(role.parse().ok().map(|role| Membership {
+        person_id,
+        role,
+        organisation_deleted: deleted.is_some(),
+    }))
+}
+
 /// Whether `person_id` is an active person of the organisation.
 pub async fn is_active_member(
     conn: &impl ConnectionTrait,

@@ -874,6 +874,15 @@ pub async fn list(
         } else {
             match key.value() {
                 None => Condition::all().add(expr.clone().is_null()).add(id_after),
+                // A row comparison, `(key, id) > (v, id0)`: one range of the
+                // sort key's index on both databases, however deep the
+                // page. (The OR-ed form below reads the index from its
+                // start on PostgreSQL.)
+                Some(v) if !nullable => {
+                    let row = Expr::tuple([expr.clone(), Expr::col(C::ProjectId)]);
+                    let at = Expr::tuple([Expr::val(v), Expr::val(*id)]);
+                    Condition::all().add(if ascending { row.gt(at) } else { row.lt(at) })
+                }
                 Some(v) => {
                     let beyond = if ascending {
                         expr.clone().gt(Expr::val(v.clone()))

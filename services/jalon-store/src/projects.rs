@@ -1,6 +1,6 @@
 //! AI projects, with their tags and phase history.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::LazyLock};
 
 use chrono::Utc;
 use jalon_core::{
@@ -27,6 +27,7 @@ use crate::{
     idempotency::{Claim, IdempotencyKey, claim},
     page::{Page, paginate},
     people::lock_organisation,
+    readers::columns as readers_columns,
     retry_idempotent_race,
 };
 
@@ -347,10 +348,16 @@ pub async fn get_as_member(
     id: Uuid,
 ) -> Result<MemberRead> {
     use crate::readers::Arg;
-    let sql = if readers.backend() == sea_orm::DbBackend::Postgres {
-        GET_AS_MEMBER_POSTGRES
+    static SQLITE: LazyLock<String> = LazyLock::new(|| {
+        GET_AS_MEMBER_SQLITE.replace("{columns}", &readers_columns::<project::Entity>("p"))
+    });
+    static POSTGRES: LazyLock<String> = LazyLock::new(|| {
+        GET_AS_MEMBER_POSTGRES.replace("{columns}", &readers_columns::<project::Entity>("p"))
+    });
+    let sql: &'static str = if readers.backend() == sea_orm::DbBackend::Postgres {
+        &POSTGRES
     } else {
-        GET_AS_MEMBER_SQLITE
+        &SQLITE
     };
     let row = readers
         .fetch_optional(
@@ -369,23 +376,13 @@ pub async fn get_as_member(
             project: None,
         });
     };
-    let person_id: Uuid = row.try_get("", "caller_person_id").map_err(db_error)?;
-    let role: String = row.try_get("", "caller_role").map_err(db_error)?;
-    let deleted: Option<chrono::DateTime<Utc>> = row
-        .try_get("", "caller_organisation_delete_time")
-        .map_err(db_error)?;
-    let Ok(role) = role.parse() else {
-        // The same as `people::membership`: an unknown role is no membership.
+    let membership = crate::people::caller_membership(&row, "caller_organisation_delete_time")?;
+    if membership.is_none() {
         return Ok(MemberRead {
             membership: None,
             project: None,
         });
-    };
-    let membership = Some(crate::people::Membership {
-        person_id,
-        role,
-        organisation_deleted: deleted.is_some(),
-    });
+    }
     let found: Option<Uuid> = row.try_get("", "id").map_err(db_error)?;
     if found.is_none() {
         return Ok(MemberRead {
@@ -407,7 +404,7 @@ pub async fn get_as_member(
 
 /// The read of [`get_as_member`]: the membership row drives it, so no
 /// membership means no row; the project is left-joined.
-const GET_AS_MEMBER_SQLITE: &str = "SELECT p.*, \
+const GET_AS_MEMBER_SQLITE: &str = "SELECT {columns}, \
     m.id AS caller_person_id, m.role AS caller_role, \
     o.delete_time AS caller_organisation_delete_time, \
     (SELECT json_group_array(t.tag ORDER BY t.tag) FROM project_tags t \
@@ -420,7 +417,7 @@ const GET_AS_MEMBER_SQLITE: &str = "SELECT p.*, \
     WHERE m.organisation_id = $2 AND m.subject = $3 AND m.active = $4 \
     LIMIT 1";
 
-const GET_AS_MEMBER_POSTGRES: &str = "SELECT p.*, \
+const GET_AS_MEMBER_POSTGRES: &str = "SELECT {columns}, \
     m.id AS caller_person_id, m.role AS caller_role, \
     o.delete_time AS caller_organisation_delete_time, \
     (SELECT json_agg(t.tag ORDER BY t.tag) FROM project_tags t \

@@ -78,6 +78,19 @@ impl std::fmt::Debug for Readers {
     }
 }
 
+/// The columns of an entity, qualified by `alias` and comma-separated, for
+/// a reader's statement. Named, never `alias.*`: sqlx keeps the columns of
+/// a prepared statement, and SQLite re-expands a `*` when it re-prepares
+/// after a schema change (a connection opened before a migration), which
+/// would no longer match.
+pub fn columns<E: sea_orm::EntityTrait>(alias: &str) -> String {
+    use sea_orm::{IdenStatic, Iterable};
+    E::Column::iter()
+        .map(|c| format!("{alias}.{}", c.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn sqlx_failure(e: sqlx::Error) -> Error {
     db_error(DbErr::Query(RuntimeErr::SqlxError(Arc::new(e))))
 }

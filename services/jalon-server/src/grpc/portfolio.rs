@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::{
     assessments::concern_out,
-    authorise, caller,
+    caller, check_standing,
     conversions::{self as conv, money_out},
     finance::category_out,
     gates::outcome_out,
@@ -278,8 +278,14 @@ impl PortfolioApi {
         action: Action,
         org: Uuid,
     ) -> jalon_core::Result<(Option<Uuid>, Organisation, CurrencyCode)> {
-        let membership = member(authorise(&self.store, caller, action, org).await?)?;
-        let o = organisations::get(self.store.db(), org).await?;
+        // One statement: the membership and the organisation together.
+        let (membership, o) =
+            organisations::get_as_member(self.store.readers(), org, &caller.subject).await?;
+        check_standing(caller, action, membership.as_ref())?;
+        let membership = member(membership)?;
+        let o = o.ok_or(jalon_core::Error::NotFound {
+            resource: "organisation",
+        })?;
         let currency = CurrencyCode::parse(&o.default_currency)
             .map_err(|e| jalon_core::Error::Internal(format!("stored currency: {e}")))?;
         Ok((
