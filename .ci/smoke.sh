@@ -117,4 +117,11 @@ exported="$(g "$TOKEN" "{\"organisation_id\": \"$ORG\"}" jalon.v1.PortfolioServi
 [ "$exported" = 7 ] || { echo "expected 7 exported rows, got $exported" >&2; exit 1; }
 kill -TERM $demo_pid
 wait $demo_pid
+# The operator's rebuild, on the stopped demo database.
+"$jalon" rebuild-portfolio --organisation demo-ai-portfolio | tee rebuilt.txt
+grep -q "^7 project(s) of demo-ai-portfolio " rebuilt.txt
+if "$jalon" rebuild-portfolio --organisation nowhere 2>missing.txt; then
+  echo "a rebuild of an unknown organisation succeeded" >&2; exit 1
+fi
+grep -q 'no organisation "nowhere"' missing.txt
 echo "smoke (demo gate review): ok"

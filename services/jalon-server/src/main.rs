@@ -50,6 +50,13 @@ enum Command {
     },
     /// Apply pending migrations to the configured database and exit.
     Migrate,
+    /// Recompute an organisation's portfolio figures from scratch and exit
+    /// (one transaction: that organisation's writes wait meanwhile).
+    RebuildPortfolio {
+        /// The organisation: its slug or its id.
+        #[arg(long)]
+        organisation: String,
+    },
     /// Mint a development token (development mode or auth.hs256_secret only).
     Token {
         /// The token's subject (`sub`), e.g. dev-admin.
@@ -80,7 +87,7 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
                 overrides = overrides.merge(Serialized::default("database.migrate", true));
             }
         }
-        Command::Migrate | Command::Token { .. } => {}
+        Command::Migrate | Command::RebuildPortfolio { .. } | Command::Token { .. } => {}
     }
     config::load(cli.config.as_deref(), overrides)
 }
@@ -161,6 +168,14 @@ async fn run(cli: Cli) -> Result<(), String> {
             store.close().await;
             Ok(())
         }
+        Command::RebuildPortfolio { organisation } => {
+            telemetry::init(&settings.log, None);
+            let store =
+                Store::connect(settings.database.url.expose(), &PoolOptions::default()).await?;
+            let result = rebuild_portfolio(&store, &organisation).await;
+            store.close().await;
+            result
+        }
         Command::Token { subject, ttl } => {
             let ttl = parse_ttl(&ttl)?;
             let authenticator = Authenticator::from_settings(&settings.auth, &settings.database)?;
@@ -169,6 +184,36 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// `jalon rebuild-portfolio`: the organisation by slug or id, on a migrated
+/// database.
+async fn rebuild_portfolio(store: &Store, organisation: &str) -> Result<(), String> {
+    let pending = store.pending_migrations().await?;
+    if !pending.is_empty() {
+        return Err(format!(
+            "the database lacks {} migration(s): run `jalon migrate` first",
+            pending.len()
+        ));
+    }
+    let found = match uuid::Uuid::parse_str(organisation) {
+        Ok(id) => jalon_store::organisations::get(store.db(), id).await.ok(),
+        Err(_) => jalon_store::organisations::find_by_slug(store.db(), organisation)
+            .await
+            .map_err(|e| e.to_string())?,
+    };
+    let org = found.ok_or_else(|| format!("no organisation {organisation:?} (a slug or an id)"))?;
+    let started = std::time::Instant::now();
+    let n = jalon_store::portfolio::rebuild(store.db(), org.id)
+        .await
+        .map_err(|e| format!("the rebuild failed (nothing was changed): {e}"))?;
+    println!(
+        "{n} project(s) of {} ({}) recomputed in {:.1} s",
+        org.slug,
+        org.id,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 #[tokio::main]

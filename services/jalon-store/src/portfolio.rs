@@ -448,12 +448,30 @@ async fn apply(
     Ok(())
 }
 
+/// On PostgreSQL, plans each statement of this transaction for the tables
+/// as they are at that moment. PostgreSQL otherwise settles, after five runs
+/// of a prepared statement, on a generic plan made from the statistics of
+/// the moment; a rebuild fills `portfolio_contributions` from nothing inside
+/// one transaction, which autovacuum cannot see, so a plan made while the
+/// table looked empty (a sequential scan) would be kept while it grows, and
+/// each of 100,000 lookups would read it whole. Measured: a 10,000-project
+/// rebuild after `ANALYZE` of the empty tables took 118 s instead of 18 s.
+async fn plan_for_tables_growing_in(txn: &sea_orm::DatabaseTransaction) -> Result<()> {
+    if crate::is_postgres(txn) {
+        txn.execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
 /// Recomputes the figures and counters of every project of an organisation
 /// from scratch, in one transaction (writers wait meanwhile). Alerts keep
 /// the time they were first raised. Returns the number of projects.
 #[tracing::instrument(skip(db))]
 pub async fn rebuild(db: &DatabaseConnection, organisation_id: Uuid) -> Result<u64> {
     let txn = begin_write(db).await?;
+    plan_for_tables_growing_in(&txn).await?;
     crate::people::lock_organisation(&txn, organisation_id).await?;
     contribution::Entity::delete_many()
         .filter(contribution::Column::OrganisationId.eq(organisation_id))
@@ -511,6 +529,7 @@ pub async fn backfill(db: &DatabaseConnection) -> Result<u64> {
         }
         for (org, ids) in by_org {
             let txn = begin_write(db).await?;
+            plan_for_tables_growing_in(&txn).await?;
             crate::people::lock_organisation(&txn, org).await?;
             done += ids.len() as u64;
             refresh(&txn, org, ids).await?;

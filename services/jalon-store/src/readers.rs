@@ -248,3 +248,111 @@ async fn close(reader: Reader) {
         Conn::Postgres(c) => c.close().await,
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::ConnectionTrait;
+
+    use super::*;
+    use crate::{PoolOptions, Store};
+
+    impl Readers {
+        fn idle(&self) -> usize {
+            self.lock().len()
+        }
+    }
+
+    async fn sqlite() -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("jalon-readers-{}", Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("r.db").display());
+        (
+            Store::connect(&url, &PoolOptions::default()).await.unwrap(),
+            dir,
+        )
+    }
+
+    async fn number(readers: &Readers, sql: &'static str) -> Result<i64> {
+        let row = readers.fetch_optional(sql, &[]).await?.expect("a row");
+        row.try_get::<i64>("", "n").map_err(db_error)
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_cancelled_statement_closes_its_connection() {
+        let (store, dir) = sqlite().await;
+        let readers = store.readers();
+        assert_eq!(number(readers, "SELECT 1 AS n").await.unwrap(), 1);
+        assert_eq!(readers.idle(), 1, "a completed statement puts it back");
+
+        let failed = number(readers, "SELECT n FROM no_such_table").await;
+        assert!(matches!(failed, Err(Error::Internal(_))), "{failed:?}");
+        assert_eq!(readers.idle(), 0, "the failed connection is closed");
+        assert_eq!(number(readers, "SELECT 2 AS n").await.unwrap(), 2);
+        assert_eq!(readers.idle(), 1);
+
+        // Cancelled mid-statement (a long count): not put back.
+        let slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
+                    WHERE x < 5000000) SELECT count(*) AS n FROM c";
+        let cancelled =
+            tokio::time::timeout(Duration::from_millis(20), number(readers, slow)).await;
+        assert!(cancelled.is_err(), "the slow count was cut short");
+        assert_eq!(readers.idle(), 0, "a cancelled connection is not reused");
+        assert_eq!(number(readers, "SELECT 3 AS n").await.unwrap(), 3);
+
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// With `JALON_TEST_POSTGRES_URL`: a reader whose server process was
+    /// terminated while idle is found dead by the ping and replaced.
+    #[tokio::test]
+    async fn a_reader_lost_while_idle_is_replaced() {
+        let Ok(admin_url) = std::env::var("JALON_TEST_POSTGRES_URL") else {
+            eprintln!("JALON_TEST_POSTGRES_URL unset: PostgreSQL case skipped");
+            return;
+        };
+        let admin = Store::connect(&admin_url, &PoolOptions::default())
+            .await
+            .unwrap();
+        let name = format!("jalon_readers_{}", Uuid::now_v7().simple());
+        admin
+            .db()
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let url = match admin_url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("JALON_TEST_POSTGRES_URL has no database path"),
+        };
+        let store = Store::connect(&url, &PoolOptions::default()).await.unwrap();
+        let readers = store.readers();
+        let pid = |r: &Readers| {
+            let r = r.clone();
+            async move {
+                r.fetch_optional("SELECT pg_backend_pid()::bigint AS n", &[])
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .try_get::<i64>("", "n")
+                    .unwrap()
+            }
+        };
+        let first = pid(readers).await;
+        admin
+            .db()
+            .execute_unprepared(&format!("SELECT pg_terminate_backend({first})"))
+            .await
+            .unwrap();
+        tokio::time::sleep(IDLE_BEFORE_PING + Duration::from_millis(200)).await;
+        let second = pid(readers).await;
+        assert_ne!(first, second, "a new connection answered");
+
+        store.close().await;
+        admin
+            .db()
+            .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await
+            .unwrap();
+        admin.close().await;
+    }
+}
