@@ -672,13 +672,18 @@ pub async fn summary(
     let currency = CurrencyCode::parse(&org.default_currency)
         .map_err(|e| Error::Internal(format!("stored currency: {e}")))?;
     let counters: BTreeMap<String, i64> = if filter.is_everything() {
+        // Names and values only: an organisation has thousands of counters
+        // (the time-in-phase histograms hold one per phase and day).
         counter::Entity::find()
+            .select_only()
+            .column(counter::Column::Name)
+            .column(counter::Column::Value)
             .filter(counter::Column::OrganisationId.eq(organisation_id))
+            .into_tuple::<(String, i64)>()
             .all(db)
             .await
             .map_err(db_error)?
             .into_iter()
-            .map(|c| (c.name, c.value))
             .collect()
     } else {
         contribution::Entity::find()
