@@ -419,18 +419,67 @@ async fn the_vilogia_callbot_pays_and_its_gain_is_real() {
             (first.accepted, first.duplicates, first.rejected),
             (2, 0, 1)
         );
+        // Only the rows not accepted are listed: the NaN of row 1.
+        assert_eq!(first.results.len(), 1, "{:?}", first.results);
+        assert_eq!(first.results[0].row, 1);
         assert_eq!(
-            first.results[1].status,
+            first.results[0].status,
             pb::ImportRowStatus::Rejected as i32
         );
-        assert_eq!(first.results[1].field, "value");
+        assert_eq!(first.results[0].field, "value");
+        assert!(first.results[0].id.is_empty());
+        assert!(!first.results[0].reason.is_empty());
+        assert_eq!(first.omitted_results, 0);
         let retried = import(rows).await.expect("retry");
         assert_eq!(
             (retried.accepted, retried.duplicates, retried.rejected),
             (0, 2, 1),
             "a retried import creates no duplicates"
         );
-        assert_eq!(retried.results[0].id, first.results[0].id);
+        // The duplicates name the measurements the first import recorded.
+        let recorded = app
+            .kpis()
+            .list_measurements(authed(
+                "alice",
+                pb::ListMeasurementsRequest {
+                    organisation_id: c.org.clone(),
+                    kpi_id: c.kpi.clone(),
+                    stage: pb::Stage::PostDeployment as i32,
+                },
+            ))
+            .await
+            .expect("list")
+            .into_inner()
+            .measurements;
+        let id_of = |external_ref: &str| {
+            recorded
+                .iter()
+                .find(|m| m.external_ref == external_ref)
+                .map(|m| m.id.clone())
+                .expect("recorded by the first import")
+        };
+        let summary: Vec<(i64, i32, String)> = retried
+            .results
+            .iter()
+            .map(|r| (r.row, r.status, r.id.clone()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    0,
+                    pb::ImportRowStatus::Duplicate as i32,
+                    id_of("tel-2026-06")
+                ),
+                (1, pb::ImportRowStatus::Rejected as i32, String::new()),
+                (
+                    2,
+                    pb::ImportRowStatus::Duplicate as i32,
+                    id_of("tel-2026-07")
+                ),
+            ]
+        );
+        assert_eq!(retried.omitted_results, 0);
         let metrics = crate::observability::scrape(app).await;
         for line in [
             r#"jalon_imported_rows_total{kind="measurement",result="accepted"} 2"#,
@@ -511,13 +560,56 @@ async fn the_vilogia_callbot_pays_and_its_gain_is_real() {
             (imported.accepted, imported.duplicates, imported.rejected),
             (2, 0, 1)
         );
-        assert_eq!(imported.results[2].field, "amount");
+        // The USD row alone is listed, with its field and reason.
+        assert_eq!(imported.results.len(), 1, "{:?}", imported.results);
+        assert_eq!(imported.results[0].row, 2);
+        assert_eq!(
+            imported.results[0].status,
+            pb::ImportCostStatus::Rejected as i32
+        );
+        assert_eq!(imported.results[0].field, "amount");
+        assert!(
+            imported.results[0].reason.contains("EUR"),
+            "{:?}",
+            imported.results[0]
+        );
         let again = finance
             .import_costs(authed("erp", tokio_stream::iter(messages)))
             .await
             .unwrap()
             .into_inner();
         assert_eq!((again.accepted, again.duplicates), (0, 2));
+        let listed = finance
+            .list_costs(authed(
+                "alice",
+                pb::ListCostsRequest {
+                    organisation_id: c.org.clone(),
+                    project_id: c.project.clone(),
+                },
+            ))
+            .await
+            .expect("list costs")
+            .into_inner()
+            .costs;
+        let cost_id = |external_ref: &str| {
+            listed
+                .iter()
+                .find(|c| c.external_ref == external_ref)
+                .map(|c| c.id.clone())
+                .expect("posted by the first import")
+        };
+        assert_eq!(
+            again
+                .results
+                .iter()
+                .map(|r| (r.row, r.status, r.id.clone()))
+                .collect::<Vec<_>>(),
+            vec![
+                (0, pb::ImportCostStatus::Duplicate as i32, cost_id("sap-1")),
+                (1, pb::ImportCostStatus::Duplicate as i32, cost_id("sap-2")),
+                (2, pb::ImportCostStatus::Rejected as i32, String::new()),
+            ]
+        );
         let conflict = finance
             .record_cost(authed(
                 "erp",

@@ -2,10 +2,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod aggregates;
 mod auth;
 mod demo;
 mod gates;
 mod helpers;
+mod imports;
 mod kpis;
 mod observability;
 mod organisations;

@@ -154,6 +154,80 @@ pub fn readiness<'a>(items: impl IntoIterator<Item = &'a Item>) -> Readiness {
     r
 }
 
+/// What one item adds to its project's counts of a (phase, concern): the
+/// running aggregates behind readiness and the risk heat map, kept by each
+/// answer instead of re-reading the checklist. Same rules as [`readiness`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ItemCounts {
+    pub should_applicable_weight: i64,
+    pub should_done_weight: i64,
+    pub must_open: i64,
+    /// Open or blocked items rated HIGH risk.
+    pub open_high_risk: i64,
+}
+
+impl ItemCounts {
+    /// The counts of one item.
+    pub fn of(
+        kind: QuestionKind,
+        weight: u32,
+        status: AnswerStatus,
+        risk: Option<RiskLevel>,
+    ) -> Self {
+        let mut c = ItemCounts::default();
+        match (kind, status) {
+            (QuestionKind::Should, AnswerStatus::NotApplicable) => {}
+            (QuestionKind::Should, status) => {
+                c.should_applicable_weight = i64::from(weight);
+                if status == AnswerStatus::Done {
+                    c.should_done_weight = i64::from(weight);
+                }
+            }
+            (QuestionKind::Must, AnswerStatus::Done | AnswerStatus::NotApplicable) => {}
+            (QuestionKind::Must, _) => c.must_open = 1,
+        }
+        if matches!(status, AnswerStatus::Open | AnswerStatus::Blocked)
+            && risk == Some(RiskLevel::High)
+        {
+            c.open_high_risk = 1;
+        }
+        c
+    }
+
+    /// `self - before`: what an answer changed.
+    pub fn minus(self, before: ItemCounts) -> ItemCounts {
+        ItemCounts {
+            should_applicable_weight: self.should_applicable_weight
+                - before.should_applicable_weight,
+            should_done_weight: self.should_done_weight - before.should_done_weight,
+            must_open: self.must_open - before.must_open,
+            open_high_risk: self.open_high_risk - before.open_high_risk,
+        }
+    }
+
+    /// Adds `other`.
+    pub fn add(&mut self, other: ItemCounts) {
+        self.should_applicable_weight += other.should_applicable_weight;
+        self.should_done_weight += other.should_done_weight;
+        self.must_open += other.must_open;
+        self.open_high_risk += other.open_high_risk;
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == ItemCounts::default()
+    }
+
+    /// The readiness ratio of these counts (1 when nothing applies), as
+    /// [`Readiness::ratio`].
+    pub fn ratio(&self) -> f64 {
+        if self.should_applicable_weight == 0 {
+            1.0
+        } else {
+            self.should_done_weight as f64 / self.should_applicable_weight as f64
+        }
+    }
+}
+
 /// An answer must justify N/A.
 pub fn check_answer(status: AnswerStatus, justification: &str) -> Result<(), String> {
     if status == AnswerStatus::NotApplicable && justification.trim().is_empty() {

@@ -524,6 +524,178 @@ pub fn authorize(action: Action, standing: Standing, resource: &'static str) -> 
     }
 }
 
+/// A member of an organisation as the access policy sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub person_id: uuid::Uuid,
+    pub role: Role,
+}
+
+/// The people a project relates to, for the MEMBER rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Parties {
+    pub lead: Option<uuid::Uuid>,
+    pub sponsor: Option<uuid::Uuid>,
+    /// The owner of the gate condition acted on, if any.
+    pub condition_owner: Option<uuid::Uuid>,
+}
+
+/// What a MEMBER must be to a project to act on it. Other roles that the
+/// table [`RULES`] lets in act on every project of their organisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relationship {
+    /// Sees it: leads or sponsors it.
+    Sees,
+    /// Leads it.
+    Lead,
+    /// Leads or sponsors it.
+    LeadOrSponsor,
+    /// Owns the condition acted on, or leads the project.
+    ConditionOwnerOrLead,
+}
+
+/// The MEMBER rule of each action on a project, with what a refused
+/// member is told; actions not listed ask the member to see the project.
+pub const RELATIONSHIPS: &[(Action, Relationship, &str)] = &[
+    (
+        Action::CreateProject,
+        Relationship::LeadOrSponsor,
+        "a MEMBER creates projects they lead or sponsor",
+    ),
+    (
+        Action::UpdateProject,
+        Relationship::Lead,
+        "only the project's lead, a DIRECTOR or an ADMIN updates it",
+    ),
+    (
+        Action::AnswerAssessmentItem,
+        Relationship::Lead,
+        "the project's lead, a DIRECTOR or an ADMIN answers its assessment",
+    ),
+    (
+        Action::RequestGateReview,
+        Relationship::LeadOrSponsor,
+        "the project's lead or sponsor, a DIRECTOR or an ADMIN requests its gate review",
+    ),
+    (
+        Action::CloseGateCondition,
+        Relationship::ConditionOwnerOrLead,
+        "the condition's owner, the project's lead, a DIRECTOR or an ADMIN closes it",
+    ),
+    (
+        Action::CreateKpi,
+        Relationship::Lead,
+        "the project's lead, a DIRECTOR or an ADMIN manages its KPIs",
+    ),
+    (
+        Action::UpdateKpi,
+        Relationship::Lead,
+        "the project's lead, a DIRECTOR or an ADMIN manages its KPIs",
+    ),
+    (
+        Action::ArchiveKpi,
+        Relationship::Lead,
+        "the project's lead, a DIRECTOR or an ADMIN manages its KPIs",
+    ),
+    (
+        Action::RecordMeasurement,
+        Relationship::Lead,
+        "the project's lead, a DIRECTOR, an ADMIN or an INTEGRATION account records its measurements",
+    ),
+    (
+        Action::ImportMeasurements,
+        Relationship::Lead,
+        "the project's lead, a DIRECTOR, an ADMIN or an INTEGRATION account records its measurements",
+    ),
+    (
+        Action::RecordCost,
+        Relationship::Lead,
+        "the project's lead, a DIRECTOR, an ADMIN or the finance integration posts its money",
+    ),
+    (
+        Action::ImportCosts,
+        Relationship::Lead,
+        "the project's lead, a DIRECTOR, an ADMIN or the finance integration posts its money",
+    ),
+    (
+        Action::SetBudget,
+        Relationship::Lead,
+        "the project's lead, a DIRECTOR, an ADMIN or the finance integration posts its money",
+    ),
+    (
+        Action::RecordBenefit,
+        Relationship::Lead,
+        "the project's lead, a DIRECTOR, an ADMIN or the finance integration posts its money",
+    ),
+];
+
+/// The MEMBER rule of an action on a project.
+pub fn relationship(action: Action) -> (Relationship, &'static str) {
+    RELATIONSHIPS.iter().find(|(a, _, _)| *a == action).map_or(
+        (
+            Relationship::Sees,
+            "a MEMBER acts on the projects they lead or sponsor",
+        ),
+        |(_, r, why)| (*r, *why),
+    )
+}
+
+/// Whether a member sees a project (and, through a condition they own, the
+/// condition): every role but MEMBER sees every project of the
+/// organisation; a MEMBER those they lead or sponsor.
+pub fn sees(member: &Member, parties: &Parties) -> bool {
+    member.role != Role::Member
+        || [parties.lead, parties.sponsor, parties.condition_owner]
+            .contains(&Some(member.person_id))
+}
+
+/// The one access policy on a project: an invisible project answers
+/// NOT_FOUND (as an absent one, named `resource`); a MEMBER without the
+/// relationship `action` asks for is refused with what it takes.
+pub fn check(
+    member: &Member,
+    action: Action,
+    parties: &Parties,
+    resource: &'static str,
+) -> Result<()> {
+    if !sees(member, parties) {
+        return Err(Error::NotFound { resource });
+    }
+    if member.role != Role::Member {
+        return Ok(());
+    }
+    let me = Some(member.person_id);
+    let (rule, why) = relationship(action);
+    let holds = match rule {
+        Relationship::Sees => true,
+        Relationship::Lead => parties.lead == me,
+        Relationship::LeadOrSponsor => parties.lead == me || parties.sponsor == me,
+        Relationship::ConditionOwnerOrLead => parties.condition_owner == me || parties.lead == me,
+    };
+    if holds {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(why.to_owned()))
+    }
+}
+
+/// Which projects a member's lists and roll-ups cover: the predicate every
+/// list turns into SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    All,
+    LeadOrSponsor(uuid::Uuid),
+}
+
+/// The [`Visibility`] of a member.
+pub fn visibility(member: &Member) -> Visibility {
+    if member.role == Role::Member {
+        Visibility::LeadOrSponsor(member.person_id)
+    } else {
+        Visibility::All
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

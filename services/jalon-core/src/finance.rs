@@ -120,6 +120,24 @@ fn to_minor(amount: Decimal, currency: CurrencyCode) -> i64 {
         })
 }
 
+/// Return on investment, (benefit - cost) / cost, exact; none without
+/// cost. The one ROI of every figure (project financials, portfolio rows and
+/// summary).
+pub fn roi(cost_minor: i64, benefit_minor: i64) -> Option<Decimal> {
+    (cost_minor != 0).then(|| {
+        (Decimal::from(benefit_minor) - Decimal::from(cost_minor)) / Decimal::from(cost_minor)
+    })
+}
+
+/// Digits after the point of an ROI as text.
+pub const ROI_DIGITS: u32 = 6;
+
+/// An ROI as text: six decimals, rounded half to even; empty without cost.
+pub fn roi_text(roi: Option<Decimal>) -> String {
+    roi.map(|r| crate::values::fixed_decimal(r, ROI_DIGITS))
+        .unwrap_or_default()
+}
+
 /// Adds up a project's money.
 pub fn financials(
     currency: CurrencyCode,
@@ -140,8 +158,7 @@ pub fn financials(
     let recorded_total: i64 = recorded.iter().map(|b| b.amount_minor).sum();
     let derived_total: i64 = derived.iter().map(|b| b.amount_minor).sum();
     let benefit = recorded_total + derived_total;
-    let roi = (total_cost != 0)
-        .then(|| (Decimal::from(benefit) - Decimal::from(total_cost)) / Decimal::from(total_cost));
+    let roi = roi(total_cost, benefit);
 
     // Monthly net flows.
     let mut flows: BTreeMap<NaiveDate, (i64, i64)> = BTreeMap::new();

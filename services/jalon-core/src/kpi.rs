@@ -10,14 +10,14 @@ use crate::{
     Error, Result,
     gate::{Criterion, GateContext},
     project::{Phase, PhaseSpan},
-    stats::{Summary, combine, welch_95},
+    stats::{Summary, welch_95},
     values::Money,
 };
 
 macro_rules! kpi_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum $name { $($variant),+ }
 
         impl $name {
@@ -234,63 +234,159 @@ pub struct KpiResult {
     pub significance: Option<Significance>,
 }
 
-fn mean(values: &[f64]) -> Option<f64> {
-    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+/// The running statistics of a KPI's measurements of one stage and review
+/// period (the period is empty but after deployment): everything
+/// [`result_from_stats`] needs, kept by each write instead of re-reading the
+/// KPI's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bucket {
+    pub count: u64,
+    pub sum: f64,
+    /// The earliest and latest measurement times.
+    pub first_time: DateTime<Utc>,
+    pub last_time: DateTime<Utc>,
+    /// The value of the latest measurement (of the last recorded one among
+    /// those taken at the same latest time).
+    pub last_value: f64,
+    /// Baselines flagged late.
+    pub late: u64,
+    /// Measurements without a sample size or a deviation: one is enough to
+    /// leave the pooled summary unknown.
+    pub incomplete: u64,
+    /// Sufficient statistics of the pooled summary: sum of sample sizes,
+    /// sum of n x mean, and sum of (n - 1) x sd^2 + n x mean^2.
+    pub pooled_n: f64,
+    pub pooled_sum: f64,
+    pub pooled_ss: f64,
 }
 
-fn summaries(ms: &[&Measurement]) -> Option<Summary> {
-    let parts: Option<Vec<Summary>> = ms
-        .iter()
-        .map(|m| {
-            Some(Summary {
-                n: m.sample_size? as f64,
-                mean: m.value,
-                sd: m.std_dev?,
-            })
+impl Bucket {
+    /// The bucket of one measurement.
+    pub fn of(m: &Measurement) -> Bucket {
+        let (incomplete, pooled_n, pooled_sum, pooled_ss) = match (m.sample_size, m.std_dev) {
+            (Some(n), Some(sd)) => {
+                let n = n as f64;
+                (
+                    0,
+                    n,
+                    n * m.value,
+                    (n - 1.0) * sd * sd + n * m.value * m.value,
+                )
+            }
+            _ => (1, 0.0, 0.0, 0.0),
+        };
+        Bucket {
+            count: 1,
+            sum: m.value,
+            first_time: m.measure_time,
+            last_time: m.measure_time,
+            last_value: m.value,
+            late: u64::from(m.late_baseline),
+            incomplete,
+            pooled_n,
+            pooled_sum,
+            pooled_ss,
+        }
+    }
+
+    /// Adds `later`, whose measurements were recorded after this bucket's.
+    pub fn merge(&mut self, later: &Bucket) {
+        self.count += later.count;
+        self.sum += later.sum;
+        self.first_time = self.first_time.min(later.first_time);
+        if later.last_time >= self.last_time {
+            self.last_time = later.last_time;
+            self.last_value = later.last_value;
+        }
+        self.late += later.late;
+        self.incomplete += later.incomplete;
+        self.pooled_n += later.pooled_n;
+        self.pooled_sum += later.pooled_sum;
+        self.pooled_ss += later.pooled_ss;
+    }
+
+    /// The mean of the bucket's values.
+    pub fn mean(&self) -> f64 {
+        self.sum / self.count as f64
+    }
+
+    /// The pooled summary (n, mean, sd) when every measurement carries a
+    /// sample size and a deviation and there are at least two samples.
+    pub fn pooled(&self) -> Option<Summary> {
+        if self.incomplete > 0 || self.pooled_n < 2.0 {
+            return None;
+        }
+        let n = self.pooled_n;
+        let mean = self.pooled_sum / n;
+        let ss = (self.pooled_ss - n * mean * mean).max(0.0);
+        Some(Summary {
+            n,
+            mean,
+            sd: (ss / (n - 1.0)).sqrt(),
         })
-        .collect();
-    combine(&parts?)
+    }
+}
+
+/// Where a measurement's statistics are kept: its stage and, after
+/// deployment, its review period under the KPI's cadence (monthly when
+/// none is set).
+pub fn bucket_key(cadence: Option<Cadence>, m: &Measurement) -> (Stage, String) {
+    match m.stage {
+        Stage::PostDeployment => (
+            m.stage,
+            period_of(cadence.unwrap_or(Cadence::Monthly), m.measure_time),
+        ),
+        stage => (stage, String::new()),
+    }
+}
+
+/// A KPI's statistics, by stage and period.
+pub type KpiStats = std::collections::BTreeMap<(Stage, String), Bucket>;
+
+/// Adds measurements (in the order they were recorded) to `stats`.
+pub fn accumulate<'a>(
+    stats: &mut KpiStats,
+    cadence: Option<Cadence>,
+    measurements: impl IntoIterator<Item = &'a Measurement>,
+) {
+    for m in measurements {
+        let one = Bucket::of(m);
+        match stats.entry(bucket_key(cadence, m)) {
+            std::collections::btree_map::Entry::Occupied(mut b) => b.get_mut().merge(&one),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                slot.insert(one);
+            }
+        }
+    }
 }
 
 /// Computes a KPI's result from its measurements.
 pub fn result(kpi: &Kpi, measurements: &[Measurement]) -> KpiResult {
-    let cadence = kpi.cadence.unwrap_or(Cadence::Monthly);
-    let baselines: Vec<&Measurement> = measurements
+    let mut stats = KpiStats::new();
+    accumulate(&mut stats, kpi.cadence, measurements);
+    result_from_stats(kpi, &stats)
+}
+
+/// Computes a KPI's result from its statistics.
+pub fn result_from_stats(kpi: &Kpi, stats: &KpiStats) -> KpiResult {
+    let stage = |s: Stage| stats.get(&(s, String::new()));
+    let baselines = stage(Stage::Baseline);
+    let baseline = baselines.map(Bucket::mean);
+    let poc_result = stage(Stage::Poc).map(|b| b.last_value);
+    let post: Vec<(&String, &Bucket)> = stats
         .iter()
-        .filter(|m| m.stage == Stage::Baseline)
+        .filter(|((s, _), _)| *s == Stage::PostDeployment)
+        .map(|((_, p), b)| (p, b))
         .collect();
-    let baseline = mean(&baselines.iter().map(|m| m.value).collect::<Vec<_>>());
-    let poc_result = measurements
+    let series: Vec<PeriodMean> = post
         .iter()
-        .filter(|m| m.stage == Stage::Poc)
-        .max_by_key(|m| m.measure_time)
-        .map(|m| m.value);
-    let mut post: Vec<&Measurement> = measurements
-        .iter()
-        .filter(|m| m.stage == Stage::PostDeployment)
+        .map(|(period, b)| PeriodMean {
+            period: (*period).clone(),
+            mean: b.mean(),
+            count: usize::try_from(b.count).unwrap_or(usize::MAX),
+            first_day: b.first_time.date_naive(),
+        })
         .collect();
-    post.sort_by_key(|m| m.measure_time);
-    let mut series: Vec<PeriodMean> = Vec::new();
-    let mut groups: Vec<(String, Vec<&Measurement>)> = Vec::new();
-    for m in post {
-        let period = period_of(cadence, m.measure_time);
-        match groups.last_mut() {
-            Some((p, list)) if *p == period => list.push(m),
-            _ => groups.push((period, vec![m])),
-        }
-    }
-    groups.sort_by(|a, b| a.0.cmp(&b.0));
-    for (period, list) in &groups {
-        let values: Vec<f64> = list.iter().map(|m| m.value).collect();
-        if let (Some(mean), Some(first)) = (mean(&values), list.first()) {
-            series.push(PeriodMean {
-                period: period.clone(),
-                mean,
-                count: values.len(),
-                first_day: first.measure_time.date_naive(),
-            });
-        }
-    }
     let current = series.last().map(|p| p.mean);
     let sign = kpi.direction.sign();
     let absolute_change = baseline.zip(current).map(|(b, c)| sign * (c - b));
@@ -303,8 +399,8 @@ pub fn result(kpi: &Kpi, measurements: &[Measurement]) -> KpiResult {
     };
     let target_met = current.zip(kpi.target).map(|(c, t)| sign * (c - t) >= 0.0);
     let significance = match (
-        summaries(&baselines),
-        groups.last().and_then(|(_, list)| summaries(list)),
+        baselines.and_then(Bucket::pooled),
+        post.last().and_then(|(_, b)| b.pooled()),
     ) {
         (Some(before), Some(after)) => welch_95(before, after).map(|(diff, lo, hi, df)| {
             let (low, high) = if sign > 0.0 { (lo, hi) } else { (-hi, -lo) };
@@ -320,8 +416,8 @@ pub fn result(kpi: &Kpi, measurements: &[Measurement]) -> KpiResult {
     };
     KpiResult {
         baseline,
-        baseline_count: baselines.len(),
-        late_baseline: baselines.iter().any(|m| m.late_baseline),
+        baseline_count: baselines.map_or(0, |b| usize::try_from(b.count).unwrap_or(usize::MAX)),
+        late_baseline: baselines.is_some_and(|b| b.late > 0),
         poc_result,
         current,
         current_period: series.last().map(|p| p.period.clone()),
@@ -332,6 +428,15 @@ pub fn result(kpi: &Kpi, measurements: &[Measurement]) -> KpiResult {
         target_met,
         significance,
     }
+}
+
+/// The latest post-deployment measurement time in `stats`.
+pub fn last_post_deployment(stats: &KpiStats) -> Option<DateTime<Utc>> {
+    stats
+        .iter()
+        .filter(|((s, _), _)| *s == Stage::PostDeployment)
+        .map(|(_, b)| b.last_time)
+        .max()
 }
 
 /// A KPI underperforms when its last two review periods are both worse than

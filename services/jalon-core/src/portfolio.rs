@@ -445,8 +445,7 @@ pub fn ratio(numerator: i64, denominator: i64, dp: u32) -> String {
     if denominator == 0 {
         return String::new();
     }
-    let value = (Decimal::from(numerator) / Decimal::from(denominator)).round_dp(dp);
-    format!("{value:.prec$}", prec = dp as usize)
+    crate::values::fixed_decimal(Decimal::from(numerator) / Decimal::from(denominator), dp)
 }
 
 /// One step of the funnel.
@@ -568,14 +567,7 @@ pub fn summarise(
         recorded_benefit: money(recorded),
         derived_benefit: money(derived),
         net_value: money(benefit - cost),
-        roi: if cost == 0 {
-            String::new()
-        } else {
-            ((Decimal::from(benefit) - Decimal::from(cost)) / Decimal::from(cost))
-                .round_dp(6)
-                .normalize()
-                .to_string()
-        },
+        roi: crate::finance::roi_text(crate::finance::roi(cost, benefit)),
         paid_back_projects: get("paid_back"),
         projects_with_cost: get("with_cost"),
     };

@@ -388,6 +388,14 @@ pub const DEFAULT_PAGE_SIZE: u32 = 50;
 /// Maximum page size of every List call.
 pub const MAX_PAGE_SIZE: u32 = 500;
 
+/// A decimal as text with exactly `dp` digits after the point, rounded
+/// half to even: the one formatter of ratios (ROI, rates) on every RPC.
+pub fn fixed_decimal(value: rust_decimal::Decimal, dp: u32) -> String {
+    let rounded =
+        value.round_dp_with_strategy(dp, rust_decimal::RoundingStrategy::MidpointNearestEven);
+    format!("{rounded:.prec$}", prec = dp as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,8 +55,14 @@ pub struct Settings {
 pub struct ServerSettings {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Longest a call may run before it is cancelled, in seconds.
+    /// Longest a call may run before it is cancelled, in seconds. The
+    /// client-streaming imports are not bounded by it: see
+    /// `import_idle_timeout_secs`.
     pub request_timeout_secs: u64,
+    /// A client-streaming import (`ImportCosts`, `ImportMeasurements`) fails
+    /// with DEADLINE_EXCEEDED when its client sends nothing for this long,
+    /// in seconds; it has no overall limit but the client's `grpc-timeout`.
+    pub import_idle_timeout_secs: u64,
     /// On SIGTERM/SIGINT, how long in-flight calls may take to finish, in
     /// seconds.
     pub drain_timeout_secs: u64,
@@ -72,6 +78,7 @@ impl Default for ServerSettings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             request_timeout_secs: 30,
+            import_idle_timeout_secs: 60,
             drain_timeout_secs: 20,
             max_message_bytes: 4 * 1024 * 1024,
             cors_allowed_origins: Vec::new(),
@@ -82,6 +89,10 @@ impl Default for ServerSettings {
 impl ServerSettings {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+
+    pub fn import_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.import_idle_timeout_secs)
     }
 
     pub fn drain_timeout(&self) -> Duration {
@@ -309,13 +320,18 @@ pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Settings, String>
         .map_err(|e| format!("invalid configuration: {e}"))
         .and_then(|settings| {
             let ratio = settings.tracing.sample_ratio;
-            if (0.0..=1.0).contains(&ratio) {
-                Ok(settings)
-            } else {
-                Err(format!(
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err(format!(
                     "invalid configuration: tracing.sample_ratio must be between 0.0 and 1.0, not {ratio}"
-                ))
+                ));
             }
+            if settings.server.import_idle_timeout_secs == 0 {
+                return Err(
+                    "invalid configuration: server.import_idle_timeout_secs must be at least 1"
+                        .into(),
+                );
+            }
+            Ok(settings)
         })
 }
 
@@ -368,6 +384,28 @@ mod tests {
             assert_eq!(s.server.request_timeout_secs, 8);
             assert_eq!(s.server.drain_timeout_secs, 4);
             assert_eq!(s.auth.platform_admins, vec!["root".to_string()]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn imports_have_an_idle_timeout_of_their_own() {
+        let defaults = ServerSettings::default();
+        assert_eq!(defaults.import_idle_timeout(), Duration::from_secs(60));
+        assert_eq!(defaults.request_timeout(), Duration::from_secs(30));
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("jalon.toml", "[server]\nimport_idle_timeout_secs = 120")?;
+            let s =
+                load(Some(Path::new("jalon.toml")), Figment::new()).map_err(|e| e.to_string())?;
+            assert_eq!(s.server.import_idle_timeout_secs, 120);
+            assert_eq!(s.server.request_timeout_secs, 30, "unchanged");
+            jail.set_env("JALON__SERVER__IMPORT_IDLE_TIMEOUT_SECS", "5");
+            let s =
+                load(Some(Path::new("jalon.toml")), Figment::new()).map_err(|e| e.to_string())?;
+            assert_eq!(s.server.import_idle_timeout(), Duration::from_secs(5));
+            jail.set_env("JALON__SERVER__IMPORT_IDLE_TIMEOUT_SECS", "0");
+            let e = load(Some(Path::new("jalon.toml")), Figment::new()).expect_err("refused");
+            assert!(e.contains("server.import_idle_timeout_secs"), "{e}");
             Ok(())
         });
     }

@@ -10,6 +10,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod startup;
 pub mod telemetry;
+pub mod timeouts;
 
 pub use startup::Application;
 

@@ -1,7 +1,8 @@
 //! Builds the application from its settings and serves it until a shutdown
 //! signal: API services behind authentication, health and reflection open,
-//! gRPC-Web with CORS, request logging and metrics, timeouts, message size
-//! limits, and a graceful drain; Prometheus metrics on their own port.
+//! gRPC-Web with CORS, request logging and metrics, timeouts (the request
+//! timeout, or the idle timeout of a streamed import), message size limits,
+//! and a graceful drain; Prometheus metrics on their own port.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -37,11 +38,12 @@ use crate::{
     config::Settings,
     grpc::{
         assessments::AssessmentApi, audit::AuditApi, finance::FinanceApi, gates::GateApi,
-        kpis::KpiApi, organisations::OrganisationApi, people::PersonApi, portfolio::PortfolioApi,
-        projects::ProjectApi,
+        import::ImportLimits, kpis::KpiApi, organisations::OrganisationApi, people::PersonApi,
+        portfolio::PortfolioApi, projects::ProjectApi,
     },
     metrics::{self, Metrics, MetricsLayer},
     telemetry,
+    timeouts::TimeoutLayer,
 };
 
 /// A built application: database connected and migrated, port bound.
@@ -235,17 +237,26 @@ impl Application {
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+        let imports = ImportLimits::new(max);
         let finance = FinanceServiceServer::new(FinanceApi {
             store: store.clone(),
+            imports,
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
         let kpis = KpiServiceServer::new(KpiApi {
             store: store.clone(),
+            imports,
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
 
+        // Unary calls: the request timeout; streamed imports: the idle
+        // timeout instead. The client's grpc-timeout applies to both (tonic).
+        let timeouts = TimeoutLayer::new(
+            settings.server.request_timeout(),
+            settings.server.import_idle_timeout(),
+        )?;
         let layers = tower::ServiceBuilder::new()
             .layer(cors(&settings.server.cors_allowed_origins))
             .layer(tonic_web::GrpcWebLayer::new())
@@ -287,12 +298,14 @@ impl Application {
                     .on_body_chunk(())
                     .on_eos(())
                     .on_failure(()),
-            );
+            )
+            // Innermost, so that a call cut short is logged and counted with
+            // its code.
+            .layer(timeouts);
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let router = Server::builder()
             .accept_http1(true)
-            .timeout(settings.server.request_timeout())
             .layer(layers)
             .add_service(health_service)
             .add_service(reflection_v1)

@@ -4,8 +4,8 @@ use chrono::Utc;
 use jalon_core::{
     Error, Result,
     assessment::{
-        AnswerStatus, Concern, CustomQuestion, DEFAULT_BANK, Item, Question, QuestionKind,
-        RiskLevel, bank_at,
+        AnswerStatus, Concern, CustomQuestion, DEFAULT_BANK, Item, ItemCounts, Question,
+        QuestionKind, RiskLevel, bank_at,
     },
     organisation::etag_matches,
     project::Phase,
@@ -19,7 +19,9 @@ use uuid::Uuid;
 
 use crate::{
     audit::{self, Actor, NewEvent},
-    begin_write, commit,
+    begin_write,
+    change::Change,
+    commit,
     entity::{assessment_item as item, bank_question, bank_retirement, question_bank},
     error::{db_error, unique_violation},
     people::lock_organisation,
@@ -254,29 +256,54 @@ pub(crate) async fn instantiate(
             version: Set(1),
         })
         .collect();
+    let mut counts = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(200) {
         item::Entity::insert_many(chunk.to_vec())
             .exec(conn)
             .await
             .map_err(db_error)?;
     }
-    Ok(())
+    for r in &rows {
+        if let (Set(kind), Set(weight), Set(concern)) = (&r.kind, &r.weight, &r.concern) {
+            let kind = kind.parse().map_err(Error::Internal)?;
+            let concern = concern.parse().map_err(Error::Internal)?;
+            counts.push((
+                project_id,
+                phase,
+                concern,
+                ItemCounts::of(
+                    kind,
+                    u32::try_from(*weight).unwrap_or(1),
+                    AnswerStatus::Open,
+                    None,
+                ),
+            ));
+        }
+    }
+    crate::aggregates::add_item_counts(conn, organisation_id, counts).await
 }
 
 /// A stored item.
 pub type ItemRow = item::Model;
 
 /// The domain view of stored items (for readiness and the gate engine).
-pub fn domain_items(rows: &[ItemRow]) -> Vec<Item> {
+pub fn domain_items(rows: &[ItemRow]) -> Result<Vec<Item>> {
     rows.iter()
-        .filter_map(|r| {
-            Some(Item {
+        .map(|r| {
+            let bad = |e: String| {
+                crate::aggregates::unknown(
+                    "assessment_items",
+                    format!("({}, {})", r.project_id, r.key),
+                    e,
+                )
+            };
+            Ok(Item {
                 key: r.key.clone(),
-                phase: r.phase.parse().ok()?,
-                concern: r.concern.parse().ok()?,
-                kind: r.kind.parse().ok()?,
-                weight: u32::try_from(r.weight).ok()?,
-                status: r.status.parse().ok()?,
+                phase: r.phase.parse().map_err(bad)?,
+                concern: r.concern.parse().map_err(bad)?,
+                kind: r.kind.parse().map_err(bad)?,
+                weight: u32::try_from(r.weight).map_err(|e| bad(e.to_string()))?,
+                status: r.status.parse().map_err(bad)?,
             })
         })
         .collect()
@@ -333,10 +360,15 @@ pub async fn answer(
     etag: &str,
     actor: &Actor,
 ) -> Result<ItemRow> {
-    let txn = begin_write(db).await?;
-    lock_organisation(&txn, organisation_id).await?;
+    let mut change = Change::begin(db, organisation_id, actor).await?;
+    if change.lock_projects([project_id]).await?.is_empty() {
+        return Err(Error::NotFound {
+            resource: "project",
+        });
+    }
+    change.touch(project_id);
     let current = item::Entity::find_by_id((project_id, key.to_owned()))
-        .one(&txn)
+        .one(change.conn())
         .await
         .map_err(db_error)?
         .ok_or(Error::NotFound {
@@ -371,37 +403,38 @@ pub async fn answer(
         .filter(item::Column::ProjectId.eq(project_id))
         .filter(item::Column::Key.eq(key))
         .filter(item::Column::Version.eq(current.version))
-        .exec(&txn)
+        .exec(change.conn())
         .await
         .map_err(db_error)?;
     if result.rows_affected == 0 {
         return Err(Error::stale_etag("assessment item"));
     }
     let updated = item::Entity::find_by_id((project_id, key.to_owned()))
-        .one(&txn)
+        .one(change.conn())
         .await
         .map_err(db_error)?
         .ok_or(Error::NotFound {
             resource: "assessment item",
         })?;
     let view = |r: &ItemRow| json!({"status": r.status, "risk": r.risk, "note": r.note, "evidence_uri": r.evidence_uri, "justification": r.justification});
-    audit::record(
-        &txn,
+    let (phase, concern, after) = crate::aggregates::item_counts(&updated)?;
+    let (_, _, before) = crate::aggregates::item_counts(&current)?;
+    crate::aggregates::add_item_counts(
+        change.conn(),
         organisation_id,
-        actor,
-        NewEvent {
-            project_id: Some(project_id),
-            action: "assessment.answered",
-            resource_type: "assessment_item",
-            resource_id: key.to_owned(),
-            before: Some(view(&current)),
-            after: view(&updated),
-            chained: false,
-        },
+        [(project_id, phase, concern, after.minus(before))],
     )
     .await?;
-    crate::portfolio::refresh(&txn, organisation_id, [project_id]).await?;
-    commit(txn).await?;
+    change.event(NewEvent {
+        project_id: Some(project_id),
+        action: "assessment.answered",
+        resource_type: "assessment_item",
+        resource_id: key.to_owned(),
+        before: Some(view(&current)),
+        after: view(&updated),
+        chained: false,
+    });
+    change.commit().await?;
     Ok(updated)
 }
 

@@ -85,27 +85,52 @@ fn hash(previous: &str, content: &str) -> String {
         .collect()
 }
 
-/// Appends an event, inside the caller's transaction (which holds the
-/// organisation's lock, so sequence numbers never race).
+/// Appends an event, inside the caller's transaction.
+///
+/// Sequence numbers: on PostgreSQL they come from the database sequence
+/// `audit_event_sequence`, shared by every organisation (increasing, with
+/// gaps), so that writers of different projects never wait for each other
+/// here; on SQLite, whose writers are serialised anyway, from the
+/// organisation's head. Chained events (signatures, waivers, decisions)
+/// take the organisation's head row for the rest of the transaction: the
+/// chain is a total order.
 pub async fn record(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
     actor: &Actor,
     new: NewEvent,
 ) -> Result<()> {
-    let mut query = head::Entity::find_by_id(organisation_id);
-    if is_postgres(conn) {
-        query = query.lock_exclusive();
-    }
-    let current = query.one(conn).await.map_err(db_error)?;
+    let postgres = is_postgres(conn);
+    let current = if new.chained || !postgres {
+        let mut query = head::Entity::find_by_id(organisation_id);
+        if postgres {
+            query = query.lock_exclusive();
+        }
+        query.one(conn).await.map_err(db_error)?
+    } else {
+        None
+    };
     let (last_sequence, last_chain, last_hash) =
         current.as_ref().map_or((0, 0, String::new()), |h| {
             (h.last_sequence, h.last_chain_sequence, h.last_hash.clone())
         });
+    let sequence = if postgres {
+        let row = conn
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT nextval('audit_event_sequence') AS n",
+            ))
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| jalon_core::Error::Internal("nextval returned no row".into()))?;
+        row.try_get::<i64>("", "n").map_err(db_error)?
+    } else {
+        last_sequence + 1
+    };
     let mut model = event::Model {
         id: Uuid::now_v7(),
         organisation_id,
-        sequence: last_sequence + 1,
+        sequence,
         project_id: new.project_id,
         actor_person_id: actor.person_id,
         actor_subject: actor.subject.clone(),
@@ -119,7 +144,8 @@ pub async fn record(
         previous_hash: String::new(),
         hash: String::new(),
     };
-    let (chain, chain_hash) = if new.chained {
+    let chained = new.chained;
+    let (chain, chain_hash) = if chained {
         model.chain_sequence = last_chain + 1;
         model.previous_hash = last_hash.clone();
         model.hash = hash(&last_hash, &canonical(&model));
@@ -127,14 +153,16 @@ pub async fn record(
     } else {
         (last_chain, last_hash)
     };
-    let sequence = model.sequence;
     event::ActiveModel::from(model)
         .insert(conn)
         .await
         .map_err(db_error)?;
+    if postgres && !chained {
+        return Ok(());
+    }
     let next = head::ActiveModel {
         organisation_id: Set(organisation_id),
-        last_sequence: Set(sequence),
+        last_sequence: Set(sequence.max(last_sequence)),
         last_chain_sequence: Set(chain),
         last_hash: Set(chain_hash),
     };

@@ -1,11 +1,14 @@
 //! Costs, budgets and benefits of projects, and their financials.
 
-use std::str::FromStr;
+use std::{
+    collections::{BTreeSet, HashMap},
+    str::FromStr,
+};
 
 use chrono::{NaiveDate, Utc};
 use jalon_core::{
     Error, Result,
-    finance::{self, BenefitKind, BenefitLine, CostCategory, CostLine, CostNature, Financials},
+    finance::{self, BenefitKind, BenefitLine, CostCategory, CostNature, Financials},
     kpi,
     project::{Phase, Project},
     values::{CurrencyCode, Money},
@@ -19,13 +22,12 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    audit::{self, Actor, NewEvent},
-    begin_write, commit,
+    aggregates::{MoneyKey, MoneyLines},
+    audit::{Actor, NewEvent},
+    change::Change,
     entity::{benefit, budget, cost},
     error::db_error,
-    kpis,
-    people::lock_organisation,
-    projects,
+    kpis, projects,
 };
 
 /// A cost to record.
@@ -55,8 +57,11 @@ pub enum CostOutcome {
     Rejected(Error),
 }
 
-/// Records costs (one, or an import's batch) in one transaction; each row is
-/// judged on its own.
+/// Records costs (one, or an import's batch) in one change; each row is
+/// judged on its own. The batch costs a fixed number of statements whatever
+/// the projects' history: the projects are read and locked together, the
+/// external_refs looked up in one query, the accepted rows inserted
+/// together, and the money aggregates moved by what was accepted.
 pub async fn record_costs(
     db: &DatabaseConnection,
     organisation_id: Uuid,
@@ -64,23 +69,43 @@ pub async fn record_costs(
     actor: &Actor,
     authorise: impl Fn(&Project) -> Result<()>,
 ) -> Result<Vec<CostOutcome>> {
-    let txn = begin_write(db).await?;
-    lock_organisation(&txn, organisation_id).await?;
-    let mut projects_seen: std::collections::HashMap<Uuid, std::result::Result<Project, Error>> =
-        std::collections::HashMap::new();
+    let mut change = Change::begin(db, organisation_id, actor).await?;
+    let wanted: BTreeSet<Uuid> = rows.iter().map(|r| r.project_id).collect();
+    change.lock_projects(wanted.iter().copied()).await?;
+    let mut projects: HashMap<Uuid, std::result::Result<Project, Error>> = projects::get_many(
+        change.conn(),
+        organisation_id,
+        wanted.iter().copied().collect(),
+    )
+    .await?
+    .into_iter()
+    .map(|p| (p.id, authorise(&p).map(|()| p)))
+    .collect();
+    for id in &wanted {
+        projects.entry(*id).or_insert(Err(Error::NotFound {
+            resource: "project",
+        }));
+    }
+    let refs: Vec<String> = rows.iter().filter_map(|r| r.external_ref.clone()).collect();
+    let mut posted: HashMap<String, Cost> = HashMap::new();
+    for chunk in refs.chunks(crate::aggregates::CHUNK) {
+        for c in cost::Entity::find()
+            .filter(cost::Column::OrganisationId.eq(organisation_id))
+            .filter(cost::Column::ExternalRef.is_in(chunk.to_vec()))
+            .all(change.conn())
+            .await
+            .map_err(db_error)?
+        {
+            if let Some(r) = c.external_ref.clone() {
+                posted.insert(r, c);
+            }
+        }
+    }
+    let now = Utc::now();
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut accepted = Vec::new();
     for row in rows {
-        if let std::collections::hash_map::Entry::Vacant(slot) = projects_seen.entry(row.project_id)
-        {
-            let found = match projects::get(&txn, organisation_id, row.project_id).await {
-                Ok(p) => authorise(&p).map(|()| p),
-                Err(e @ Error::NotFound { .. }) => Err(e),
-                Err(e) => return Err(e),
-            };
-            slot.insert(found);
-        }
-        let project = match projects_seen.get(&row.project_id) {
+        let project = match projects.get(&row.project_id) {
             Some(Ok(project)) => project,
             Some(Err(e)) => {
                 outcomes.push(CostOutcome::Rejected(e.clone()));
@@ -93,69 +118,81 @@ pub async fn record_costs(
                 continue;
             }
         };
-        if let Some(external_ref) = &row.external_ref {
-            let existing = cost::Entity::find()
-                .filter(cost::Column::OrganisationId.eq(organisation_id))
-                .filter(cost::Column::ExternalRef.eq(external_ref.as_str()))
-                .one(&txn)
-                .await
-                .map_err(db_error)?;
-            if let Some(existing) = existing {
-                outcomes.push(
-                    if existing.amount_minor == row.amount.minor_units()
-                        && existing.project_id == row.project_id
-                    {
-                        CostOutcome::Duplicate(existing)
-                    } else {
-                        CostOutcome::Rejected(Error::AlreadyExists(format!(
-                            "external_ref {external_ref} was posted with another amount or project"
-                        )))
-                    },
-                );
-                continue;
-            }
+        if let Some(external_ref) = &row.external_ref
+            && let Some(existing) = posted.get(external_ref)
+        {
+            outcomes.push(
+                if existing.amount_minor == row.amount.minor_units()
+                    && existing.project_id == row.project_id
+                {
+                    CostOutcome::Duplicate(existing.clone())
+                } else {
+                    CostOutcome::Rejected(Error::AlreadyExists(format!(
+                        "external_ref {external_ref} was posted with another amount or project"
+                    )))
+                },
+            );
+            continue;
         }
-        let stored = cost::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            organisation_id: Set(organisation_id),
-            project_id: Set(row.project_id),
-            amount_minor: Set(row.amount.minor_units()),
-            currency: Set(row.amount.currency().as_str().to_owned()),
-            category: Set(row.category.as_str().to_owned()),
-            nature: Set(row.nature.as_str().to_owned()),
-            incurred_on: Set(row.incurred_on),
-            cost_centre: Set(row.cost_centre.clone()),
-            phase: Set(row.phase.unwrap_or(project.phase).as_str().to_owned()),
-            description: Set(row.description.clone()),
-            external_ref: Set(row.external_ref.clone()),
-            create_time: Set(Utc::now()),
+        let stored = cost::Model {
+            id: Uuid::now_v7(),
+            organisation_id,
+            project_id: row.project_id,
+            amount_minor: row.amount.minor_units(),
+            currency: row.amount.currency().as_str().to_owned(),
+            category: row.category.as_str().to_owned(),
+            nature: row.nature.as_str().to_owned(),
+            incurred_on: row.incurred_on,
+            cost_centre: row.cost_centre.clone(),
+            phase: row.phase.unwrap_or(project.phase).as_str().to_owned(),
+            description: row.description.clone(),
+            external_ref: row.external_ref.clone(),
+            create_time: now,
+        };
+        if let Some(r) = &stored.external_ref {
+            posted.insert(r.clone(), stored.clone());
         }
-        .insert(&txn)
-        .await
-        .map_err(db_error)?;
-        accepted.push(json!({"id": stored.id, "project_id": stored.project_id, "amount": row.amount.to_string(), "currency": stored.currency, "category": stored.category, "external_ref": stored.external_ref}));
+        change.touch(row.project_id);
+        accepted.push((row.phase.unwrap_or(project.phase), stored.clone()));
         outcomes.push(CostOutcome::Accepted(stored));
     }
-    if !accepted.is_empty() {
-        audit::record(
-            &txn,
-            organisation_id,
-            actor,
-            NewEvent {
-                project_id: (rows.iter().all(|r| r.project_id == rows[0].project_id))
-                    .then(|| rows[0].project_id),
-                action: "finance.costs_recorded",
-                resource_type: "cost",
-                resource_id: format!("{} cost(s)", accepted.len()),
-                before: None,
-                after: Value::Array(accepted),
-                chained: false,
-            },
-        )
-        .await?;
+    if accepted.is_empty() {
+        return Ok(outcomes);
     }
-    crate::portfolio::refresh(&txn, organisation_id, rows.iter().map(|r| r.project_id)).await?;
-    commit(txn).await?;
+    let mut money = Vec::with_capacity(accepted.len());
+    for (phase, c) in &accepted {
+        let category: CostCategory = c.category.parse().map_err(Error::Internal)?;
+        money.push((
+            MoneyKey::cost(c.project_id, c.incurred_on, category, *phase),
+            c.amount_minor,
+        ));
+    }
+    crate::aggregates::add_money(change.conn(), organisation_id, money).await?;
+    let models: Vec<cost::ActiveModel> = accepted
+        .iter()
+        .map(|(_, c)| cost::ActiveModel::from(c.clone()))
+        .collect();
+    for chunk in models.chunks(crate::aggregates::CHUNK) {
+        cost::Entity::insert_many(chunk.to_vec())
+            .exec(change.conn())
+            .await
+            .map_err(db_error)?;
+    }
+    let summary: Vec<Value> = accepted
+        .iter()
+        .map(|(_, c)| json!({"id": c.id, "project_id": c.project_id, "amount": Money::from_minor(c.amount_minor, rows[0].amount.currency()).to_string(), "currency": c.currency, "category": c.category, "external_ref": c.external_ref}))
+        .collect();
+    let single = wanted.len() == 1;
+    change.event(NewEvent {
+        project_id: single.then(|| rows[0].project_id),
+        action: "finance.costs_recorded",
+        resource_type: "cost",
+        resource_id: format!("{} cost(s)", summary.len()),
+        before: None,
+        after: Value::Array(summary),
+        chained: false,
+    });
+    change.commit().await?;
     Ok(outcomes)
 }
 
@@ -220,6 +257,30 @@ pub async fn budget(
         .and_then(budget_from))
 }
 
+/// The budgets of projects of an organisation.
+pub(crate) async fn budgets_of(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    project_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Budget>> {
+    let mut out = HashMap::new();
+    for chunk in project_ids.chunks(crate::aggregates::CHUNK) {
+        for m in budget::Entity::find()
+            .filter(budget::Column::OrganisationId.eq(organisation_id))
+            .filter(budget::Column::ProjectId.is_in(chunk.to_vec()))
+            .all(conn)
+            .await
+            .map_err(db_error)?
+        {
+            let id = m.project_id;
+            if let Some(b) = budget_from(m) {
+                out.insert(id, b);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Sets (creates or replaces) a project's budget.
 pub async fn set_budget(
     db: &DatabaseConnection,
@@ -229,10 +290,14 @@ pub async fn set_budget(
     by_category: &[(CostCategory, Money)],
     actor: &Actor,
 ) -> Result<Budget> {
-    let txn = begin_write(db).await?;
-    lock_organisation(&txn, organisation_id).await?;
-    projects::get(&txn, organisation_id, project_id).await?;
-    let before = budget(&txn, organisation_id, project_id).await?;
+    let mut change = Change::begin(db, organisation_id, actor).await?;
+    if change.lock_projects([project_id]).await?.is_empty() {
+        return Err(Error::NotFound {
+            resource: "project",
+        });
+    }
+    change.touch(project_id);
+    let before = budget(change.conn(), organisation_id, project_id).await?;
     let json_categories = Value::Array(
         by_category
             .iter()
@@ -249,30 +314,23 @@ pub async fn set_budget(
         version: Set(before.as_ref().map_or(1, |b| b.version + 1)),
     };
     let stored = if before.is_some() {
-        model.update(&txn).await
+        model.update(change.conn()).await
     } else {
-        model.insert(&txn).await
+        model.insert(change.conn()).await
     }
     .map_err(db_error)?;
     let view = |b: &Budget| json!({"total": b.total.to_string(), "by_category": b.by_category.iter().map(|(c, m)| json!({"category": c.as_str(), "amount": m.to_string()})).collect::<Vec<_>>()});
     let after = budget_from(stored).ok_or_else(|| Error::Internal("budget not readable".into()))?;
-    audit::record(
-        &txn,
-        organisation_id,
-        actor,
-        NewEvent {
-            project_id: Some(project_id),
-            action: "finance.budget_set",
-            resource_type: "budget",
-            resource_id: project_id.to_string(),
-            before: before.as_ref().map(view),
-            after: view(&after),
-            chained: false,
-        },
-    )
-    .await?;
-    crate::portfolio::refresh(&txn, organisation_id, [project_id]).await?;
-    commit(txn).await?;
+    change.event(NewEvent {
+        project_id: Some(project_id),
+        action: "finance.budget_set",
+        resource_type: "budget",
+        resource_id: project_id.to_string(),
+        before: before.as_ref().map(view),
+        after: view(&after),
+        chained: false,
+    });
+    change.commit().await?;
     Ok(after)
 }
 
@@ -290,9 +348,13 @@ pub async fn record_benefit(
     description: &str,
     actor: &Actor,
 ) -> Result<Benefit> {
-    let txn = begin_write(db).await?;
-    lock_organisation(&txn, organisation_id).await?;
-    projects::get(&txn, organisation_id, project_id).await?;
+    let mut change = Change::begin(db, organisation_id, actor).await?;
+    if change.lock_projects([project_id]).await?.is_empty() {
+        return Err(Error::NotFound {
+            resource: "project",
+        });
+    }
+    change.touch(project_id);
     let stored = benefit::ActiveModel {
         id: Set(Uuid::now_v7()),
         organisation_id: Set(organisation_id),
@@ -304,10 +366,16 @@ pub async fn record_benefit(
         description: Set(description.to_owned()),
         create_time: Set(Utc::now()),
     }
-    .insert(&txn)
+    .insert(change.conn())
     .await
     .map_err(db_error)?;
-    audit::record(&txn, organisation_id, actor, NewEvent {
+    crate::aggregates::add_money(
+        change.conn(),
+        organisation_id,
+        [(MoneyKey::benefit(project_id, date), stored.amount_minor)],
+    )
+    .await?;
+    change.event(NewEvent {
         project_id: Some(project_id),
         action: "finance.benefit_recorded",
         resource_type: "benefit",
@@ -315,10 +383,8 @@ pub async fn record_benefit(
         before: None,
         after: json!({"kind": kind.as_str(), "amount": amount.to_string(), "currency": stored.currency, "date": date, "description": description}),
         chained: false,
-    })
-    .await?;
-    crate::portfolio::refresh(&txn, organisation_id, [project_id]).await?;
-    commit(txn).await?;
+    });
+    change.commit().await?;
     Ok(stored)
 }
 
@@ -344,12 +410,13 @@ pub async fn derived_benefits(
     organisation_id: Uuid,
     project_id: Uuid,
 ) -> Result<Vec<(String, NaiveDate, Money)>> {
+    let stats = crate::aggregates::load_kpi_stats(conn, &[project_id]).await?;
     let mut out = Vec::new();
     for k in kpis::list(conn, organisation_id, project_id, None, false).await? {
         if k.value_per_unit.is_none() {
             continue;
         }
-        let r = kpi::result(&k, &kpis::measurements(conn, k.id, None).await?);
+        let r = kpi::result_from_stats(&k, stats.get(&k.id).unwrap_or(&kpi::KpiStats::new()));
         for (day, money) in kpi::derived_benefits(&k, &r) {
             out.push((k.name.clone(), day, money));
         }
@@ -357,7 +424,7 @@ pub async fn derived_benefits(
     Ok(out)
 }
 
-/// Everything a sponsor asks of a project's money.
+/// Everything a sponsor asks of a project's money, from its aggregates.
 pub async fn financials(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
@@ -373,50 +440,29 @@ pub async fn financials(
             date,
         })
         .collect();
-    financials_with(
-        conn,
-        organisation_id,
-        project_id,
+    let lines = crate::aggregates::load_money(conn, &[project_id])
+        .await?
+        .remove(&project_id)
+        .unwrap_or_default();
+    let b = budget(conn, organisation_id, project_id).await?;
+    Ok(financials_of(
         currency,
         discount_rate,
-        derived,
-    )
-    .await
+        &lines,
+        &derived,
+        b.as_ref(),
+    ))
 }
 
-/// A project's money, with the benefits derived from its KPIs already
-/// computed.
-pub(crate) async fn financials_with(
-    conn: &impl ConnectionTrait,
-    organisation_id: Uuid,
-    project_id: Uuid,
+/// The money rules over a project's aggregated lines and budget.
+pub(crate) fn financials_of(
     currency: CurrencyCode,
     discount_rate: Decimal,
-    derived: Vec<BenefitLine>,
-) -> Result<Financials> {
-    let cost_lines: Vec<CostLine> = costs(conn, organisation_id, project_id)
-        .await?
-        .into_iter()
-        .filter_map(|c| {
-            Some(CostLine {
-                amount_minor: c.amount_minor,
-                category: c.category.parse().ok()?,
-                phase: c.phase.parse().ok()?,
-                date: c.incurred_on,
-            })
-        })
-        .collect();
-    let recorded: Vec<BenefitLine> = benefits(conn, organisation_id, project_id)
-        .await?
-        .into_iter()
-        .map(|b| BenefitLine {
-            amount_minor: b.amount_minor,
-            date: b.benefit_date,
-        })
-        .collect();
-    let b = budget(conn, organisation_id, project_id).await?;
+    lines: &MoneyLines,
+    derived: &[BenefitLine],
+    b: Option<&Budget>,
+) -> Financials {
     let by_category: Vec<(CostCategory, i64)> = b
-        .as_ref()
         .map(|b| {
             b.by_category
                 .iter()
@@ -424,13 +470,13 @@ pub(crate) async fn financials_with(
                 .collect()
         })
         .unwrap_or_default();
-    Ok(finance::financials(
+    finance::financials(
         currency,
         discount_rate,
-        &cost_lines,
-        &recorded,
-        &derived,
+        &lines.costs,
+        &lines.recorded,
+        derived,
         b.map(|b| b.total.minor_units()),
         &by_category,
-    ))
+    )
 }

@@ -116,7 +116,7 @@ async fn facts(conn: &impl ConnectionTrait, project: &Project) -> Result<Facts> 
         .await
         .map_err(db_error)?;
     Ok(Facts {
-        items: assessments::domain_items(&rows),
+        items: assessments::domain_items(&rows)?,
         sponsor_active,
         open_conditions: usize::try_from(open_conditions).unwrap_or(usize::MAX),
         kpis: crate::kpis::gate_facts(conn, project.id).await?,
@@ -190,8 +190,10 @@ async fn find(
         })
 }
 
-fn from_phase(r: &review::Model) -> Phase {
-    r.from_phase.parse().unwrap_or(Phase::Ideation)
+fn from_phase(r: &review::Model) -> Result<Phase> {
+    r.from_phase
+        .parse()
+        .map_err(|e| crate::aggregates::unknown("gate_reviews", r.id, e))
 }
 
 fn is_open(r: &review::Model) -> bool {
@@ -212,7 +214,7 @@ async fn view(conn: &impl ConnectionTrait, r: review::Model) -> Result<ReviewVie
         let project = projects::get(conn, r.organisation_id, r.project_id).await?;
         let facts = facts(conn, &project).await?;
         let waived = waivers(conn, r.id).await?;
-        evaluate(&project, from_phase(&r), &facts, &waived)
+        evaluate(&project, from_phase(&r)?, &facts, &waived)
     } else {
         evaluations_from_json(r.criteria_at_decision.as_deref().unwrap_or("[]"))
     };
@@ -460,7 +462,7 @@ pub async fn waive(
     let facts = facts(&txn, &project).await?;
     let current = evaluate(
         &project,
-        from_phase(&r),
+        from_phase(&r)?,
         &facts,
         &waivers(&txn, review_id).await?,
     );
@@ -533,7 +535,7 @@ pub async fn decide(
     let facts = facts(&txn, &project).await?;
     let evals = evaluate(
         &project,
-        from_phase(&r),
+        from_phase(&r)?,
         &facts,
         &waivers(&txn, review_id).await?,
     );
@@ -545,7 +547,7 @@ pub async fn decide(
     let sigs = domain_signatures(&signatures(&txn, review_id).await?);
     let transition = gate::decide(
         &project,
-        from_phase(&r),
+        from_phase(&r)?,
         outcome,
         decider,
         &evals,

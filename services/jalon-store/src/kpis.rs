@@ -1,13 +1,14 @@
 //! KPIs and their measurements, and the underperformance flag they raise.
 
-use std::{collections::HashMap, str::FromStr};
+use std::{
+    collections::{BTreeSet, HashMap},
+    str::FromStr,
+};
 
 use chrono::Utc;
 use jalon_core::{
     Error, Result,
-    kpi::{
-        self, Cadence, Category, Direction, Kpi, KpiFacts, Measurement, Source, Stage, UnitKind,
-    },
+    kpi::{self, Cadence, Category, Kpi, KpiFacts, Measurement, Source, Stage},
     organisation::etag_matches,
     project::{Project, Status},
     values::{CurrencyCode, Money},
@@ -15,72 +16,83 @@ use jalon_core::{
 use rust_decimal::Decimal;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, QueryFilter, QueryOrder,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    audit::{self, Actor, NewEvent},
-    begin_write, commit,
+    audit::{Actor, NewEvent},
+    change::Change,
     entity::{kpi as kpi_entity, kpi_measurement as measurement, project as project_entity},
     error::db_error,
-    people::lock_organisation,
     projects,
 };
 
-fn parse<T: FromStr>(raw: &str) -> Option<T> {
-    raw.parse().ok()
+/// A stored enum value, or an error naming the row (never a silent
+/// default).
+fn parse<T: FromStr<Err = String>>(table: &str, id: Uuid, raw: &str) -> Result<T> {
+    raw.parse()
+        .map_err(|e| crate::aggregates::unknown(table, id, e))
 }
 
-fn from_model(m: kpi_entity::Model) -> Kpi {
+fn from_model(m: kpi_entity::Model) -> Result<Kpi> {
     let value_per_unit = match (m.value_per_unit_minor, m.value_per_unit_currency.as_deref()) {
-        (Some(minor), Some(code)) => CurrencyCode::parse(code)
-            .ok()
-            .map(|c| Money::from_minor(minor, c)),
+        (Some(minor), Some(code)) => Some(Money::from_minor(
+            minor,
+            CurrencyCode::parse(code).map_err(|e| crate::aggregates::unknown("kpis", m.id, e))?,
+        )),
         _ => None,
     };
-    Kpi {
+    Ok(Kpi {
         id: m.id,
         organisation_id: m.organisation_id,
         project_id: m.project_id,
-        name: m.name,
-        description: m.description,
-        unit: m.unit,
-        unit_kind: parse(&m.unit_kind).unwrap_or(UnitKind::Count),
-        direction: parse(&m.direction).unwrap_or(Direction::HigherIsBetter),
-        category: parse(&m.category).unwrap_or(Category::Productivity),
-        primary: m.is_primary,
-        target: m.target,
-        method: m.method,
-        cadence: m.cadence.as_deref().and_then(parse::<Cadence>),
-        value_per_unit,
+        unit_kind: parse("kpis", m.id, &m.unit_kind)?,
+        direction: parse("kpis", m.id, &m.direction)?,
+        category: parse("kpis", m.id, &m.category)?,
+        cadence: m
+            .cadence
+            .as_deref()
+            .map(|c| parse::<Cadence>("kpis", m.id, c))
+            .transpose()?,
         volume_per_period: m
             .volume_per_period
             .as_deref()
-            .and_then(|v| Decimal::from_str(v).ok()),
+            .map(|v| {
+                Decimal::from_str(v)
+                    .map_err(|e| crate::aggregates::unknown("kpis", m.id, e.to_string()))
+            })
+            .transpose()?,
+        name: m.name,
+        description: m.description,
+        unit: m.unit,
+        primary: m.is_primary,
+        target: m.target,
+        method: m.method,
+        value_per_unit,
         archived: m.archived,
         create_time: m.create_time,
         update_time: m.update_time,
         version: m.version,
-    }
+    })
 }
 
-fn measurement_from(m: measurement::Model) -> Measurement {
-    Measurement {
+fn measurement_from(m: measurement::Model) -> Result<Measurement> {
+    Ok(Measurement {
+        stage: parse("kpi_measurements", m.id, &m.stage)?,
+        source: parse("kpi_measurements", m.id, &m.source)?,
         id: m.id,
         kpi_id: m.kpi_id,
         value: m.value,
         measure_time: m.measure_time,
         period_start: m.period_start,
         period_end: m.period_end,
-        stage: parse(&m.stage).unwrap_or(Stage::Baseline),
         sample_size: m.sample_size.and_then(|n| u64::try_from(n).ok()),
         std_dev: m.std_dev,
-        source: parse(&m.source).unwrap_or(Source::Manual),
         external_ref: m.external_ref,
         late_baseline: m.late_baseline,
-    }
+    })
 }
 
 fn write(model: &mut kpi_entity::ActiveModel, k: &Kpi) {
@@ -118,9 +130,13 @@ pub async fn create(
     kpi: &Kpi,
     actor: &Actor,
 ) -> Result<Kpi> {
-    let txn = begin_write(db).await?;
-    lock_organisation(&txn, organisation_id).await?;
-    projects::get(&txn, organisation_id, kpi.project_id).await?;
+    let mut change = Change::begin(db, organisation_id, actor).await?;
+    if change.lock_projects([kpi.project_id]).await?.is_empty() {
+        return Err(Error::NotFound {
+            resource: "project",
+        });
+    }
+    change.touch(kpi.project_id);
     let now = Utc::now();
     let id = Uuid::now_v7();
     let mut model = kpi_entity::ActiveModel {
@@ -133,24 +149,17 @@ pub async fn create(
         ..Default::default()
     };
     write(&mut model, kpi);
-    let created = from_model(model.insert(&txn).await.map_err(db_error)?);
-    audit::record(
-        &txn,
-        organisation_id,
-        actor,
-        NewEvent {
-            project_id: Some(kpi.project_id),
-            action: "kpi.created",
-            resource_type: "kpi",
-            resource_id: id.to_string(),
-            before: None,
-            after: audit_view(&created),
-            chained: false,
-        },
-    )
-    .await?;
-    crate::portfolio::refresh(&txn, organisation_id, [kpi.project_id]).await?;
-    commit(txn).await?;
+    let created = from_model(model.insert(change.conn()).await.map_err(db_error)?)?;
+    change.event(NewEvent {
+        project_id: Some(kpi.project_id),
+        action: "kpi.created",
+        resource_type: "kpi",
+        resource_id: id.to_string(),
+        before: None,
+        after: audit_view(&created),
+        chained: false,
+    });
+    change.commit().await?;
     Ok(created)
 }
 
@@ -162,6 +171,7 @@ pub async fn get(conn: &impl ConnectionTrait, organisation_id: Uuid, id: Uuid) -
         .await
         .map_err(db_error)?
         .map(from_model)
+        .transpose()?
         .ok_or(Error::NotFound { resource: "kpi" })
 }
 
@@ -182,14 +192,14 @@ pub async fn list(
     if !include_archived {
         query = query.filter(kpi_entity::Column::Archived.eq(false));
     }
-    Ok(query
+    query
         .order_by_asc(kpi_entity::Column::Id)
         .all(conn)
         .await
         .map_err(db_error)?
         .into_iter()
         .map(from_model)
-        .collect())
+        .collect()
 }
 
 /// Updates a KPI: `apply` returns the new state from the current one;
@@ -203,9 +213,11 @@ pub async fn update(
     action: &'static str,
     apply: impl FnOnce(&Kpi) -> Result<Kpi>,
 ) -> Result<Kpi> {
-    let txn = begin_write(db).await?;
-    lock_organisation(&txn, organisation_id).await?;
-    let current = get(&txn, organisation_id, id).await?;
+    let mut change = Change::begin(db, organisation_id, actor).await?;
+    let project_id = get(change.conn(), organisation_id, id).await?.project_id;
+    change.lock_projects([project_id]).await?;
+    change.touch(project_id);
+    let current = get(change.conn(), organisation_id, id).await?;
     if !etag_matches(etag, current.version) {
         return Err(Error::stale_etag("kpi"));
     }
@@ -220,30 +232,29 @@ pub async fn update(
         .set(model)
         .filter(kpi_entity::Column::Id.eq(id))
         .filter(kpi_entity::Column::Version.eq(current.version))
-        .exec(&txn)
+        .exec(change.conn())
         .await
         .map_err(db_error)?;
     if result.rows_affected == 0 {
         return Err(Error::stale_etag("kpi"));
     }
-    let updated = get(&txn, organisation_id, id).await?;
-    audit::record(
-        &txn,
-        organisation_id,
-        actor,
-        NewEvent {
-            project_id: Some(updated.project_id),
-            action,
-            resource_type: "kpi",
-            resource_id: id.to_string(),
-            before: Some(audit_view(&current)),
-            after: audit_view(&updated),
-            chained: false,
-        },
-    )
-    .await?;
-    crate::portfolio::refresh(&txn, organisation_id, [updated.project_id]).await?;
-    commit(txn).await?;
+    let updated = get(change.conn(), organisation_id, id).await?;
+    if updated.cadence != current.cadence {
+        // The review periods regroup: the KPI's statistics are recomputed
+        // once from its measurements.
+        crate::aggregates::recompute_kpi(change.conn(), &updated).await?;
+    }
+    change.event(NewEvent {
+        project_id: Some(updated.project_id),
+        action,
+        resource_type: "kpi",
+        resource_id: id.to_string(),
+        before: Some(audit_view(&current)),
+        after: audit_view(&updated),
+        chained: false,
+    });
+    refresh_flag(&mut change, updated.project_id).await?;
+    change.commit().await?;
     Ok(updated)
 }
 
@@ -280,11 +291,15 @@ fn same(existing: &Measurement, new: &NewMeasurement) -> bool {
         && existing.std_dev == new.std_dev
 }
 
-/// Records measurements (one or an import's batch) in one transaction: each
-/// is checked on its own (a bad one is rejected, the others go in); an
+/// Records measurements (one or an import's batch) in one change: each is
+/// checked on its own (a bad one is rejected, the others go in); an
 /// external_ref already recorded with the same content is a duplicate, with
-/// other content a rejection. Then the projects' underperformance flags are
-/// brought up to date.
+/// other content a rejection. The batch costs a fixed number of statements
+/// whatever the KPIs' history: KPIs and projects are read and locked
+/// together, external_refs looked up in one query, accepted rows inserted
+/// together, and the KPIs' statistics moved by what was accepted; then the
+/// projects' underperformance flags are brought up to date from the
+/// statistics.
 pub async fn record(
     db: &DatabaseConnection,
     organisation_id: Uuid,
@@ -292,24 +307,60 @@ pub async fn record(
     actor: &Actor,
     authorise: impl Fn(&Project) -> Result<()>,
 ) -> Result<Vec<Outcome>> {
-    let txn = begin_write(db).await?;
-    lock_organisation(&txn, organisation_id).await?;
+    let mut change = Change::begin(db, organisation_id, actor).await?;
+    let kpi_ids: BTreeSet<Uuid> = rows.iter().map(|r| r.kpi_id).collect();
+    let found = get_many(
+        change.conn(),
+        organisation_id,
+        kpi_ids.iter().copied().collect(),
+    )
+    .await?;
+    change
+        .lock_projects(found.iter().map(|k| k.project_id))
+        .await?;
+    let projects: HashMap<Uuid, Project> = projects::get_many(
+        change.conn(),
+        organisation_id,
+        found
+            .iter()
+            .map(|k| k.project_id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+    )
+    .await?
+    .into_iter()
+    .map(|p| (p.id, p))
+    .collect();
     let mut kpis: HashMap<Uuid, std::result::Result<(Kpi, Project), Error>> = HashMap::new();
-    let mut outcomes = Vec::with_capacity(rows.len());
-    let mut touched = Vec::new();
-    let mut accepted = Vec::new();
-    for row in rows {
-        if let std::collections::hash_map::Entry::Vacant(slot) = kpis.entry(row.kpi_id) {
-            let found = match get(&txn, organisation_id, row.kpi_id).await {
-                Ok(k) => {
-                    let project = projects::get(&txn, organisation_id, k.project_id).await?;
-                    authorise(&project).map(|()| (k, project))
-                }
-                Err(e @ Error::NotFound { .. }) => Err(e),
-                Err(e) => return Err(e),
-            };
-            slot.insert(found);
+    for k in found {
+        let entry = match projects.get(&k.project_id) {
+            Some(p) => authorise(p).map(|()| (k.clone(), p.clone())),
+            None => Err(Error::NotFound { resource: "kpi" }),
+        };
+        kpis.insert(k.id, entry);
+    }
+    let refs: Vec<String> = rows.iter().filter_map(|r| r.external_ref.clone()).collect();
+    let mut recorded: HashMap<(Uuid, String), Measurement> = HashMap::new();
+    let ids: Vec<Uuid> = kpi_ids.iter().copied().collect();
+    for chunk in refs.chunks(crate::aggregates::CHUNK) {
+        for m in measurement::Entity::find()
+            .filter(measurement::Column::KpiId.is_in(ids.clone()))
+            .filter(measurement::Column::ExternalRef.is_in(chunk.to_vec()))
+            .all(change.conn())
+            .await
+            .map_err(db_error)?
+        {
+            let m = measurement_from(m)?;
+            if let Some(r) = m.external_ref.clone() {
+                recorded.insert((m.kpi_id, r), m);
+            }
         }
+    }
+    let now = Utc::now();
+    let mut outcomes = Vec::with_capacity(rows.len());
+    let mut accepted: Vec<Measurement> = Vec::new();
+    for row in rows {
         let (kpi, project) = match kpis.get(&row.kpi_id) {
             Some(Ok(found)) => found,
             Some(Err(Error::NotFound { .. })) | None => {
@@ -342,76 +393,92 @@ pub async fn record(
                 continue;
             }
         };
-        if let Some(external_ref) = &row.external_ref {
-            let existing = measurement::Entity::find()
-                .filter(measurement::Column::KpiId.eq(row.kpi_id))
-                .filter(measurement::Column::ExternalRef.eq(external_ref.as_str()))
-                .one(&txn)
-                .await
-                .map_err(db_error)?
-                .map(measurement_from);
-            if let Some(existing) = existing {
-                outcomes.push(if same(&existing, row) {
-                    Outcome::Duplicate(existing)
-                } else {
-                    Outcome::Rejected(Error::AlreadyExists(format!(
-                        "external_ref {external_ref} was recorded with other values"
-                    )))
-                });
-                continue;
-            }
+        if let Some(external_ref) = &row.external_ref
+            && let Some(existing) = recorded.get(&(row.kpi_id, external_ref.clone()))
+        {
+            outcomes.push(if same(existing, row) {
+                Outcome::Duplicate(existing.clone())
+            } else {
+                Outcome::Rejected(Error::AlreadyExists(format!(
+                    "external_ref {external_ref} was recorded with other values"
+                )))
+            });
+            continue;
         }
-        let stored = measurement::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            organisation_id: Set(organisation_id),
-            kpi_id: Set(row.kpi_id),
-            value: Set(row.value),
-            measure_time: Set(chrono::DateTime::from_timestamp_micros(
+        let m = Measurement {
+            id: Uuid::now_v7(),
+            kpi_id: row.kpi_id,
+            value: row.value,
+            measure_time: chrono::DateTime::from_timestamp_micros(
                 row.measure_time.timestamp_micros(),
             )
-            .unwrap_or(row.measure_time)),
-            period_start: Set(row.period_start),
-            period_end: Set(row.period_end),
-            stage: Set(row.stage.as_str().to_owned()),
-            sample_size: Set(row.sample_size.and_then(|n| i64::try_from(n).ok())),
-            std_dev: Set(row.std_dev),
-            source: Set(row.source.as_str().to_owned()),
-            external_ref: Set(row.external_ref.clone()),
-            late_baseline: Set(late),
-            create_time: Set(Utc::now()),
+            .unwrap_or(row.measure_time),
+            period_start: row.period_start,
+            period_end: row.period_end,
+            stage: row.stage,
+            sample_size: row.sample_size,
+            std_dev: row.std_dev,
+            source: row.source,
+            external_ref: row.external_ref.clone(),
+            late_baseline: late,
+        };
+        if let Some(r) = &m.external_ref {
+            recorded.insert((m.kpi_id, r.clone()), m.clone());
         }
-        .insert(&txn)
-        .await
-        .map_err(db_error)?;
-        let m = measurement_from(stored);
-        if !touched.contains(&project.id) {
-            touched.push(project.id);
-        }
-        accepted.push(json!({"kpi_id": m.kpi_id, "id": m.id, "value": m.value, "stage": m.stage.as_str(), "late_baseline": m.late_baseline}));
+        change.touch(project.id);
+        accepted.push(m.clone());
         outcomes.push(Outcome::Accepted(m));
     }
-    if !accepted.is_empty() {
-        audit::record(
-            &txn,
-            organisation_id,
-            actor,
-            NewEvent {
-                project_id: (touched.len() == 1).then(|| touched[0]),
-                action: "kpi.measurements_recorded",
-                resource_type: "kpi_measurement",
-                resource_id: format!("{} measurement(s)", accepted.len()),
-                before: None,
-                after: json!(accepted),
-                chained: false,
-            },
-        )
-        .await?;
+    if accepted.is_empty() {
+        return Ok(outcomes);
     }
-    for project_id in &touched {
-        refresh_flag(&txn, organisation_id, *project_id, actor).await?;
+    let models: Vec<measurement::ActiveModel> = accepted
+        .iter()
+        .map(|m| measurement::ActiveModel {
+            id: Set(m.id),
+            organisation_id: Set(organisation_id),
+            kpi_id: Set(m.kpi_id),
+            value: Set(m.value),
+            measure_time: Set(m.measure_time),
+            period_start: Set(m.period_start),
+            period_end: Set(m.period_end),
+            stage: Set(m.stage.as_str().to_owned()),
+            sample_size: Set(m.sample_size.and_then(|n| i64::try_from(n).ok())),
+            std_dev: Set(m.std_dev),
+            source: Set(m.source.as_str().to_owned()),
+            external_ref: Set(m.external_ref.clone()),
+            late_baseline: Set(m.late_baseline),
+            create_time: Set(now),
+        })
+        .collect();
+    for chunk in models.chunks(crate::aggregates::CHUNK) {
+        measurement::Entity::insert_many(chunk.to_vec())
+            .exec(change.conn())
+            .await
+            .map_err(db_error)?;
     }
-    crate::portfolio::refresh(&txn, organisation_id, touched).await?;
-    commit(txn).await?;
+    let pairs: Vec<(&Kpi, &Measurement)> = accepted
+        .iter()
+        .filter_map(|m| match kpis.get(&m.kpi_id) {
+            Some(Ok((k, _))) => Some((k, m)),
+            _ => None,
+        })
+        .collect();
+    crate::aggregates::add_measurements(change.conn(), organisation_id, &pairs).await?;
+    let touched: BTreeSet<Uuid> = pairs.iter().map(|(k, _)| k.project_id).collect();
+    change.event(NewEvent {
+        project_id: (touched.len() == 1).then(|| touched.iter().copied().next()).flatten(),
+        action: "kpi.measurements_recorded",
+        resource_type: "kpi_measurement",
+        resource_id: format!("{} measurement(s)", accepted.len()),
+        before: None,
+        after: json!(accepted.iter().map(|m| json!({"kpi_id": m.kpi_id, "id": m.id, "value": m.value, "stage": m.stage.as_str(), "late_baseline": m.late_baseline})).collect::<Vec<_>>()),
+        chained: false,
+    });
+    for project_id in touched {
+        refresh_flag(&mut change, project_id).await?;
+    }
+    change.commit().await?;
     Ok(outcomes)
 }
 
@@ -425,7 +492,7 @@ pub async fn measurements(
     if let Some(s) = stage {
         query = query.filter(measurement::Column::Stage.eq(s.as_str()));
     }
-    Ok(query
+    query
         .order_by_asc(measurement::Column::MeasureTime)
         .order_by_asc(measurement::Column::Id)
         .all(conn)
@@ -433,24 +500,125 @@ pub async fn measurements(
         .map_err(db_error)?
         .into_iter()
         .map(measurement_from)
-        .collect())
+        .collect()
 }
 
-/// Sets the project's underperformance flag from its active KPIs, recording
-/// a change in the audit log.
-async fn refresh_flag(
+/// A KPI's measurements in the order they were recorded (ids are
+/// time-ordered), as its statistics saw them.
+pub(crate) async fn measurements_in_record_order(
+    conn: &impl ConnectionTrait,
+    kpi_id: Uuid,
+) -> Result<Vec<Measurement>> {
+    measurement::Entity::find()
+        .filter(measurement::Column::KpiId.eq(kpi_id))
+        .order_by_asc(measurement::Column::Id)
+        .all(conn)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(measurement_from)
+        .collect()
+}
+
+/// Every measurement of an organisation in record order, a page at a time.
+pub(crate) async fn for_each_measurement(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
-    project_id: Uuid,
-    actor: &Actor,
+    mut each: impl FnMut(Measurement),
 ) -> Result<()> {
-    let project = projects::get(conn, organisation_id, project_id).await?;
+    let mut after: Option<Uuid> = None;
+    loop {
+        let mut query = measurement::Entity::find()
+            .filter(measurement::Column::OrganisationId.eq(organisation_id));
+        if let Some(id) = after {
+            query = query.filter(measurement::Column::Id.gt(id));
+        }
+        let page = query
+            .order_by_asc(measurement::Column::Id)
+            .limit(10_000)
+            .all(conn)
+            .await
+            .map_err(db_error)?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = Some(last.id);
+        for m in page {
+            each(measurement_from(m)?);
+        }
+    }
+}
+
+/// Every KPI of an organisation.
+pub(crate) async fn all_of_organisation(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+) -> Result<Vec<Kpi>> {
+    kpi_entity::Entity::find()
+        .filter(kpi_entity::Column::OrganisationId.eq(organisation_id))
+        .all(conn)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(from_model)
+        .collect()
+}
+
+/// The active KPIs of projects of an organisation.
+pub(crate) async fn active_of_projects(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    project_ids: &[Uuid],
+) -> Result<Vec<Kpi>> {
+    let mut out = Vec::new();
+    for chunk in project_ids.chunks(crate::aggregates::CHUNK) {
+        for m in kpi_entity::Entity::find()
+            .filter(kpi_entity::Column::OrganisationId.eq(organisation_id))
+            .filter(kpi_entity::Column::ProjectId.is_in(chunk.to_vec()))
+            .filter(kpi_entity::Column::Archived.eq(false))
+            .all(conn)
+            .await
+            .map_err(db_error)?
+        {
+            out.push(from_model(m)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Several KPIs of an organisation (those that exist there).
+async fn get_many(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    ids: Vec<Uuid>,
+) -> Result<Vec<Kpi>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(crate::aggregates::CHUNK) {
+        for m in kpi_entity::Entity::find()
+            .filter(kpi_entity::Column::OrganisationId.eq(organisation_id))
+            .filter(kpi_entity::Column::Id.is_in(chunk.to_vec()))
+            .all(conn)
+            .await
+            .map_err(db_error)?
+        {
+            out.push(from_model(m)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Sets the project's underperformance flag from its active KPIs'
+/// statistics, recording a change in the audit log.
+async fn refresh_flag(change: &mut Change, project_id: Uuid) -> Result<()> {
+    let organisation_id = change.organisation_id();
+    let project = projects::get(change.conn(), organisation_id, project_id).await?;
     if !matches!(project.status, Status::InProduction | Status::Active) {
         return Ok(());
     }
+    let stats = crate::aggregates::load_kpi_stats(change.conn(), &[project_id]).await?;
     let mut failing = Vec::new();
-    for k in list(conn, organisation_id, project_id, None, false).await? {
-        let r = kpi::result(&k, &measurements(conn, k.id, None).await?);
+    for k in list(change.conn(), organisation_id, project_id, None, false).await? {
+        let (r, _) = crate::aggregates::kpi_outcome(&k, stats.get(&k.id));
         if kpi::underperforming(&k, &r) {
             failing.push(k.name.clone());
         }
@@ -465,28 +633,23 @@ async fn refresh_flag(
             ..Default::default()
         })
         .filter(project_entity::Column::Id.eq(project_id))
-        .exec(conn)
+        .exec(change.conn())
         .await
         .map_err(db_error)?;
-    audit::record(
-        conn,
-        organisation_id,
-        actor,
-        NewEvent {
-            project_id: Some(project_id),
-            action: if flag {
-                "project.underperformance_flagged"
-            } else {
-                "project.underperformance_cleared"
-            },
-            resource_type: "project",
-            resource_id: project_id.to_string(),
-            before: Some(json!({"underperforming": !flag})),
-            after: json!({"underperforming": flag, "kpis": failing}),
-            chained: false,
+    change.event(NewEvent {
+        project_id: Some(project_id),
+        action: if flag {
+            "project.underperformance_flagged"
+        } else {
+            "project.underperformance_cleared"
         },
-    )
-    .await
+        resource_type: "project",
+        resource_id: project_id.to_string(),
+        before: Some(json!({"underperforming": !flag})),
+        after: json!({"underperforming": flag, "kpis": failing}),
+        chained: false,
+    });
+    Ok(())
 }
 
 /// What the KPI gate criteria need, for a project's active KPIs.
@@ -498,10 +661,11 @@ pub async fn gate_facts(conn: &impl ConnectionTrait, project_id: Uuid) -> Result
         .all(conn)
         .await
         .map_err(db_error)?;
+    let stats = crate::aggregates::load_kpi_stats(conn, &[project_id]).await?;
     let mut out = Vec::with_capacity(kpis.len());
     for m in kpis {
-        let k = from_model(m);
-        let r = kpi::result(&k, &measurements(conn, k.id, None).await?);
+        let k = from_model(m)?;
+        let (r, _) = crate::aggregates::kpi_outcome(&k, stats.get(&k.id));
         out.push(KpiFacts {
             name: k.name,
             category: k.category,

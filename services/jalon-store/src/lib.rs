@@ -3,8 +3,10 @@
 //!
 //! The same code runs on SQLite (the embedded default) and PostgreSQL.
 
+pub mod aggregates;
 pub mod assessments;
 pub mod audit;
+pub mod change;
 pub mod entity;
 mod error;
 pub mod finance;

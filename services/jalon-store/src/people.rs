@@ -189,7 +189,9 @@ pub(crate) async fn lock_organisation(
 ) -> Result<()> {
     let mut query = org::Entity::find_by_id(organisation_id);
     if is_postgres(conn) {
-        query = query.lock_exclusive();
+        // NO KEY UPDATE, not UPDATE: writes of other tables that reference
+        // the organisation (their foreign keys take KEY SHARE) go on.
+        query = query.lock(sea_orm::sea_query::LockType::NoKeyUpdate);
     }
     let found = query.one(conn).await.map_err(db_error)?;
     match found {

@@ -15,10 +15,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use jalon_core::{
     Error, Result,
-    assessment::{AnswerStatus, Concern, RiskLevel, readiness},
-    finance::BenefitLine,
+    assessment::{Concern, ItemCounts},
     gate::Outcome,
-    kpi::{self, Stage},
+    kpi,
     organisation::Organisation,
     portfolio::{
         self, AlertKind, Figures, KpiFacts, MoneyFacts, ProjectFacts, SponsorFacts, Summary,
@@ -34,137 +33,174 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    assessments, begin_write, commit,
+    aggregates::{self, CHUNK},
+    begin_write, commit,
     entity::{
-        gate_condition, gate_review, person, portfolio_contribution as contribution,
-        portfolio_counter as counter, project, project_alert, project_figures as fig, project_tag,
+        aggregate_rebuild, gate_condition, gate_review, person,
+        portfolio_contribution as contribution, portfolio_counter as counter, project,
+        project_alert, project_figures as fig, project_tag,
     },
     error::db_error,
     finance, kpis, organisations, page, projects,
 };
 
-/// Rows per multi-row INSERT (well under both databases' parameter limits).
-const CHUNK: usize = 500;
+/// Projects gathered and written together by a rebuild.
+const REBUILD_CHUNK: usize = 1000;
 
-/// Gathers what the portfolio needs to know of a project.
-async fn gather(
+/// Gathers what the portfolio needs to know of projects, set-based: a
+/// fixed number of statements for a batch of projects, each reading the
+/// projects' aggregates (money by month, KPI statistics, assessment
+/// counts), never their history.
+async fn gather_many(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
-    project_id: Uuid,
+    ids: &[Uuid],
     currency: CurrencyCode,
     rate: rust_decimal::Decimal,
-) -> Result<ProjectFacts> {
-    let p = projects::get(conn, organisation_id, project_id).await?;
-    let sponsor = match p.details.sponsor_id {
-        Some(id) => Some(SponsorFacts {
-            id,
-            active: person::Entity::find_by_id(id)
-                .one(conn)
-                .await
-                .map_err(db_error)?
-                .is_some_and(|s| s.active),
-        }),
-        None => None,
-    };
-    let rows = assessments::items(conn, project_id, None, None).await?;
-    let items = assessments::domain_items(&rows);
-    let current = readiness(items.iter().filter(|i| i.phase == p.phase));
-    let mut heat: BTreeMap<(Phase, Concern), i64> = BTreeMap::new();
-    for r in &rows {
-        let open = matches!(
-            r.status.parse::<AnswerStatus>(),
-            Ok(AnswerStatus::Open | AnswerStatus::Blocked)
-        );
-        let high = r.risk.as_deref() == Some(RiskLevel::High.as_str());
-        if let (true, true, Ok(phase), Ok(concern)) =
-            (open, high, r.phase.parse(), r.concern.parse())
+) -> Result<Vec<ProjectFacts>> {
+    let found = projects::get_many(conn, organisation_id, ids.to_vec()).await?;
+    let sponsor_ids: Vec<Uuid> = found
+        .iter()
+        .filter_map(|p| p.details.sponsor_id)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut active: HashMap<Uuid, bool> = HashMap::new();
+    for chunk in sponsor_ids.chunks(CHUNK) {
+        for (id, is_active) in person::Entity::find()
+            .select_only()
+            .column(person::Column::Id)
+            .column(person::Column::Active)
+            .filter(person::Column::Id.is_in(chunk.to_vec()))
+            .into_tuple::<(Uuid, bool)>()
+            .all(conn)
+            .await
+            .map_err(db_error)?
         {
-            *heat.entry((phase, concern)).or_default() += 1;
+            active.insert(id, is_active);
         }
     }
-    let decisions = gate_review::Entity::find()
-        .filter(gate_review::Column::OrganisationId.eq(organisation_id))
-        .filter(gate_review::Column::ProjectId.eq(project_id))
-        .filter(gate_review::Column::Outcome.is_not_null())
-        .order_by_asc(gate_review::Column::DecideTime)
-        .all(conn)
-        .await
-        .map_err(db_error)?
-        .into_iter()
-        .filter_map(|r| {
-            Some((
-                r.from_phase.parse::<Phase>().ok()?,
-                r.outcome?.parse::<Outcome>().ok()?,
-            ))
-        })
-        .collect();
-    let open_condition_due = gate_condition::Entity::find()
-        .filter(gate_condition::Column::ProjectId.eq(project_id))
-        .filter(gate_condition::Column::Closed.eq(false))
-        .order_by_asc(gate_condition::Column::DueDate)
-        .one(conn)
-        .await
-        .map_err(db_error)?
-        .map(|c| c.due_date);
-    let mut kpi_facts = Vec::new();
-    let mut derived = Vec::new();
-    for k in kpis::list(conn, organisation_id, project_id, None, false).await? {
-        let ms = kpis::measurements(conn, k.id, None).await?;
-        let r = kpi::result(&k, &ms);
-        if k.value_per_unit.is_some() {
-            for (date, money) in kpi::derived_benefits(&k, &r) {
-                derived.push(BenefitLine {
-                    amount_minor: money.minor_units(),
-                    date,
-                });
+    let mut counts = aggregates::load_item_counts(conn, ids).await?;
+    // A decision: when, the review, the phase it closed, its outcome.
+    type Decision = (Option<DateTime<Utc>>, Uuid, Phase, Outcome);
+    let mut decisions: HashMap<Uuid, Vec<Decision>> = HashMap::new();
+    let mut condition_due: HashMap<Uuid, NaiveDate> = HashMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        for r in gate_review::Entity::find()
+            .filter(gate_review::Column::OrganisationId.eq(organisation_id))
+            .filter(gate_review::Column::ProjectId.is_in(chunk.to_vec()))
+            .filter(gate_review::Column::Outcome.is_not_null())
+            .all(conn)
+            .await
+            .map_err(db_error)?
+        {
+            let phase: Phase = r
+                .from_phase
+                .parse()
+                .map_err(|e| aggregates::unknown("gate_reviews", r.id, e))?;
+            let outcome: Outcome = r
+                .outcome
+                .as_deref()
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e| aggregates::unknown("gate_reviews", r.id, e))?;
+            decisions
+                .entry(r.project_id)
+                .or_default()
+                .push((r.decide_time, r.id, phase, outcome));
+        }
+        for c in gate_condition::Entity::find()
+            .filter(gate_condition::Column::ProjectId.is_in(chunk.to_vec()))
+            .filter(gate_condition::Column::Closed.eq(false))
+            .all(conn)
+            .await
+            .map_err(db_error)?
+        {
+            let due = condition_due.entry(c.project_id).or_insert(c.due_date);
+            *due = std::cmp::min(*due, c.due_date);
+        }
+    }
+    let mut kpis_of: HashMap<Uuid, Vec<jalon_core::kpi::Kpi>> = HashMap::new();
+    for k in kpis::active_of_projects(conn, organisation_id, ids).await? {
+        kpis_of.entry(k.project_id).or_default().push(k);
+    }
+    let stats = aggregates::load_kpi_stats(conn, ids).await?;
+    let mut money = aggregates::load_money(conn, ids).await?;
+    let mut budgets = finance::budgets_of(conn, organisation_id, ids).await?;
+    let mut out = Vec::with_capacity(found.len());
+    for p in found {
+        let mut readiness = ItemCounts::default();
+        let mut heat: BTreeMap<(Phase, Concern), i64> = BTreeMap::new();
+        for (phase, concern, c) in counts.remove(&p.id).unwrap_or_default() {
+            if phase == p.phase {
+                readiness.add(c);
+            }
+            if c.open_high_risk != 0 {
+                *heat.entry((phase, concern)).or_default() += c.open_high_risk;
             }
         }
-        kpi_facts.push(KpiFacts {
-            name: k.name.clone(),
-            primary: k.primary,
-            baseline_count: r.baseline_count,
-            late_baseline: r.late_baseline,
-            cadence: k.cadence,
-            last_post_deployment: ms
-                .iter()
-                .filter(|m| m.stage == Stage::PostDeployment)
-                .map(|m| m.measure_time)
-                .max(),
-            relative_change: r.relative_change,
+        let mut kpi_facts = Vec::new();
+        let mut derived = Vec::new();
+        let mut ks = kpis_of.remove(&p.id).unwrap_or_default();
+        ks.sort_by_key(|k| k.id);
+        for k in &ks {
+            let s = stats.get(&k.id);
+            let (r, lines) = aggregates::kpi_outcome(k, s);
+            derived.extend(lines);
+            kpi_facts.push(KpiFacts {
+                name: k.name.clone(),
+                primary: k.primary,
+                baseline_count: r.baseline_count,
+                late_baseline: r.late_baseline,
+                cadence: k.cadence,
+                last_post_deployment: s.and_then(kpi::last_post_deployment),
+                relative_change: r.relative_change,
+            });
+        }
+        let f = finance::financials_of(
+            currency,
+            rate,
+            &money.remove(&p.id).unwrap_or_default(),
+            &derived,
+            budgets.remove(&p.id).as_ref(),
+        );
+        let mut decided = decisions.remove(&p.id).unwrap_or_default();
+        decided.sort_by_key(|(t, id, _, _)| (*t, *id));
+        out.push(ProjectFacts {
+            id: p.id,
+            name: p.details.name.as_str().to_owned(),
+            business_unit: p.details.business_unit.as_str().to_owned(),
+            phase: p.phase,
+            status: p.status,
+            ai_act_tier: p.details.ai_act_tier,
+            sponsor: p.details.sponsor_id.map(|id| SponsorFacts {
+                id,
+                active: active.get(&id).copied().unwrap_or(false),
+            }),
+            lead_id: p.details.lead_id,
+            create_time: p.create_time,
+            phase_history: p.phase_history,
+            underperforming: p.underperforming,
+            readiness: readiness.ratio(),
+            open_must_items: u32::try_from(readiness.must_open).unwrap_or(u32::MAX),
+            open_high_risk: heat.into_iter().map(|((p, c), n)| (p, c, n)).collect(),
+            decisions: decided.into_iter().map(|(_, _, p, o)| (p, o)).collect(),
+            open_condition_due: condition_due.remove(&p.id),
+            kpis: kpi_facts,
+            money: MoneyFacts {
+                budget_minor: f.budget.map(|b| b.minor_units()),
+                cost_by_category: f
+                    .cost_by_category
+                    .iter()
+                    .map(|(c, m)| (*c, m.minor_units()))
+                    .collect(),
+                recorded_benefit_minor: f.recorded_benefit.minor_units(),
+                derived_benefit_minor: f.derived_benefit.minor_units(),
+                paid_back: f.payback_month.is_some(),
+            },
         });
     }
-    let f = finance::financials_with(conn, organisation_id, project_id, currency, rate, derived)
-        .await?;
-    Ok(ProjectFacts {
-        id: p.id,
-        name: p.details.name.as_str().to_owned(),
-        business_unit: p.details.business_unit.as_str().to_owned(),
-        phase: p.phase,
-        status: p.status,
-        ai_act_tier: p.details.ai_act_tier,
-        sponsor,
-        lead_id: p.details.lead_id,
-        create_time: p.create_time,
-        phase_history: p.phase_history,
-        underperforming: p.underperforming,
-        readiness: current.ratio(),
-        open_must_items: u32::try_from(current.must_open.len()).unwrap_or(u32::MAX),
-        open_high_risk: heat.into_iter().map(|((p, c), n)| (p, c, n)).collect(),
-        decisions,
-        open_condition_due,
-        kpis: kpi_facts,
-        money: MoneyFacts {
-            budget_minor: f.budget.map(|b| b.minor_units()),
-            cost_by_category: f
-                .cost_by_category
-                .iter()
-                .map(|(c, m)| (*c, m.minor_units()))
-                .collect(),
-            recorded_benefit_minor: f.recorded_benefit.minor_units(),
-            derived_benefit_minor: f.derived_benefit.minor_units(),
-            paid_back: f.payback_month.is_some(),
-        },
-    })
+    Ok(out)
 }
 
 fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -203,16 +239,17 @@ fn figures_model(organisation_id: Uuid, f: &Figures, now: DateTime<Utc>) -> fig:
     }
 }
 
-fn figures_from(m: fig::Model) -> Figures {
-    Figures {
+fn figures_from(m: fig::Model) -> Result<Figures> {
+    let bad = |e: String| aggregates::unknown("project_figures", m.project_id, e);
+    Ok(Figures {
         project_id: m.project_id,
         name: m.name,
         business_unit: m.business_unit,
         sponsor_id: m.sponsor_id,
         lead_id: m.lead_id,
-        phase: m.phase.parse().unwrap_or(Phase::Ideation),
-        status: m.status.parse().unwrap_or(Status::Active),
-        ai_act_tier: m.ai_act_tier.parse().unwrap_or(AiActTier::Unassessed),
+        phase: m.phase.parse().map_err(bad)?,
+        status: m.status.parse().map_err(bad)?,
+        ai_act_tier: m.ai_act_tier.parse().map_err(bad)?,
         project_create_time: m.project_create_time,
         phase_enter_time: m.phase_enter_time,
         gate_watch_since: m.gate_watch_since,
@@ -228,7 +265,7 @@ fn figures_from(m: fig::Model) -> Figures {
         paid_back: m.paid_back,
         alert_bits: m.alert_bits,
         static_alert_count: m.static_alert_count,
-    }
+    })
 }
 
 /// Adds `deltas` to the organisation's counters (in name order, so that
@@ -267,13 +304,31 @@ async fn add_to_counters(
 
 /// Recomputes the figures of `project_ids` (of one organisation) and moves
 /// the organisation's counters by the difference. Runs in the caller's
-/// transaction.
+/// transaction; locks the projects' rows first (in id order) so that two
+/// writers never refresh one project from the same old contributions.
 pub(crate) async fn refresh(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
     project_ids: impl IntoIterator<Item = Uuid>,
 ) -> Result<()> {
-    let ids: BTreeSet<Uuid> = project_ids.into_iter().collect();
+    let ids: Vec<Uuid> = project_ids
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    crate::change::lock_project_rows(conn, organisation_id, &ids).await?;
+    refresh_locked(conn, organisation_id, &ids).await
+}
+
+/// [`refresh`] of projects whose rows the transaction holds.
+pub(crate) async fn refresh_locked(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    ids: &[Uuid],
+) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -289,9 +344,9 @@ pub(crate) async fn refresh(
     // transaction, so updating a counter once per project made a large
     // rebuild quadratic.
     let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
-    for project_id in ids {
-        let facts = gather(conn, organisation_id, project_id, currency, rate).await?;
-        apply(conn, organisation_id, &facts, now, &mut deltas).await?;
+    for chunk in ids.chunks(REBUILD_CHUNK) {
+        let facts = gather_many(conn, organisation_id, chunk, currency, rate).await?;
+        apply_many(conn, organisation_id, &facts, now, &mut deltas).await?;
     }
     add_to_counters(conn, organisation_id, &deltas).await
 }
@@ -315,135 +370,166 @@ pub(crate) async fn refresh_sponsored_by(
     refresh(conn, organisation_id, ids).await
 }
 
-/// Writes a project's figures, contributions and alerts, and adds the
-/// difference of its contributions to `deltas`.
-async fn apply(
+/// Writes projects' figures, contributions and alerts (a fixed number of
+/// statements per batch), and adds the difference of their contributions
+/// to `deltas`.
+async fn apply_many(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
-    facts: &ProjectFacts,
+    facts: &[ProjectFacts],
     now: DateTime<Utc>,
     deltas: &mut BTreeMap<String, i64>,
 ) -> Result<()> {
     use sea_orm::ActiveValue::Set;
-    let (figures, contributions, alerts) = portfolio::reduce(facts);
-    let project_id = facts.id;
-    let old: BTreeMap<String, i64> = contribution::Entity::find()
-        .filter(contribution::Column::ProjectId.eq(project_id))
-        .all(conn)
-        .await
-        .map_err(db_error)?
-        .into_iter()
-        .map(|c| (c.name, c.value))
-        .collect();
-    if old != contributions {
-        for (name, value) in &contributions {
-            *deltas.entry(name.clone()).or_default() += value;
-        }
-        for (name, value) in &old {
-            *deltas.entry(name.clone()).or_default() -= value;
-        }
-        contribution::Entity::delete_many()
-            .filter(contribution::Column::ProjectId.eq(project_id))
-            .exec(conn)
+    if facts.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = facts.iter().map(|f| f.id).collect();
+    let mut old: HashMap<Uuid, BTreeMap<String, i64>> = HashMap::new();
+    let mut existing_alerts: HashMap<Uuid, Vec<project_alert::Model>> = HashMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        for c in contribution::Entity::find()
+            .filter(contribution::Column::ProjectId.is_in(chunk.to_vec()))
+            .all(conn)
             .await
-            .map_err(db_error)?;
-        let rows: Vec<contribution::ActiveModel> = contributions
-            .iter()
-            .map(|(name, value)| contribution::ActiveModel {
-                project_id: Set(project_id),
-                name: Set(name.clone()),
-                organisation_id: Set(organisation_id),
-                value: Set(*value),
-            })
-            .collect();
-        for chunk in rows.chunks(CHUNK) {
-            contribution::Entity::insert_many(chunk.to_vec())
-                .exec(conn)
-                .await
-                .map_err(db_error)?;
+            .map_err(db_error)?
+        {
+            old.entry(c.project_id).or_default().insert(c.name, c.value);
+        }
+        for a in project_alert::Entity::find()
+            .filter(project_alert::Column::ProjectId.is_in(chunk.to_vec()))
+            .all(conn)
+            .await
+            .map_err(db_error)?
+        {
+            existing_alerts.entry(a.project_id).or_default().push(a);
         }
     }
-    fig::Entity::insert(figures_model(organisation_id, &figures, now))
-        .on_conflict(
-            OnConflict::column(fig::Column::ProjectId)
-                .update_columns([
-                    fig::Column::Name,
-                    fig::Column::BusinessUnit,
-                    fig::Column::SponsorId,
-                    fig::Column::LeadId,
-                    fig::Column::Phase,
-                    fig::Column::PhaseRank,
-                    fig::Column::Status,
-                    fig::Column::AiActTier,
-                    fig::Column::ProjectCreateTime,
-                    fig::Column::PhaseEnterTime,
-                    fig::Column::GateWatchSince,
-                    fig::Column::ReviewDueTime,
-                    fig::Column::ConditionDueDate,
-                    fig::Column::Readiness,
-                    fig::Column::OpenMustItems,
-                    fig::Column::KpiGain,
-                    fig::Column::BudgetMinor,
-                    fig::Column::CostMinor,
-                    fig::Column::BenefitMinor,
-                    fig::Column::RoiMicros,
-                    fig::Column::PaidBack,
-                    fig::Column::AlertBits,
-                    fig::Column::StaticAlertCount,
-                    fig::Column::UpdateTime,
-                ])
-                .to_owned(),
-        )
-        .exec(conn)
-        .await
-        .map_err(db_error)?;
-    let raised: BTreeMap<&str, &str> = alerts
-        .iter()
-        .map(|a| (a.kind.as_str(), a.reason.as_str()))
-        .collect();
-    let existing = project_alert::Entity::find()
-        .filter(project_alert::Column::ProjectId.eq(project_id))
-        .all(conn)
-        .await
-        .map_err(db_error)?;
-    let cleared: Vec<String> = existing
-        .iter()
-        .filter(|a| !raised.contains_key(a.kind.as_str()))
-        .map(|a| a.kind.clone())
-        .collect();
-    if !cleared.is_empty() {
-        project_alert::Entity::delete_many()
-            .filter(project_alert::Column::ProjectId.eq(project_id))
-            .filter(project_alert::Column::Kind.is_in(cleared))
-            .exec(conn)
-            .await
-            .map_err(db_error)?;
-    }
-    for (kind, reason) in raised {
-        match existing.iter().find(|a| a.kind == kind) {
-            Some(a) if a.reason == reason => {}
-            Some(_) => {
-                project_alert::Entity::update_many()
-                    .col_expr(project_alert::Column::Reason, Expr::value(reason))
-                    .filter(project_alert::Column::ProjectId.eq(project_id))
-                    .filter(project_alert::Column::Kind.eq(kind))
-                    .exec(conn)
-                    .await
-                    .map_err(db_error)?;
+    let mut changed: Vec<Uuid> = Vec::new();
+    let mut new_contributions: Vec<contribution::ActiveModel> = Vec::new();
+    let mut figures_rows: Vec<fig::ActiveModel> = Vec::with_capacity(facts.len());
+    let mut alerts_cleared: Vec<(Uuid, Vec<String>)> = Vec::new();
+    let mut alerts_new: Vec<project_alert::ActiveModel> = Vec::new();
+    let mut alerts_reworded: Vec<(Uuid, &'static str, String)> = Vec::new();
+    for f in facts {
+        let (figures, contributions, alerts) = portfolio::reduce(f);
+        let before = old.remove(&f.id).unwrap_or_default();
+        if before != contributions {
+            for (name, value) in &contributions {
+                *deltas.entry(name.clone()).or_default() += value;
             }
-            None => {
-                project_alert::Entity::insert(project_alert::ActiveModel {
-                    project_id: Set(project_id),
+            for (name, value) in &before {
+                *deltas.entry(name.clone()).or_default() -= value;
+            }
+            changed.push(f.id);
+            new_contributions.extend(contributions.iter().map(|(name, value)| {
+                contribution::ActiveModel {
+                    project_id: Set(f.id),
+                    name: Set(name.clone()),
+                    organisation_id: Set(organisation_id),
+                    value: Set(*value),
+                }
+            }));
+        }
+        figures_rows.push(figures_model(organisation_id, &figures, now));
+        let existing = existing_alerts.remove(&f.id).unwrap_or_default();
+        let raised: BTreeMap<&'static str, &str> = alerts
+            .iter()
+            .map(|a| (a.kind.as_str(), a.reason.as_str()))
+            .collect();
+        let cleared: Vec<String> = existing
+            .iter()
+            .filter(|a| !raised.contains_key(a.kind.as_str()))
+            .map(|a| a.kind.clone())
+            .collect();
+        if !cleared.is_empty() {
+            alerts_cleared.push((f.id, cleared));
+        }
+        for (kind, reason) in raised {
+            match existing.iter().find(|a| a.kind == kind) {
+                Some(a) if a.reason == reason => {}
+                Some(_) => alerts_reworded.push((f.id, kind, reason.to_owned())),
+                None => alerts_new.push(project_alert::ActiveModel {
+                    project_id: Set(f.id),
                     kind: Set(kind.to_owned()),
                     organisation_id: Set(organisation_id),
                     since: Set(now),
                     reason: Set(reason.to_owned()),
-                })
-                .exec(conn)
-                .await
-                .map_err(db_error)?;
+                }),
             }
         }
+    }
+    for chunk in changed.chunks(CHUNK) {
+        contribution::Entity::delete_many()
+            .filter(contribution::Column::ProjectId.is_in(chunk.to_vec()))
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
+    }
+    for chunk in new_contributions.chunks(CHUNK) {
+        contribution::Entity::insert_many(chunk.to_vec())
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
+    }
+    for chunk in figures_rows.chunks(CHUNK / 10) {
+        fig::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::column(fig::Column::ProjectId)
+                    .update_columns([
+                        fig::Column::Name,
+                        fig::Column::BusinessUnit,
+                        fig::Column::SponsorId,
+                        fig::Column::LeadId,
+                        fig::Column::Phase,
+                        fig::Column::PhaseRank,
+                        fig::Column::Status,
+                        fig::Column::AiActTier,
+                        fig::Column::ProjectCreateTime,
+                        fig::Column::PhaseEnterTime,
+                        fig::Column::GateWatchSince,
+                        fig::Column::ReviewDueTime,
+                        fig::Column::ConditionDueDate,
+                        fig::Column::Readiness,
+                        fig::Column::OpenMustItems,
+                        fig::Column::KpiGain,
+                        fig::Column::BudgetMinor,
+                        fig::Column::CostMinor,
+                        fig::Column::BenefitMinor,
+                        fig::Column::RoiMicros,
+                        fig::Column::PaidBack,
+                        fig::Column::AlertBits,
+                        fig::Column::StaticAlertCount,
+                        fig::Column::UpdateTime,
+                    ])
+                    .to_owned(),
+            )
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
+    }
+    for (project_id, kinds) in alerts_cleared {
+        project_alert::Entity::delete_many()
+            .filter(project_alert::Column::ProjectId.eq(project_id))
+            .filter(project_alert::Column::Kind.is_in(kinds))
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
+    }
+    for (project_id, kind, reason) in alerts_reworded {
+        project_alert::Entity::update_many()
+            .col_expr(project_alert::Column::Reason, Expr::value(reason))
+            .filter(project_alert::Column::ProjectId.eq(project_id))
+            .filter(project_alert::Column::Kind.eq(kind))
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
+    }
+    for chunk in alerts_new.chunks(CHUNK) {
+        project_alert::Entity::insert_many(chunk.to_vec())
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
     }
     Ok(())
 }
@@ -465,43 +551,86 @@ async fn plan_for_tables_growing_in(txn: &sea_orm::DatabaseTransaction) -> Resul
     Ok(())
 }
 
-/// Recomputes the figures and counters of every project of an organisation
-/// from scratch, in one transaction (writers wait meanwhile). Alerts keep
-/// the time they were first raised. Returns the number of projects.
+/// Recomputes an organisation's aggregates (money, KPI statistics,
+/// assessment counts), figures and counters from scratch, in one
+/// transaction (writers wait meanwhile), set-based: the aggregates in a
+/// handful of statements, then the figures a thousand projects at a time.
+/// Alerts keep the time they were first raised. Returns the number of
+/// projects.
 #[tracing::instrument(skip(db))]
 pub async fn rebuild(db: &DatabaseConnection, organisation_id: Uuid) -> Result<u64> {
     let txn = begin_write(db).await?;
     plan_for_tables_growing_in(&txn).await?;
     crate::people::lock_organisation(&txn, organisation_id).await?;
+    let n = rebuild_in(&txn, organisation_id).await?;
+    aggregate_rebuild::Entity::delete_by_id(organisation_id)
+        .exec(&txn)
+        .await
+        .map_err(db_error)?;
+    commit(txn).await?;
+    Ok(n)
+}
+
+async fn rebuild_in(txn: &sea_orm::DatabaseTransaction, organisation_id: Uuid) -> Result<u64> {
+    let started = std::time::Instant::now();
+    aggregates::recompute(txn, organisation_id).await?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "aggregates recomputed"
+    );
     contribution::Entity::delete_many()
         .filter(contribution::Column::OrganisationId.eq(organisation_id))
-        .exec(&txn)
+        .exec(txn)
         .await
         .map_err(db_error)?;
     counter::Entity::delete_many()
         .filter(counter::Column::OrganisationId.eq(organisation_id))
-        .exec(&txn)
+        .exec(txn)
         .await
         .map_err(db_error)?;
     let ids: Vec<Uuid> = project::Entity::find()
         .select_only()
         .column(project::Column::Id)
         .filter(project::Column::OrganisationId.eq(organisation_id))
+        .order_by_asc(project::Column::Id)
         .into_tuple()
-        .all(&txn)
+        .all(txn)
         .await
         .map_err(db_error)?;
-    let n = ids.len() as u64;
-    refresh(&txn, organisation_id, ids).await?;
-    commit(txn).await?;
-    Ok(n)
+    let total = ids.len();
+    let mut done = 0;
+    for chunk in ids.chunks(10 * REBUILD_CHUNK) {
+        refresh_locked(txn, organisation_id, chunk).await?;
+        done += chunk.len();
+        tracing::info!(
+            done,
+            total,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "portfolio rebuild progress"
+        );
+    }
+    Ok(total as u64)
 }
 
-/// Computes the figures of projects that have none (projects created before
-/// the portfolio existed), a batch per transaction. Returns how many.
+/// Brings old data up to date at startup: recomputes the aggregates and
+/// figures of organisations queued by a migration (`aggregate_rebuilds`),
+/// then computes the figures of projects that have none (projects created
+/// before the portfolio existed), a batch per transaction. Returns how many
+/// projects were computed.
 #[tracing::instrument(skip(db))]
 pub async fn backfill(db: &DatabaseConnection) -> Result<u64> {
     let mut done = 0;
+    let queued: Vec<Uuid> = aggregate_rebuild::Entity::find()
+        .select_only()
+        .column(aggregate_rebuild::Column::OrganisationId)
+        .into_tuple()
+        .all(db)
+        .await
+        .map_err(db_error)?;
+    for org in queued {
+        tracing::info!(organisation_id = %org, "recomputing the aggregates of an organisation (one-off, after an upgrade)");
+        done += rebuild(db, org).await?;
+    }
     loop {
         let missing: Vec<(Uuid, Uuid)> = project::Entity::find()
             .select_only()
@@ -956,12 +1085,10 @@ pub async fn list(
                     SortKey::Benefit => Key::Int(m.benefit_minor),
                     SortKey::Roi => m.roi_micros.map_or(Key::Null, Key::Int),
                     SortKey::Alerts => {
-                        let dynamic = portfolio::alerts_now(
-                            &figures_from(m.clone()),
-                            now,
-                            org.gate_overdue_days,
-                        )
-                        .len();
+                        let dynamic = match figures_from(m.clone()) {
+                            Ok(f) => portfolio::alerts_now(&f, now, org.gate_overdue_days).len(),
+                            Err(_) => 0,
+                        };
                         Key::Int(
                             i64::try_from(dynamic).unwrap_or(0) + i64::from(m.static_alert_count),
                         )
@@ -1006,13 +1133,13 @@ pub async fn list(
         .into_iter()
         .map(|m| {
             let stored = stored.remove(&m.project_id).unwrap_or_default();
-            let figures = figures_from(m);
-            Row {
+            let figures = figures_from(m)?;
+            Ok(Row {
                 alerts: alerts_of(&figures, &stored, now, org.gate_overdue_days),
                 figures,
-            }
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     Ok(RowPage {
         rows,
         next_page_token,
@@ -1104,7 +1231,7 @@ pub async fn alerts(
     let mut more = false;
     'rows: for m in models {
         let stored = stored.remove(&m.project_id).unwrap_or_default();
-        let f = figures_from(m);
+        let f = figures_from(m)?;
         for (k, since, reason) in alerts_of(&f, &stored, now, org.gate_overdue_days) {
             if kind.is_some_and(|want| want != k) {
                 continue;

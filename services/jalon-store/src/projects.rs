@@ -35,14 +35,22 @@ fn parse_opt<T: std::str::FromStr>(raw: Option<String>) -> Option<T> {
     raw.and_then(|r| r.parse().ok())
 }
 
-fn from_model(m: project::Model, tags: Vec<String>, phase_history: Vec<PhaseSpan>) -> Project {
+fn from_model(
+    m: project::Model,
+    tags: Vec<String>,
+    phase_history: Vec<PhaseSpan>,
+) -> Result<Project> {
+    let bad = |e: String| crate::aggregates::unknown("projects", m.id, e);
+    let ai_act_tier: AiActTier = m.ai_act_tier.parse().map_err(bad)?;
+    let phase: Phase = m.phase.parse().map_err(bad)?;
+    let status: Status = m.status.parse().map_err(bad)?;
     let expected_gain = match (m.expected_gain_minor, m.expected_gain_currency.as_deref()) {
         (Some(minor), Some(code)) => CurrencyCode::parse(code)
             .ok()
             .map(|c| Money::from_minor(minor, c)),
         _ => None,
     };
-    Project {
+    Ok(Project {
         id: m.id,
         organisation_id: m.organisation_id,
         details: ProjectDetails {
@@ -67,21 +75,21 @@ fn from_model(m: project::Model, tags: Vec<String>, phase_history: Vec<PhaseSpan
             execution: parse_opt(m.execution),
             hosting: parse_opt(m.hosting),
             personal_data: m.personal_data,
-            ai_act_tier: m.ai_act_tier.parse().unwrap_or(AiActTier::Unassessed),
+            ai_act_tier,
             ai_act_reason: m.ai_act_reason,
             sponsor_id: m.sponsor_id,
             lead_id: m.lead_id,
             planned_start: m.planned_start,
             planned_end: m.planned_end,
         },
-        phase: m.phase.parse().unwrap_or(Phase::Ideation),
-        status: m.status.parse().unwrap_or(Status::Active),
+        phase,
+        status,
         phase_history,
         underperforming: m.underperforming,
         create_time: m.create_time,
         update_time: m.update_time,
         version: m.version,
-    }
+    })
 }
 
 /// The columns a client sets, from validated details.
@@ -286,13 +294,15 @@ async fn hydrate(conn: &impl ConnectionTrait, rows: Vec<project::Model>) -> Resu
         .map_err(db_error)?
     {
         phases.entry(p.project_id).or_default().push(PhaseSpan {
-            phase: p.phase.parse().unwrap_or(Phase::Ideation),
+            phase: p
+                .phase
+                .parse()
+                .map_err(|e| crate::aggregates::unknown("project_phases", p.project_id, e))?,
             enter_time: p.enter_time,
             leave_time: p.leave_time,
         });
     }
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|m| {
             let id = m.id;
             from_model(
@@ -301,7 +311,7 @@ async fn hydrate(conn: &impl ConnectionTrait, rows: Vec<project::Model>) -> Resu
                 phases.remove(&id).unwrap_or_default(),
             )
         })
-        .collect())
+        .collect()
 }
 
 /// Reads a project of an organisation.
@@ -321,6 +331,25 @@ pub async fn get(conn: &impl ConnectionTrait, organisation_id: Uuid, id: Uuid) -
         .ok_or(Error::NotFound {
             resource: "project",
         })
+}
+
+/// Reads several projects of an organisation (those that exist there).
+pub(crate) async fn get_many(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    ids: Vec<Uuid>,
+) -> Result<Vec<Project>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(crate::aggregates::CHUNK) {
+        let rows = project::Entity::find()
+            .filter(project::Column::OrganisationId.eq(organisation_id))
+            .filter(project::Column::Id.is_in(chunk.to_vec()))
+            .all(conn)
+            .await
+            .map_err(db_error)?;
+        out.extend(hydrate(conn, rows).await?);
+    }
+    Ok(out)
 }
 
 /// The caller's membership and a project, read together by
@@ -398,7 +427,7 @@ pub async fn get_as_member(
     let phases = parse_phases(phases.as_deref())?;
     Ok(MemberRead {
         membership,
-        project: Some(from_model(model, tags, phases)),
+        project: Some(from_model(model, tags, phases)?),
     })
 }
 
@@ -458,7 +487,7 @@ fn parse_phases(json: Option<&str>) -> Result<Vec<PhaseSpan>> {
     rows.into_iter()
         .map(|(phase, enter, leave)| {
             Ok(PhaseSpan {
-                phase: phase.parse().unwrap_or(Phase::Ideation),
+                phase: phase.parse().map_err(|e| corrupt("phase history", e))?,
                 enter_time: time(&enter)?,
                 leave_time: leave.as_deref().map(time).transpose()?,
             })

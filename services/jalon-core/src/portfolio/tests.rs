@@ -198,7 +198,7 @@ fn summary_reads_counters() {
     assert_eq!(s.time_in_phase[1].median_days, 10);
     assert_eq!(s.money.cost.to_string(), "400.00");
     assert_eq!(s.money.net_value.to_string(), "200.00");
-    assert_eq!(s.money.roi, "0.5");
+    assert_eq!(s.money.roi, "0.500000");
     assert_eq!(s.money.paid_back_projects, 2);
     assert_eq!(
         s.risk_heat_map

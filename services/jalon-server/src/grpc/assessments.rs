@@ -382,7 +382,7 @@ impl AssessmentService for AssessmentApi {
         let rows = assessments::items(self.store.db(), project_id, Some(phase), None)
             .await
             .or_status()?;
-        let items = assessments::domain_items(&rows);
+        let items = assessments::domain_items(&rows).or_status()?;
         let overall = readiness(&items);
         let concerns = Concern::ALL
             .iter()

@@ -13,16 +13,20 @@ use jalon_store::{
     finance::{self, Cost, CostOutcome, NewCost},
     people::Membership,
 };
-use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use super::{
-    actor, authorise, caller, conversions as conv, member,
+    actor, authorise, caller, conversions as conv,
+    import::{self, Import, ImportLimits, RowStatus},
+    member,
     projects::{date_in, date_out, phase_in, phase_out},
     visible, visible_project,
 };
-use crate::error::{OrStatus, to_status};
+use crate::{
+    auth::Caller,
+    error::{OrStatus, to_status},
+};
 
 wire_enum!(
     pub(crate) category_in,
@@ -46,13 +50,12 @@ wire_enum!(
     "BENEFIT_KIND_"
 );
 
-const IMPORT_CHUNK: usize = 500;
-const IMPORT_MAX_ROWS: usize = 200_000;
-
 /// The handlers of `FinanceService`.
 #[derive(Clone)]
 pub struct FinanceApi {
     pub store: Store,
+    /// How much of an import's rows not accepted its answer carries.
+    pub imports: ImportLimits,
 }
 
 /// An amount in the organisation's currency: another currency is refused,
@@ -161,42 +164,68 @@ impl FinanceApi {
     }
 }
 
-fn import_result(row: i64, outcome: CostOutcome, response: &mut pb::ImportCostsResponse) {
-    let blank = pb::ImportCostResult {
-        row,
-        ..Default::default()
-    };
-    response.results.push(match outcome {
-        CostOutcome::Accepted(c) => {
-            response.accepted += 1;
-            pb::ImportCostResult {
-                status: pb::ImportCostStatus::Accepted as i32,
-                id: c.id.to_string(),
-                ..blank
-            }
-        }
-        CostOutcome::Duplicate(c) => {
-            response.duplicates += 1;
-            pb::ImportCostResult {
-                status: pb::ImportCostStatus::Duplicate as i32,
-                id: c.id.to_string(),
-                ..blank
-            }
-        }
-        CostOutcome::Rejected(e) => {
-            response.rejected += 1;
-            let field = match &e {
-                Error::InvalidArgument(v) => v.first().map(|x| x.field.clone()).unwrap_or_default(),
-                _ => String::new(),
-            };
-            pb::ImportCostResult {
-                status: pb::ImportCostStatus::Rejected as i32,
-                reason: e.to_string(),
-                field,
-                ..blank
-            }
-        }
-    });
+/// The caller's standing for a cost import: checked once, on the first
+/// message.
+pub struct CostSession {
+    currency: CurrencyCode,
+    actor: jalon_store::audit::Actor,
+    membership: Membership,
+}
+
+impl Import for FinanceApi {
+    type Message = pb::ImportCostsRequest;
+    type Wire = pb::Cost;
+    type Row = NewCost;
+    type Session = CostSession;
+
+    const KIND: &'static str = "cost";
+
+    fn organisation_id(message: &pb::ImportCostsRequest) -> &str {
+        &message.organisation_id
+    }
+
+    fn rows(message: pb::ImportCostsRequest) -> Vec<pb::Cost> {
+        message.costs
+    }
+
+    async fn open(&self, caller: &Caller, org: Uuid) -> Result<CostSession> {
+        let membership = member(authorise(&self.store, caller, Action::ImportCosts, org).await?)?;
+        let (currency, _) = self.organisation(org).await?;
+        Ok(CostSession {
+            currency,
+            actor: actor(caller, Some(&membership)),
+            membership,
+        })
+    }
+
+    fn parse(session: &CostSession, wire: &pb::Cost) -> Result<NewCost, (String, String)> {
+        new_cost(wire, session.currency, "")
+    }
+
+    /// The adapter to the store's batch call.
+    async fn write(
+        &self,
+        session: &CostSession,
+        org: Uuid,
+        rows: &[NewCost],
+    ) -> Result<Vec<import::Outcome>> {
+        let outcomes = finance::record_costs(
+            self.store.db(),
+            org,
+            rows,
+            &session.actor,
+            poster(session.membership),
+        )
+        .await?;
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                CostOutcome::Accepted(_) => import::Outcome::Accepted,
+                CostOutcome::Duplicate(c) => import::Outcome::Duplicate(c.id),
+                CostOutcome::Rejected(e) => import::Outcome::Rejected(e),
+            })
+            .collect())
+    }
 }
 
 #[tonic::async_trait]
@@ -276,110 +305,34 @@ impl FinanceService for FinanceApi {
     ) -> Result<Response<pb::ImportCostsResponse>, Status> {
         let caller = caller(&request)?;
         let extensions = request.extensions().clone();
-        let mut stream = request.into_inner();
-        let mut context: Option<(Uuid, CurrencyCode, jalon_store::audit::Actor, Membership)> = None;
-        let mut response = pb::ImportCostsResponse::default();
-        let mut pending: Vec<(i64, NewCost)> = Vec::new();
-        let mut row: i64 = 0;
-        while let Some(message) = stream.next().await {
-            let message = message?;
-            let this_org = conv::id("organisation_id", &message.organisation_id).or_status()?;
-            match &context {
-                None => {
-                    let membership = member(
-                        authorise(&self.store, &caller, Action::ImportCosts, this_org)
-                            .await
-                            .or_status()?,
-                    )
-                    .or_status()?;
-                    let (currency, _) = self.organisation(this_org).await.or_status()?;
-                    context = Some((
-                        this_org,
-                        currency,
-                        actor(&caller, Some(&membership)),
-                        membership,
-                    ));
-                }
-                Some((o, ..)) if *o != this_org => {
-                    return Err(Error::invalid(
-                        "organisation_id",
-                        "must be the same in every message of an import",
-                    ))
-                    .or_status();
-                }
-                Some(_) => {}
-            }
-            let Some((org, currency, actor_, membership)) = &context else {
-                continue;
-            };
-            for c in &message.costs {
-                if usize::try_from(row).unwrap_or(usize::MAX) >= IMPORT_MAX_ROWS {
-                    return Err(Error::invalid(
-                        "costs",
-                        format!("an import carries at most {IMPORT_MAX_ROWS} rows: split it"),
-                    ))
-                    .or_status();
-                }
-                match new_cost(c, *currency, "") {
-                    Ok(new) => pending.push((row, new)),
-                    Err((field, reason)) => {
-                        response.rejected += 1;
-                        response.results.push(pb::ImportCostResult {
-                            row,
-                            status: pb::ImportCostStatus::Rejected as i32,
-                            id: String::new(),
-                            reason,
-                            field,
-                        });
-                    }
-                }
-                row += 1;
-            }
-            if pending.len() >= IMPORT_CHUNK {
-                flush(
-                    &self.store,
-                    *org,
-                    &mut pending,
-                    actor_,
-                    *membership,
-                    &mut response,
-                )
-                .await
-                .or_status()?;
-            }
-        }
-        let Some((org, _, actor_, membership)) = &context else {
-            return Err(Error::invalid(
-                "organisation_id",
-                "an import needs at least one message",
-            ))
-            .or_status();
-        };
-        flush(
-            &self.store,
-            *org,
-            &mut pending,
-            actor_,
-            *membership,
-            &mut response,
-        )
-        .await
-        .or_status()?;
-        response.results.sort_by_key(|r| r.row);
-        crate::metrics::rows_imported(
+        let summary = import::run(
+            self,
+            &caller,
             &extensions,
-            "cost",
-            response.accepted,
-            response.duplicates,
-            response.rejected,
-        );
-        tracing::info!(
-            accepted = response.accepted,
-            duplicates = response.duplicates,
-            rejected = response.rejected,
-            "costs imported"
-        );
-        Ok(Response::new(response))
+            request.into_inner(),
+            self.imports,
+        )
+        .await?;
+        Ok(Response::new(pb::ImportCostsResponse {
+            results: summary
+                .results
+                .into_iter()
+                .map(|r| pb::ImportCostResult {
+                    row: r.row,
+                    status: match r.status {
+                        RowStatus::Duplicate => pb::ImportCostStatus::Duplicate,
+                        RowStatus::Rejected => pb::ImportCostStatus::Rejected,
+                    } as i32,
+                    id: r.id,
+                    reason: r.reason,
+                    field: r.field,
+                })
+                .collect(),
+            accepted: summary.accepted,
+            duplicates: summary.duplicates,
+            rejected: summary.rejected,
+            omitted_results: summary.omitted,
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -645,10 +598,7 @@ impl FinanceService for FinanceApi {
             recorded_benefit: Some(conv::money_out(f.recorded_benefit)),
             derived_benefit: Some(conv::money_out(f.derived_benefit)),
             net_value: Some(conv::money_out(f.net_value)),
-            roi: f
-                .roi
-                .map(|r| r.round_dp(6).normalize().to_string())
-                .unwrap_or_default(),
+            roi: jalon_core::finance::roi_text(f.roi),
             payback_month: date_out(f.payback_month),
             npv: Some(conv::money_out(f.npv)),
             budget: f.budget.map(conv::money_out),
@@ -665,23 +615,4 @@ impl FinanceService for FinanceApi {
             kpi_gains,
         }))
     }
-}
-
-async fn flush(
-    store: &Store,
-    org: Uuid,
-    pending: &mut Vec<(i64, NewCost)>,
-    actor: &jalon_store::audit::Actor,
-    membership: Membership,
-    response: &mut pb::ImportCostsResponse,
-) -> Result<()> {
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<NewCost> = pending.iter().map(|(_, c)| c.clone()).collect();
-    let outcomes = finance::record_costs(store.db(), org, &rows, actor, poster(membership)).await?;
-    for ((row, _), outcome) in pending.drain(..).zip(outcomes) {
-        import_result(row, outcome, response);
-    }
-    Ok(())
 }

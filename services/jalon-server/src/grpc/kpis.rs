@@ -18,16 +18,20 @@ use jalon_store::{
 };
 use prost_types::Timestamp;
 use rust_decimal::Decimal;
-use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use super::{
-    actor, authorise, caller, conversions as conv, member,
+    actor, authorise, caller, conversions as conv,
+    import::{self, Import, ImportLimits, RowStatus},
+    member,
     projects::{date_in, date_out},
     visible, visible_project,
 };
-use crate::error::{OrStatus, to_status};
+use crate::{
+    auth::Caller,
+    error::{OrStatus, to_status},
+};
 
 wire_enum!(unit_in, unit_out, pb::UnitKind, UnitKind, "UNIT_KIND_");
 wire_enum!(
@@ -54,15 +58,12 @@ wire_enum!(
     "MEASUREMENT_SOURCE_"
 );
 
-/// Rows of an import written per transaction.
-const IMPORT_CHUNK: usize = 500;
-/// Rows one import stream may carry.
-const IMPORT_MAX_ROWS: usize = 200_000;
-
 /// The handlers of `KpiService`.
 #[derive(Clone)]
 pub struct KpiApi {
     pub store: Store,
+    /// How much of an import's rows not accepted its answer carries.
+    pub imports: ImportLimits,
 }
 
 pub fn kpi_to_proto(k: Kpi) -> pb::Kpi {
@@ -326,13 +327,68 @@ impl KpiApi {
     }
 }
 
-fn outcome_error(e: &Error) -> (String, String) {
-    match e {
-        Error::InvalidArgument(v) => (
-            v.first().map(|x| x.field.clone()).unwrap_or_default(),
-            e.to_string(),
-        ),
-        _ => (String::new(), e.to_string()),
+/// The caller's standing for a measurement import: checked once, on the
+/// first message.
+pub struct MeasurementSession {
+    actor: jalon_store::audit::Actor,
+    membership: Membership,
+}
+
+impl Import for KpiApi {
+    type Message = pb::ImportMeasurementsRequest;
+    type Wire = pb::Measurement;
+    type Row = NewMeasurement;
+    type Session = MeasurementSession;
+
+    const KIND: &'static str = "measurement";
+
+    fn organisation_id(message: &pb::ImportMeasurementsRequest) -> &str {
+        &message.organisation_id
+    }
+
+    fn rows(message: pb::ImportMeasurementsRequest) -> Vec<pb::Measurement> {
+        message.measurements
+    }
+
+    async fn open(&self, caller: &Caller, org: Uuid) -> Result<MeasurementSession> {
+        let membership =
+            member(authorise(&self.store, caller, Action::ImportMeasurements, org).await?)?;
+        Ok(MeasurementSession {
+            actor: actor(caller, Some(&membership)),
+            membership,
+        })
+    }
+
+    fn parse(
+        _: &MeasurementSession,
+        wire: &pb::Measurement,
+    ) -> Result<NewMeasurement, (String, String)> {
+        new_measurement(wire, "")
+    }
+
+    /// The adapter to the store's batch call.
+    async fn write(
+        &self,
+        session: &MeasurementSession,
+        org: Uuid,
+        rows: &[NewMeasurement],
+    ) -> Result<Vec<import::Outcome>> {
+        let outcomes = kpis::record(
+            self.store.db(),
+            org,
+            rows,
+            &session.actor,
+            Self::recorder(session.membership),
+        )
+        .await?;
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Outcome::Accepted(_) => import::Outcome::Accepted,
+                Outcome::Duplicate(m) => import::Outcome::Duplicate(m.id),
+                Outcome::Rejected(e) => import::Outcome::Rejected(e),
+            })
+            .collect())
     }
 }
 
@@ -592,94 +648,34 @@ impl KpiService for KpiApi {
     ) -> Result<Response<pb::ImportMeasurementsResponse>, Status> {
         let caller = caller(&request)?;
         let extensions = request.extensions().clone();
-        let mut stream = request.into_inner();
-        let mut org: Option<Uuid> = None;
-        let mut recorder = None;
-        let mut actor_ = None;
-        let mut response = pb::ImportMeasurementsResponse::default();
-        let mut pending: Vec<(i64, NewMeasurement)> = Vec::new();
-        let mut row: i64 = 0;
-        while let Some(message) = stream.next().await {
-            let message = message?;
-            let this_org = conv::id("organisation_id", &message.organisation_id).or_status()?;
-            match org {
-                None => {
-                    let membership = member(
-                        authorise(&self.store, &caller, Action::ImportMeasurements, this_org)
-                            .await
-                            .or_status()?,
-                    )
-                    .or_status()?;
-                    actor_ = Some(actor(&caller, Some(&membership)));
-                    recorder = Some(Self::recorder(membership));
-                    org = Some(this_org);
-                }
-                Some(o) if o != this_org => {
-                    return Err(Error::invalid(
-                        "organisation_id",
-                        "must be the same in every message of an import",
-                    ))
-                    .or_status();
-                }
-                Some(_) => {}
-            }
-            for m in &message.measurements {
-                if usize::try_from(row).unwrap_or(usize::MAX) >= IMPORT_MAX_ROWS {
-                    return Err(Error::invalid(
-                        "measurements",
-                        format!("an import carries at most {IMPORT_MAX_ROWS} rows: split it"),
-                    ))
-                    .or_status();
-                }
-                match new_measurement(m, "") {
-                    Ok(new) => pending.push((row, new)),
-                    Err((field, reason)) => {
-                        response.rejected += 1;
-                        response.results.push(pb::ImportRowResult {
-                            row,
-                            status: pb::ImportRowStatus::Rejected as i32,
-                            id: String::new(),
-                            reason,
-                            field,
-                        });
-                    }
-                }
-                row += 1;
-            }
-            if pending.len() >= IMPORT_CHUNK
-                && let (Some(o), Some(r), Some(a)) = (org, recorder.as_ref(), actor_.as_ref())
-            {
-                flush(&self.store, o, &mut pending, a, r, &mut response)
-                    .await
-                    .or_status()?;
-            }
-        }
-        if let (Some(o), Some(r), Some(a)) = (org, recorder.as_ref(), actor_.as_ref()) {
-            flush(&self.store, o, &mut pending, a, r, &mut response)
-                .await
-                .or_status()?;
-        } else {
-            return Err(Error::invalid(
-                "organisation_id",
-                "an import needs at least one message",
-            ))
-            .or_status();
-        }
-        response.results.sort_by_key(|r| r.row);
-        crate::metrics::rows_imported(
+        let summary = import::run(
+            self,
+            &caller,
             &extensions,
-            "measurement",
-            response.accepted,
-            response.duplicates,
-            response.rejected,
-        );
-        tracing::info!(
-            accepted = response.accepted,
-            duplicates = response.duplicates,
-            rejected = response.rejected,
-            "measurements imported"
-        );
-        Ok(Response::new(response))
+            request.into_inner(),
+            self.imports,
+        )
+        .await?;
+        Ok(Response::new(pb::ImportMeasurementsResponse {
+            results: summary
+                .results
+                .into_iter()
+                .map(|r| pb::ImportRowResult {
+                    row: r.row,
+                    status: match r.status {
+                        RowStatus::Duplicate => pb::ImportRowStatus::Duplicate,
+                        RowStatus::Rejected => pb::ImportRowStatus::Rejected,
+                    } as i32,
+                    id: r.id,
+                    reason: r.reason,
+                    field: r.field,
+                })
+                .collect(),
+            accepted: summary.accepted,
+            duplicates: summary.duplicates,
+            rejected: summary.rejected,
+            omitted_results: summary.omitted,
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -737,56 +733,4 @@ impl KpiService for KpiApi {
             kpi: Some(kpi_to_proto(k)),
         }))
     }
-}
-
-/// Writes the pending rows of an import and reports each.
-async fn flush(
-    store: &Store,
-    org: Uuid,
-    pending: &mut Vec<(i64, NewMeasurement)>,
-    actor: &jalon_store::audit::Actor,
-    recorder: &impl Fn(&Project) -> Result<()>,
-    response: &mut pb::ImportMeasurementsResponse,
-) -> Result<()> {
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<NewMeasurement> = pending.iter().map(|(_, m)| m.clone()).collect();
-    let outcomes = kpis::record(store.db(), org, &rows, actor, recorder).await?;
-    for ((row, _), outcome) in pending.drain(..).zip(outcomes) {
-        response.results.push(match outcome {
-            Outcome::Accepted(m) => {
-                response.accepted += 1;
-                pb::ImportRowResult {
-                    row,
-                    status: pb::ImportRowStatus::Accepted as i32,
-                    id: m.id.to_string(),
-                    reason: String::new(),
-                    field: String::new(),
-                }
-            }
-            Outcome::Duplicate(m) => {
-                response.duplicates += 1;
-                pb::ImportRowResult {
-                    row,
-                    status: pb::ImportRowStatus::Duplicate as i32,
-                    id: m.id.to_string(),
-                    reason: String::new(),
-                    field: String::new(),
-                }
-            }
-            Outcome::Rejected(e) => {
-                response.rejected += 1;
-                let (field, reason) = outcome_error(&e);
-                pb::ImportRowResult {
-                    row,
-                    status: pb::ImportRowStatus::Rejected as i32,
-                    id: String::new(),
-                    reason,
-                    field,
-                }
-            }
-        });
-    }
-    Ok(())
 }

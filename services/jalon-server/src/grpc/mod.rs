@@ -42,6 +42,7 @@ pub mod audit;
 pub mod conversions;
 pub mod finance;
 pub mod gates;
+pub mod import;
 pub mod kpis;
 pub mod organisations;
 pub mod people;

@@ -168,7 +168,7 @@ fn row_out(row: Row, currency: CurrencyCode, now: DateTime<Utc>) -> pb::Portfoli
         budget: budget_minor.map(money),
         cost: Some(money(cost_minor)),
         benefit: Some(money(benefit_minor)),
-        roi: jalon_core::portfolio::ratio(benefit_minor - cost_minor, cost_minor, 6),
+        roi: jalon_core::finance::roi_text(jalon_core::finance::roi(cost_minor, benefit_minor)),
         paid_back,
         alerts: alerts.iter().map(|(k, _, _)| alert_kind_out(*k)).collect(),
         create_time: Some(conv::timestamp(project_create_time)),

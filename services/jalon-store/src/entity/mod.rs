@@ -1,5 +1,7 @@
 //! sea-orm entities: one per table, mirroring the migrations.
 
+pub mod aggregate_rebuild;
+pub mod assessment_count;
 pub mod assessment_item;
 pub mod audit_event;
 pub mod audit_head;
@@ -16,6 +18,7 @@ pub mod gate_waiver;
 pub mod idempotency_key;
 pub mod kpi;
 pub mod kpi_measurement;
+pub mod kpi_stats;
 pub mod organisation;
 pub mod person;
 pub mod portfolio_contribution;
@@ -23,6 +26,7 @@ pub mod portfolio_counter;
 pub mod project;
 pub mod project_alert;
 pub mod project_figures;
+pub mod project_money;
 pub mod project_phase;
 pub mod project_tag;
 pub mod question_bank;

@@ -1,0 +1,678 @@
+//! The running aggregates a project's figures are computed from, kept by
+//! the writes in their transaction (issue 11): money by month, nature,
+//! category and phase; KPI statistics by stage and review period;
+//! assessment counts by phase and concern. A write adds what it changes to
+//! the few rows it touches (read, merged with checked sums, written back,
+//! under the project's row lock); the refresh of a project's figures reads
+//! its aggregate rows, never its history. [`recompute`] rebuilds them from
+//! the raw rows (what `jalon rebuild-portfolio` and the tests compare with).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{Datelike, NaiveDate};
+use jalon_core::{
+    Error, Result,
+    assessment::{ItemCounts, QuestionKind},
+    finance::{BenefitLine, CostCategory, CostLine},
+    kpi::{self, Bucket, Kpi, KpiStats, Measurement, Stage},
+    project::Phase,
+};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    sea_query::{Expr, OnConflict},
+};
+use uuid::Uuid;
+
+use crate::{
+    entity::{
+        assessment_count as count, assessment_item as item, kpi_stats as stat,
+        project_money as money,
+    },
+    error::db_error,
+};
+
+/// Rows per multi-row INSERT or IN list (well under both databases'
+/// parameter limits).
+pub(crate) const CHUNK: usize = 500;
+
+/// A money row's nature.
+pub(crate) const COST: &str = "COST";
+pub(crate) const BENEFIT: &str = "BENEFIT";
+
+/// The largest amount a total may reach, in minor units.
+const MAX_TOTAL: i64 = i64::MAX;
+
+/// The first day of `d`'s month: money is bucketed by month.
+pub(crate) fn month_of(d: NaiveDate) -> NaiveDate {
+    NaiveDate::from_ymd_opt(d.year(), d.month(), 1).unwrap_or(d)
+}
+
+/// A stored value the code does not know: an error naming the row, never a
+/// silent default.
+pub(crate) fn unknown(table: &str, key: impl std::fmt::Display, what: String) -> Error {
+    Error::Internal(format!("{table} row {key}: {what}"))
+}
+
+/// The key of a money row.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct MoneyKey {
+    pub project_id: Uuid,
+    pub nature: &'static str,
+    pub month: NaiveDate,
+    /// Empty for a benefit.
+    pub category: &'static str,
+    /// Empty for a benefit.
+    pub phase: &'static str,
+}
+
+impl MoneyKey {
+    pub fn cost(project_id: Uuid, date: NaiveDate, category: CostCategory, phase: Phase) -> Self {
+        Self {
+            project_id,
+            nature: COST,
+            month: month_of(date),
+            category: category.as_str(),
+            phase: phase.as_str(),
+        }
+    }
+
+    pub fn benefit(project_id: Uuid, date: NaiveDate) -> Self {
+        Self {
+            project_id,
+            nature: BENEFIT,
+            month: month_of(date),
+            category: "",
+            phase: "",
+        }
+    }
+}
+
+fn overflow(key: &MoneyKey) -> Error {
+    Error::precondition(
+        "TOTAL_OVERFLOW",
+        format!("projects/{}", key.project_id),
+        format!(
+            "the project's {} of {} would exceed the largest total kept ({MAX_TOTAL} minor units): the write is refused",
+            key.nature.to_lowercase(),
+            key.month.format("%Y-%m")
+        ),
+    )
+}
+
+/// Adds amounts to the money rows of their keys (several lines may share a
+/// key), with checked sums: a total that would overflow refuses the write.
+pub(crate) async fn add_money(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    lines: impl IntoIterator<Item = (MoneyKey, i64)>,
+) -> Result<()> {
+    use sea_orm::ActiveValue::Set;
+    let mut delta: BTreeMap<MoneyKey, (i64, i64)> = BTreeMap::new();
+    for (key, amount) in lines {
+        let slot = delta.entry(key.clone()).or_default();
+        slot.0 = slot.0.checked_add(amount).ok_or_else(|| overflow(&key))?;
+        slot.1 += 1;
+    }
+    if delta.is_empty() {
+        return Ok(());
+    }
+    let projects: BTreeSet<Uuid> = delta.keys().map(|k| k.project_id).collect();
+    let months: BTreeSet<NaiveDate> = delta.keys().map(|k| k.month).collect();
+    // (project, nature, month, category, phase) -> (amount, lines)
+    type Row = (Uuid, String, NaiveDate, String, String);
+    let mut existing: HashMap<Row, (i64, i64)> = HashMap::new();
+    for ids in projects.iter().copied().collect::<Vec<_>>().chunks(CHUNK) {
+        for r in money::Entity::find()
+            .filter(money::Column::ProjectId.is_in(ids.to_vec()))
+            .filter(money::Column::Month.is_in(months.iter().copied()))
+            .all(conn)
+            .await
+            .map_err(db_error)?
+        {
+            existing.insert(
+                (r.project_id, r.nature, r.month, r.category, r.phase),
+                (r.amount_minor, r.lines),
+            );
+        }
+    }
+    let mut rows = Vec::with_capacity(delta.len());
+    for (key, (amount, lines)) in delta {
+        let (old_amount, old_lines) = existing
+            .get(&(
+                key.project_id,
+                key.nature.to_owned(),
+                key.month,
+                key.category.to_owned(),
+                key.phase.to_owned(),
+            ))
+            .copied()
+            .unwrap_or_default();
+        let total = old_amount
+            .checked_add(amount)
+            .ok_or_else(|| overflow(&key))?;
+        rows.push(money::ActiveModel {
+            project_id: Set(key.project_id),
+            nature: Set(key.nature.to_owned()),
+            month: Set(key.month),
+            category: Set(key.category.to_owned()),
+            phase: Set(key.phase.to_owned()),
+            organisation_id: Set(organisation_id),
+            amount_minor: Set(total),
+            lines: Set(old_lines + lines),
+        });
+    }
+    for chunk in rows.chunks(CHUNK) {
+        money::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::columns([
+                    money::Column::ProjectId,
+                    money::Column::Nature,
+                    money::Column::Month,
+                    money::Column::Category,
+                    money::Column::Phase,
+                ])
+                .update_columns([money::Column::AmountMinor, money::Column::Lines])
+                .to_owned(),
+            )
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// A project's money as the money rules see it: costs and recorded
+/// benefits, one line per month (and category and phase), dated the first
+/// of the month (which is all payback and NPV look at).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct MoneyLines {
+    pub costs: Vec<CostLine>,
+    pub recorded: Vec<BenefitLine>,
+}
+
+/// The money rows of projects.
+pub(crate) async fn load_money(
+    conn: &impl ConnectionTrait,
+    project_ids: &[Uuid],
+) -> Result<HashMap<Uuid, MoneyLines>> {
+    let mut out: HashMap<Uuid, MoneyLines> = HashMap::new();
+    for ids in project_ids.chunks(CHUNK) {
+        for r in money::Entity::find()
+            .filter(money::Column::ProjectId.is_in(ids.to_vec()))
+            .all(conn)
+            .await
+            .map_err(db_error)?
+        {
+            let lines = out.entry(r.project_id).or_default();
+            let key = || format!("({}, {}, {})", r.project_id, r.nature, r.month);
+            match r.nature.as_str() {
+                COST => lines.costs.push(CostLine {
+                    amount_minor: r.amount_minor,
+                    category: r
+                        .category
+                        .parse()
+                        .map_err(|e| unknown("project_money", key(), e))?,
+                    phase: r
+                        .phase
+                        .parse()
+                        .map_err(|e| unknown("project_money", key(), e))?,
+                    date: r.month,
+                }),
+                BENEFIT => lines.recorded.push(BenefitLine {
+                    amount_minor: r.amount_minor,
+                    date: r.month,
+                }),
+                other => {
+                    return Err(unknown(
+                        "project_money",
+                        key(),
+                        format!("unknown nature '{other}'"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn stat_row(
+    organisation_id: Uuid,
+    project_id: Uuid,
+    kpi_id: Uuid,
+    (stage, period): &(Stage, String),
+    b: &Bucket,
+) -> stat::ActiveModel {
+    use sea_orm::ActiveValue::Set;
+    stat::ActiveModel {
+        kpi_id: Set(kpi_id),
+        stage: Set(stage.as_str().to_owned()),
+        period: Set(period.clone()),
+        organisation_id: Set(organisation_id),
+        project_id: Set(project_id),
+        count: Set(i64::try_from(b.count).unwrap_or(i64::MAX)),
+        sum_value: Set(b.sum),
+        first_time: Set(b.first_time),
+        last_time: Set(b.last_time),
+        last_value: Set(b.last_value),
+        late_count: Set(i64::try_from(b.late).unwrap_or(i64::MAX)),
+        incomplete: Set(i64::try_from(b.incomplete).unwrap_or(i64::MAX)),
+        pooled_n: Set(b.pooled_n),
+        pooled_sum: Set(b.pooled_sum),
+        pooled_ss: Set(b.pooled_ss),
+    }
+}
+
+fn bucket_from(r: &stat::Model) -> Result<((Stage, String), Bucket)> {
+    let stage: Stage = r
+        .stage
+        .parse()
+        .map_err(|e| unknown("kpi_stats", r.kpi_id, e))?;
+    let count =
+        |v: i64| u64::try_from(v).map_err(|e| unknown("kpi_stats", r.kpi_id, e.to_string()));
+    Ok((
+        (stage, r.period.clone()),
+        Bucket {
+            count: count(r.count)?,
+            sum: r.sum_value,
+            first_time: r.first_time,
+            last_time: r.last_time,
+            last_value: r.last_value,
+            late: count(r.late_count)?,
+            incomplete: count(r.incomplete)?,
+            pooled_n: r.pooled_n,
+            pooled_sum: r.pooled_sum,
+            pooled_ss: r.pooled_ss,
+        },
+    ))
+}
+
+async fn write_stats(conn: &impl ConnectionTrait, rows: Vec<stat::ActiveModel>) -> Result<()> {
+    for chunk in rows.chunks(CHUNK) {
+        stat::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::columns([
+                    stat::Column::KpiId,
+                    stat::Column::Stage,
+                    stat::Column::Period,
+                ])
+                .update_columns([
+                    stat::Column::Count,
+                    stat::Column::SumValue,
+                    stat::Column::FirstTime,
+                    stat::Column::LastTime,
+                    stat::Column::LastValue,
+                    stat::Column::LateCount,
+                    stat::Column::Incomplete,
+                    stat::Column::PooledN,
+                    stat::Column::PooledSum,
+                    stat::Column::PooledSs,
+                ])
+                .to_owned(),
+            )
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// Adds recorded measurements (in the order they were recorded) to their
+/// KPIs' statistics.
+pub(crate) async fn add_measurements(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    recorded: &[(&Kpi, &Measurement)],
+) -> Result<()> {
+    let mut delta: BTreeMap<Uuid, (Uuid, KpiStats)> = BTreeMap::new();
+    for (k, m) in recorded {
+        let (_, stats) = delta
+            .entry(k.id)
+            .or_insert_with(|| (k.project_id, KpiStats::new()));
+        kpi::accumulate(stats, k.cadence, [*m]);
+    }
+    if delta.is_empty() {
+        return Ok(());
+    }
+    let periods: BTreeSet<String> = delta
+        .values()
+        .flat_map(|(_, s)| s.keys().map(|(_, p)| p.clone()))
+        .collect();
+    let kpi_ids: Vec<Uuid> = delta.keys().copied().collect();
+    let mut existing: HashMap<(Uuid, (Stage, String)), Bucket> = HashMap::new();
+    for ids in kpi_ids.chunks(CHUNK) {
+        for r in stat::Entity::find()
+            .filter(stat::Column::KpiId.is_in(ids.to_vec()))
+            .filter(stat::Column::Period.is_in(periods.iter().cloned()))
+            .all(conn)
+            .await
+            .map_err(db_error)?
+        {
+            let (key, b) = bucket_from(&r)?;
+            existing.insert((r.kpi_id, key), b);
+        }
+    }
+    let mut rows = Vec::new();
+    for (kpi_id, (project_id, stats)) in delta {
+        for (key, later) in stats {
+            let merged = match existing.remove(&(kpi_id, key.clone())) {
+                Some(mut b) => {
+                    b.merge(&later);
+                    b
+                }
+                None => later,
+            };
+            rows.push(stat_row(organisation_id, project_id, kpi_id, &key, &merged));
+        }
+    }
+    write_stats(conn, rows).await
+}
+
+/// Recomputes one KPI's statistics from its measurements (after its review
+/// cadence changed, which regroups its periods).
+pub(crate) async fn recompute_kpi(conn: &impl ConnectionTrait, k: &Kpi) -> Result<()> {
+    stat::Entity::delete_many()
+        .filter(stat::Column::KpiId.eq(k.id))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    let ms = crate::kpis::measurements_in_record_order(conn, k.id).await?;
+    let mut stats = KpiStats::new();
+    kpi::accumulate(&mut stats, k.cadence, &ms);
+    write_stats(
+        conn,
+        stats
+            .iter()
+            .map(|(key, b)| stat_row(k.organisation_id, k.project_id, k.id, key, b))
+            .collect(),
+    )
+    .await
+}
+
+/// The statistics of the KPIs of projects, by KPI.
+pub(crate) async fn load_kpi_stats(
+    conn: &impl ConnectionTrait,
+    project_ids: &[Uuid],
+) -> Result<HashMap<Uuid, KpiStats>> {
+    let mut out: HashMap<Uuid, KpiStats> = HashMap::new();
+    for ids in project_ids.chunks(CHUNK) {
+        for r in stat::Entity::find()
+            .filter(stat::Column::ProjectId.is_in(ids.to_vec()))
+            .all(conn)
+            .await
+            .map_err(db_error)?
+        {
+            let (key, b) = bucket_from(&r)?;
+            out.entry(r.kpi_id).or_default().insert(key, b);
+        }
+    }
+    Ok(out)
+}
+
+/// The statistics of one KPI.
+pub async fn kpi_stats(conn: &impl ConnectionTrait, kpi_id: Uuid) -> Result<KpiStats> {
+    stat::Entity::find()
+        .filter(stat::Column::KpiId.eq(kpi_id))
+        .all(conn)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(bucket_from)
+        .collect()
+}
+
+/// Adds item counts to their (project, phase, concern) rows.
+pub(crate) async fn add_item_counts(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    deltas: impl IntoIterator<Item = (Uuid, Phase, jalon_core::assessment::Concern, ItemCounts)>,
+) -> Result<()> {
+    use sea_orm::ActiveValue::Set;
+    let mut by_key: BTreeMap<(Uuid, &'static str, &'static str), ItemCounts> = BTreeMap::new();
+    for (project_id, phase, concern, c) in deltas {
+        by_key
+            .entry((project_id, phase.as_str(), concern.as_str()))
+            .or_default()
+            .add(c);
+    }
+    let rows: Vec<count::ActiveModel> = by_key
+        .into_iter()
+        .filter(|(_, c)| !c.is_zero())
+        .map(|((project_id, phase, concern), c)| count::ActiveModel {
+            project_id: Set(project_id),
+            phase: Set(phase.to_owned()),
+            concern: Set(concern.to_owned()),
+            organisation_id: Set(organisation_id),
+            should_applicable_weight: Set(c.should_applicable_weight),
+            should_done_weight: Set(c.should_done_weight),
+            must_open: Set(c.must_open),
+            open_high_risk: Set(c.open_high_risk),
+        })
+        .collect();
+    let add = |col: &str| Expr::cust(format!("assessment_counts.{col} + excluded.{col}"));
+    for chunk in rows.chunks(CHUNK) {
+        count::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::columns([
+                    count::Column::ProjectId,
+                    count::Column::Phase,
+                    count::Column::Concern,
+                ])
+                .value(
+                    count::Column::ShouldApplicableWeight,
+                    add("should_applicable_weight"),
+                )
+                .value(count::Column::ShouldDoneWeight, add("should_done_weight"))
+                .value(count::Column::MustOpen, add("must_open"))
+                .value(count::Column::OpenHighRisk, add("open_high_risk"))
+                .to_owned(),
+            )
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// The counts of an item row.
+pub(crate) fn item_counts(
+    r: &item::Model,
+) -> Result<(Phase, jalon_core::assessment::Concern, ItemCounts)> {
+    let key = || format!("({}, {})", r.project_id, r.key);
+    let phase: Phase = r
+        .phase
+        .parse()
+        .map_err(|e| unknown("assessment_items", key(), e))?;
+    let concern = r
+        .concern
+        .parse()
+        .map_err(|e| unknown("assessment_items", key(), e))?;
+    let kind: QuestionKind = r
+        .kind
+        .parse()
+        .map_err(|e| unknown("assessment_items", key(), e))?;
+    let status = r
+        .status
+        .parse()
+        .map_err(|e| unknown("assessment_items", key(), e))?;
+    let risk = r
+        .risk
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e| unknown("assessment_items", key(), e))?;
+    let weight =
+        u32::try_from(r.weight).map_err(|e| unknown("assessment_items", key(), e.to_string()))?;
+    Ok((phase, concern, ItemCounts::of(kind, weight, status, risk)))
+}
+
+/// The assessment counts of projects, by project.
+pub(crate) async fn load_item_counts(
+    conn: &impl ConnectionTrait,
+    project_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<(Phase, jalon_core::assessment::Concern, ItemCounts)>>> {
+    let mut out: HashMap<Uuid, Vec<_>> = HashMap::new();
+    for ids in project_ids.chunks(CHUNK) {
+        for r in count::Entity::find()
+            .filter(count::Column::ProjectId.is_in(ids.to_vec()))
+            .all(conn)
+            .await
+            .map_err(db_error)?
+        {
+            let key = || format!("({}, {}, {})", r.project_id, r.phase, r.concern);
+            out.entry(r.project_id).or_default().push((
+                r.phase
+                    .parse()
+                    .map_err(|e| unknown("assessment_counts", key(), e))?,
+                r.concern
+                    .parse()
+                    .map_err(|e| unknown("assessment_counts", key(), e))?,
+                ItemCounts {
+                    should_applicable_weight: r.should_applicable_weight,
+                    should_done_weight: r.should_done_weight,
+                    must_open: r.must_open,
+                    open_high_risk: r.open_high_risk,
+                },
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Recomputes every aggregate of an organisation's projects from the raw
+/// rows, set-based: money and assessment counts are summed by the
+/// database, KPI statistics accumulated from the measurements read once in
+/// record order.
+pub(crate) async fn recompute(conn: &impl ConnectionTrait, organisation_id: Uuid) -> Result<()> {
+    for table in ["project_money", "kpi_stats", "assessment_counts"] {
+        conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            format!(
+                "DELETE FROM {table} WHERE organisation_id = {}",
+                placeholder(conn, 1)
+            ),
+            [organisation_id.into()],
+        ))
+        .await
+        .map_err(db_error)?;
+    }
+    recompute_money(conn, organisation_id).await?;
+    recompute_item_counts(conn, organisation_id).await?;
+    recompute_kpi_stats(conn, organisation_id).await
+}
+
+fn placeholder(conn: &impl ConnectionTrait, n: usize) -> String {
+    if crate::is_postgres(conn) {
+        format!("${n}")
+    } else {
+        "?".to_owned()
+    }
+}
+
+async fn recompute_money(conn: &impl ConnectionTrait, organisation_id: Uuid) -> Result<()> {
+    // Sums in 128 bits where the database allows it, so that an overflow
+    // is seen (and refused) rather than wrapped: PostgreSQL sums BIGINT as
+    // NUMERIC; SQLite's SUM raises "integer overflow".
+    let month = |col: &str| {
+        if crate::is_postgres(conn) {
+            format!("CAST(date_trunc('month', {col}) AS DATE)")
+        } else {
+            format!("strftime('%Y-%m-01', {col})")
+        }
+    };
+    let p = placeholder(conn, 1);
+    let sum = if crate::is_postgres(conn) {
+        "CAST(SUM(amount_minor) AS BIGINT)"
+    } else {
+        "SUM(amount_minor)"
+    };
+    for sql in [
+        format!(
+            "INSERT INTO project_money (project_id, nature, month, category, phase, organisation_id, amount_minor, lines) \
+             SELECT project_id, '{COST}', {m}, category, phase, organisation_id, {sum}, COUNT(*) \
+             FROM costs WHERE organisation_id = {p} GROUP BY project_id, {m}, category, phase, organisation_id",
+            m = month("incurred_on")
+        ),
+        format!(
+            "INSERT INTO project_money (project_id, nature, month, category, phase, organisation_id, amount_minor, lines) \
+             SELECT project_id, '{BENEFIT}', {m}, '', '', organisation_id, {sum}, COUNT(*) \
+             FROM benefits WHERE organisation_id = {p} GROUP BY project_id, {m}, organisation_id",
+            m = month("benefit_date")
+        ),
+    ] {
+        conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            sql,
+            [organisation_id.into()],
+        ))
+        .await
+        .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+async fn recompute_item_counts(conn: &impl ConnectionTrait, organisation_id: Uuid) -> Result<()> {
+    let p = placeholder(conn, 1);
+    let sql = format!(
+        "INSERT INTO assessment_counts (project_id, phase, concern, organisation_id, \
+           should_applicable_weight, should_done_weight, must_open, open_high_risk) \
+         SELECT project_id, phase, concern, organisation_id, \
+           SUM(CASE WHEN kind = 'SHOULD' AND status <> 'NOT_APPLICABLE' THEN weight ELSE 0 END), \
+           SUM(CASE WHEN kind = 'SHOULD' AND status = 'DONE' THEN weight ELSE 0 END), \
+           SUM(CASE WHEN kind = 'MUST' AND status NOT IN ('DONE', 'NOT_APPLICABLE') THEN 1 ELSE 0 END), \
+           SUM(CASE WHEN status IN ('OPEN', 'BLOCKED') AND risk = 'HIGH' THEN 1 ELSE 0 END) \
+         FROM assessment_items WHERE organisation_id = {p} \
+         GROUP BY project_id, phase, concern, organisation_id"
+    );
+    conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        sql,
+        [organisation_id.into()],
+    ))
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+async fn recompute_kpi_stats(conn: &impl ConnectionTrait, organisation_id: Uuid) -> Result<()> {
+    let kpis: HashMap<Uuid, Kpi> = crate::kpis::all_of_organisation(conn, organisation_id)
+        .await?
+        .into_iter()
+        .map(|k| (k.id, k))
+        .collect();
+    let mut stats: BTreeMap<Uuid, KpiStats> = BTreeMap::new();
+    crate::kpis::for_each_measurement(conn, organisation_id, |m| {
+        if let Some(k) = kpis.get(&m.kpi_id) {
+            kpi::accumulate(stats.entry(k.id).or_default(), k.cadence, [&m]);
+        }
+    })
+    .await?;
+    let mut rows = Vec::new();
+    for (kpi_id, s) in &stats {
+        if let Some(k) = kpis.get(kpi_id) {
+            for (key, b) in s {
+                rows.push(stat_row(organisation_id, k.project_id, *kpi_id, key, b));
+            }
+        }
+    }
+    write_stats(conn, rows).await
+}
+
+/// Derived benefits and what the portfolio needs of one KPI, from its
+/// statistics.
+pub(crate) fn kpi_outcome(k: &Kpi, stats: Option<&KpiStats>) -> (kpi::KpiResult, Vec<BenefitLine>) {
+    let empty = KpiStats::new();
+    let stats = stats.unwrap_or(&empty);
+    let r = kpi::result_from_stats(k, stats);
+    let derived = if k.value_per_unit.is_some() {
+        kpi::derived_benefits(k, &r)
+            .into_iter()
+            .map(|(date, money)| BenefitLine {
+                amount_minor: money.minor_units(),
+                date,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    (r, derived)
+}
