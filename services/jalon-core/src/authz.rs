@@ -538,6 +538,8 @@ pub struct Parties {
     pub sponsor: Option<uuid::Uuid>,
     /// The owner of the gate condition acted on, if any.
     pub condition_owner: Option<uuid::Uuid>,
+    /// The member is a required signatory of the gate review acted on.
+    pub signatory: bool,
 }
 
 /// What a MEMBER must be to a project to act on it. Other roles that the
@@ -552,125 +554,166 @@ pub enum Relationship {
     LeadOrSponsor,
     /// Owns the condition acted on, or leads the project.
     ConditionOwnerOrLead,
+    /// Sponsors it.
+    Sponsor,
 }
 
-/// The MEMBER rule of each action on a project, with what a refused
-/// member is told; actions not listed ask the member to see the project.
-pub const RELATIONSHIPS: &[(Action, Relationship, &str)] = &[
+/// The roles the relationship binds, besides MEMBER-only rules.
+const MEMBER: &[Role] = &[Role::Member];
+
+/// The relationship rule of each action on a project: the relationship,
+/// the roles it binds (MEMBER, mostly), and what a refused caller is told;
+/// actions not listed ask a MEMBER to see the project.
+pub const RELATIONSHIPS: &[(Action, Relationship, &[Role], &str)] = &[
     (
         Action::CreateProject,
         Relationship::LeadOrSponsor,
+        MEMBER,
         "a MEMBER creates projects they lead or sponsor",
     ),
     (
         Action::UpdateProject,
         Relationship::Lead,
+        MEMBER,
         "only the project's lead, a DIRECTOR or an ADMIN updates it",
     ),
     (
         Action::AnswerAssessmentItem,
         Relationship::Lead,
+        MEMBER,
         "the project's lead, a DIRECTOR or an ADMIN answers its assessment",
     ),
     (
         Action::RequestGateReview,
         Relationship::LeadOrSponsor,
+        MEMBER,
         "the project's lead or sponsor, a DIRECTOR or an ADMIN requests its gate review",
     ),
     (
         Action::CloseGateCondition,
         Relationship::ConditionOwnerOrLead,
+        MEMBER,
         "the condition's owner, the project's lead, a DIRECTOR or an ADMIN closes it",
     ),
     (
         Action::CreateKpi,
         Relationship::Lead,
+        MEMBER,
         "the project's lead, a DIRECTOR or an ADMIN manages its KPIs",
     ),
     (
         Action::UpdateKpi,
         Relationship::Lead,
+        MEMBER,
         "the project's lead, a DIRECTOR or an ADMIN manages its KPIs",
     ),
     (
         Action::ArchiveKpi,
         Relationship::Lead,
+        MEMBER,
         "the project's lead, a DIRECTOR or an ADMIN manages its KPIs",
     ),
     (
         Action::RecordMeasurement,
         Relationship::Lead,
+        MEMBER,
         "the project's lead, a DIRECTOR, an ADMIN or an INTEGRATION account records its measurements",
     ),
     (
         Action::ImportMeasurements,
         Relationship::Lead,
+        MEMBER,
         "the project's lead, a DIRECTOR, an ADMIN or an INTEGRATION account records its measurements",
     ),
     (
         Action::RecordCost,
         Relationship::Lead,
+        MEMBER,
         "the project's lead, a DIRECTOR, an ADMIN or the finance integration posts its money",
     ),
     (
         Action::ImportCosts,
         Relationship::Lead,
+        MEMBER,
         "the project's lead, a DIRECTOR, an ADMIN or the finance integration posts its money",
     ),
     (
         Action::SetBudget,
         Relationship::Lead,
+        MEMBER,
         "the project's lead, a DIRECTOR, an ADMIN or the finance integration posts its money",
     ),
     (
         Action::RecordBenefit,
         Relationship::Lead,
+        MEMBER,
         "the project's lead, a DIRECTOR, an ADMIN or the finance integration posts its money",
+    ),
+    (
+        Action::ResumeProject,
+        Relationship::Sponsor,
+        &[Role::Admin, Role::Member],
+        "a DIRECTOR or the project's sponsor resumes or retires it",
+    ),
+    (
+        Action::RetireProject,
+        Relationship::Sponsor,
+        &[Role::Admin, Role::Member],
+        "a DIRECTOR or the project's sponsor resumes or retires it",
     ),
 ];
 
-/// The MEMBER rule of an action on a project.
-pub fn relationship(action: Action) -> (Relationship, &'static str) {
-    RELATIONSHIPS.iter().find(|(a, _, _)| *a == action).map_or(
-        (
-            Relationship::Sees,
-            "a MEMBER acts on the projects they lead or sponsor",
-        ),
-        |(_, r, why)| (*r, *why),
-    )
+/// The relationship rule of an action on a project.
+pub fn relationship(action: Action) -> (Relationship, &'static [Role], &'static str) {
+    RELATIONSHIPS
+        .iter()
+        .find(|(a, _, _, _)| *a == action)
+        .map_or(
+            (
+                Relationship::Sees,
+                MEMBER,
+                "a MEMBER acts on the projects they lead or sponsor",
+            ),
+            |(_, r, roles, why)| (*r, *roles, *why),
+        )
 }
 
-/// Whether a member sees a project (and, through a condition they own, the
-/// condition): every role but MEMBER sees every project of the
-/// organisation; a MEMBER those they lead or sponsor.
+/// Whether a member sees a project: every role but MEMBER sees every
+/// project of the organisation; a MEMBER those they lead or sponsor, and
+/// through a condition they own or a review they must sign, that condition
+/// or review.
 pub fn sees(member: &Member, parties: &Parties) -> bool {
     member.role != Role::Member
+        || parties.signatory
         || [parties.lead, parties.sponsor, parties.condition_owner]
             .contains(&Some(member.person_id))
 }
 
 /// The one access policy on a project: an invisible project answers
-/// NOT_FOUND (as an absent one, named `resource`); a MEMBER without the
-/// relationship `action` asks for is refused with what it takes.
+/// NOT_FOUND (as an absent one, named `resource`); a caller whose role the
+/// action's relationship binds (MEMBER, mostly) and who lacks it is refused
+/// with what it takes.
 pub fn check(
     member: &Member,
     action: Action,
     parties: &Parties,
     resource: &'static str,
 ) -> Result<()> {
-    if !sees(member, parties) {
+    // A project being created hides nothing yet.
+    if action != Action::CreateProject && !sees(member, parties) {
         return Err(Error::NotFound { resource });
     }
-    if member.role != Role::Member {
+    let (rule, bound, why) = relationship(action);
+    if !bound.contains(&member.role) {
         return Ok(());
     }
     let me = Some(member.person_id);
-    let (rule, why) = relationship(action);
     let holds = match rule {
         Relationship::Sees => true,
         Relationship::Lead => parties.lead == me,
         Relationship::LeadOrSponsor => parties.lead == me || parties.sponsor == me,
         Relationship::ConditionOwnerOrLead => parties.condition_owner == me || parties.lead == me,
+        Relationship::Sponsor => parties.sponsor == me,
     };
     if holds {
         Ok(())
@@ -681,8 +724,9 @@ pub fn check(
 
 /// Which projects a member's lists and roll-ups cover: the predicate every
 /// list turns into SQL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Visibility {
+    #[default]
     All,
     LeadOrSponsor(uuid::Uuid),
 }
@@ -800,5 +844,131 @@ mod tests {
             assert_eq!(role.as_str().parse::<Role>(), Ok(role));
         }
         assert!("OWNER".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn the_relationship_policy_binds_members_and_hides_what_they_do_not_see() {
+        let (lead, sponsor, other) = (
+            uuid::Uuid::from_u128(1),
+            uuid::Uuid::from_u128(2),
+            uuid::Uuid::from_u128(3),
+        );
+        let p = Parties {
+            lead: Some(lead),
+            sponsor: Some(sponsor),
+            ..Default::default()
+        };
+        let m = |person_id, role| Member { person_id, role };
+        // The lead posts money; the sponsor sees but may not; a stranger
+        // member does not even see the project.
+        assert_eq!(
+            check(&m(lead, Role::Member), Action::RecordCost, &p, "project"),
+            Ok(())
+        );
+        assert!(matches!(
+            check(&m(sponsor, Role::Member), Action::RecordCost, &p, "project"),
+            Err(Error::PermissionDenied(_))
+        ));
+        assert_eq!(
+            check(&m(other, Role::Member), Action::RecordCost, &p, "project"),
+            Err(Error::NotFound {
+                resource: "project"
+            })
+        );
+        // Other roles act on every project.
+        assert_eq!(
+            check(
+                &m(other, Role::Integration),
+                Action::RecordCost,
+                &p,
+                "project"
+            ),
+            Ok(())
+        );
+        // The sponsor requests a gate review; a condition's owner closes it.
+        assert_eq!(
+            check(
+                &m(sponsor, Role::Member),
+                Action::RequestGateReview,
+                &p,
+                "project"
+            ),
+            Ok(())
+        );
+        let owned = Parties {
+            condition_owner: Some(other),
+            ..p
+        };
+        assert_eq!(
+            check(
+                &m(other, Role::Member),
+                Action::CloseGateCondition,
+                &owned,
+                "condition"
+            ),
+            Ok(())
+        );
+        // Resuming binds ADMIN too: a DIRECTOR or the sponsor.
+        assert!(check(&m(other, Role::Admin), Action::ResumeProject, &p, "project").is_err());
+        assert_eq!(
+            check(
+                &m(other, Role::Director),
+                Action::ResumeProject,
+                &p,
+                "project"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                &m(sponsor, Role::Admin),
+                Action::ResumeProject,
+                &p,
+                "project"
+            ),
+            Ok(())
+        );
+        // A required signatory sees the review without leading or sponsoring.
+        let signing = Parties {
+            signatory: true,
+            ..p
+        };
+        assert_eq!(
+            check(
+                &m(other, Role::Member),
+                Action::GetGateReview,
+                &signing,
+                "gate review"
+            ),
+            Ok(())
+        );
+        // A member creates only projects they lead or sponsor, and is told so.
+        let theirs = Parties {
+            lead: Some(other),
+            ..Default::default()
+        };
+        assert_eq!(
+            check(
+                &m(other, Role::Member),
+                Action::CreateProject,
+                &theirs,
+                "project"
+            ),
+            Ok(())
+        );
+        assert!(matches!(
+            check(
+                &m(other, Role::Member),
+                Action::CreateProject,
+                &Parties::default(),
+                "project"
+            ),
+            Err(Error::PermissionDenied(_))
+        ));
+        assert_eq!(
+            visibility(&m(other, Role::Member)),
+            Visibility::LeadOrSponsor(other)
+        );
+        assert_eq!(visibility(&m(other, Role::Viewer)), Visibility::All);
     }
 }

@@ -6,7 +6,7 @@
 use jalon_core::{
     Error, Result,
     assessment::{AnswerStatus, QuestionKind, RiskLevel},
-    authz::Role,
+    authz::{Action, Role},
     gate::{NewCondition, Outcome, Verdict},
     organisation::NewOrganisation,
     person::NewPerson,
@@ -37,6 +37,14 @@ use uuid::Uuid;
 pub const SLUG: &str = "demo-ai-portfolio";
 /// The subject of the demo's innovation director.
 pub const DIRECTOR: &str = "demo-director";
+
+/// The store's view of a demo person acting.
+fn caller_of(actor: &Actor) -> jalon_store::change::Caller {
+    jalon_store::change::Caller {
+        subject: actor.subject.clone(),
+        platform_admin: false,
+    }
+}
 
 fn invalid(e: String) -> Error {
     Error::Internal(format!("demo data is invalid: {e}"))
@@ -568,7 +576,7 @@ pub async fn seed(store: &Store) -> Result<bool> {
         money(store, org.id, &project, case, eur, &director).await?;
         if case.over_budget {
             let cut = Money::parse("50000", eur).map_err(invalid)?;
-            finance::set_budget(db, org.id, project.id, cut, &[], &director).await?;
+            finance::set_budget(db, org.id, project.id, cut, &[], &caller_of(&director)).await?;
         }
         if !case.in_production && project.phase != Phase::Ideation {
             // Work in progress on the current phase.
@@ -685,9 +693,24 @@ async fn money(
         })
         .collect::<Result<_>>()?;
     let total: i64 = lines.iter().map(|(_, a, _, _)| a).sum();
-    finance::record_costs(store.db(), org, &rows, director, |_| Ok(())).await?;
+    finance::record_costs(
+        store.db(),
+        org,
+        &caller_of(director),
+        Action::RecordCost,
+        &rows,
+    )
+    .await?;
     let budget = Money::parse(&(total + total / 5).to_string(), eur).map_err(invalid)?;
-    finance::set_budget(store.db(), org, project.id, budget, &[], director).await?;
+    finance::set_budget(
+        store.db(),
+        org,
+        project.id,
+        budget,
+        &[],
+        &caller_of(director),
+    )
+    .await?;
     if case.in_production {
         let benefit = Money::parse("60000", eur).map_err(invalid)?;
         finance::record_benefit(
@@ -698,7 +721,7 @@ async fn money(
             benefit,
             today - chrono::Days::new(30),
             "first quarter of savings booked by finance",
-            director,
+            &caller_of(director),
         )
         .await?;
     }
@@ -746,7 +769,7 @@ async fn demo_kpi(
             update_time: now,
             version: 0,
         },
-        lead,
+        &caller_of(lead),
     )
     .await?;
     if k.baseline.1 > 1 {
@@ -770,6 +793,8 @@ async fn measure(
     let outcomes = kpis::record(
         store.db(),
         org,
+        &caller_of(actor),
+        Action::RecordMeasurement,
         &[NewMeasurement {
             kpi_id: kpi,
             value,
@@ -782,8 +807,6 @@ async fn measure(
             source: Source::Manual,
             external_ref: None,
         }],
-        actor,
-        |_| Ok(()),
     )
     .await?;
     match outcomes.into_iter().next() {
@@ -824,11 +847,10 @@ async fn answer_phase(store: &Store, org: Uuid, project: &Project, lead: &Actor)
             store.db(),
             org,
             project.id,
-            project.phase,
             &row.key,
             &answer,
             "",
-            lead,
+            &caller_of(lead),
         )
         .await?;
     }
@@ -863,11 +885,10 @@ async fn answer_some(store: &Store, org: Uuid, project: &Project, lead: &Actor) 
             store.db(),
             org,
             project.id,
-            project.phase,
             &row.key,
             &answer,
             "",
-            lead,
+            &caller_of(lead),
         )
         .await?;
     }

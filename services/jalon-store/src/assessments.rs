@@ -7,6 +7,7 @@ use jalon_core::{
         AnswerStatus, Concern, CustomQuestion, DEFAULT_BANK, Item, ItemCounts, Question,
         QuestionKind, RiskLevel, bank_at,
     },
+    authz::Action,
     organisation::etag_matches,
     project::Phase,
 };
@@ -20,7 +21,7 @@ use uuid::Uuid;
 use crate::{
     audit::{self, Actor, NewEvent},
     begin_write,
-    change::Change,
+    change::{Caller, Change},
     commit,
     entity::{assessment_item as item, bank_question, bank_retirement, question_bank},
     error::{db_error, unique_violation},
@@ -354,18 +355,14 @@ pub async fn answer(
     db: &DatabaseConnection,
     organisation_id: Uuid,
     project_id: Uuid,
-    current_phase: Phase,
     key: &str,
     answer: &Answer,
     etag: &str,
-    actor: &Actor,
+    caller: &Caller,
 ) -> Result<ItemRow> {
-    let mut change = Change::begin(db, organisation_id, actor).await?;
-    if change.lock_projects([project_id]).await?.is_empty() {
-        return Err(Error::NotFound {
-            resource: "project",
-        });
-    }
+    let mut change =
+        Change::begin(db, organisation_id, caller, Action::AnswerAssessmentItem).await?;
+    let current_phase = change.project_for(project_id, "project").await?.phase;
     change.touch(project_id);
     let current = item::Entity::find_by_id((project_id, key.to_owned()))
         .one(change.conn())
@@ -393,7 +390,7 @@ pub async fn answer(
         note: Set(answer.note.clone()),
         evidence_uri: Set(answer.evidence_uri.clone()),
         justification: Set(answer.justification.clone()),
-        answered_by: Set(actor.person_id),
+        answered_by: Set(change.actor().person_id),
         answer_time: Set(Some(Utc::now())),
         version: Set(current.version + 1),
         ..Default::default()

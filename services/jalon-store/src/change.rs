@@ -1,6 +1,9 @@
-//! One unit of work per change: a transaction that owns the projects it
-//! locks, the audit events it records and the refresh of the touched
-//! projects' figures, done once at commit.
+//! One unit of work per change: a transaction that owns the caller's
+//! membership (read inside it), the access decision (the one policy of
+//! `jalon_core::authz`: the role table, then the MEMBER relationship to each
+//! project), the projects it locks, the audit events it records and the
+//! refresh of the touched projects' figures, done once at commit. Handlers
+//! say who asks and for what; they never begin, commit or restate a rule.
 //!
 //! Locking (see the README, "Concurrency"): a change locks the rows of the
 //! projects it writes (on PostgreSQL `FOR NO KEY UPDATE`, in id order, so
@@ -12,9 +15,13 @@
 //! PostgreSQL, so they wait for nobody; the hash-chained events of
 //! signatures and decisions are ordered by the organisation's log head).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
-use jalon_core::{Error, Result};
+use jalon_core::{
+    Error, Result,
+    authz::{self, Action, Member, Parties, Standing, Visibility},
+    project::Project,
+};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, sea_query::LockType,
@@ -29,10 +36,20 @@ use crate::{
     is_postgres,
 };
 
+/// Who asks for a change: the token's subject, and whether the
+/// configuration names them a platform administrator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub subject: String,
+    pub platform_admin: bool,
+}
+
 /// A change in progress.
 pub struct Change {
     txn: DatabaseTransaction,
     organisation_id: Uuid,
+    action: Action,
+    member: Option<Member>,
     actor: Actor,
     locked: BTreeSet<Uuid>,
     touched: BTreeSet<Uuid>,
@@ -40,34 +57,119 @@ pub struct Change {
 }
 
 impl Change {
-    /// Begins a change of `organisation_id`'s data by `actor`: the
-    /// organisation must exist and not be deleted.
+    /// Begins a change of `organisation_id`'s data: reads the caller's
+    /// membership inside the transaction and applies the role table to
+    /// `action` (another organisation answers NOT_FOUND, a role not allowed
+    /// PERMISSION_DENIED); the organisation must not be deleted.
     pub async fn begin(
         db: &DatabaseConnection,
         organisation_id: Uuid,
-        actor: &Actor,
+        caller: &Caller,
+        action: Action,
     ) -> Result<Change> {
         let txn = begin_write(db).await?;
-        let found = org::Entity::find_by_id(organisation_id)
-            .select_only()
-            .column(org::Column::DeleteTime)
-            .into_tuple::<Option<chrono::DateTime<chrono::Utc>>>()
-            .one(&txn)
-            .await
-            .map_err(db_error)?;
-        match found {
-            None => Err(Error::NotFound {
-                resource: "organisation",
-            }),
-            Some(Some(_)) => Err(crate::organisations::deleted_precondition(organisation_id)),
-            Some(None) => Ok(Change {
-                txn,
-                organisation_id,
-                actor: actor.clone(),
-                locked: BTreeSet::new(),
-                touched: BTreeSet::new(),
-                events: Vec::new(),
-            }),
+        let membership = crate::people::membership(&txn, organisation_id, &caller.subject).await?;
+        authz::authorize(
+            action,
+            Standing {
+                platform_admin: caller.platform_admin,
+                role: membership.map(|m| m.role),
+            },
+            "organisation",
+        )?;
+        let deleted = match membership {
+            Some(m) => m.organisation_deleted,
+            None => org::Entity::find_by_id(organisation_id)
+                .select_only()
+                .column(org::Column::DeleteTime)
+                .into_tuple::<Option<chrono::DateTime<chrono::Utc>>>()
+                .one(&txn)
+                .await
+                .map_err(db_error)?
+                .ok_or(Error::NotFound {
+                    resource: "organisation",
+                })?
+                .is_some(),
+        };
+        if deleted {
+            return Err(crate::organisations::deleted_precondition(organisation_id));
+        }
+        Ok(Change {
+            txn,
+            organisation_id,
+            action,
+            member: membership.map(|m| m.member()),
+            actor: Actor {
+                person_id: membership.map(|m| m.person_id),
+                subject: caller.subject.clone(),
+            },
+            locked: BTreeSet::new(),
+            touched: BTreeSet::new(),
+            events: Vec::new(),
+        })
+    }
+
+    /// Locks and reads the projects `ids` and applies the access policy of
+    /// the change's action to each: the projects the caller may act on, and
+    /// for each other id why not (an invisible or absent project is
+    /// NOT_FOUND, named `resource`).
+    pub async fn projects_for(
+        &mut self,
+        ids: impl IntoIterator<Item = Uuid>,
+        resource: &'static str,
+    ) -> Result<HashMap<Uuid, Result<Project>>> {
+        let wanted: BTreeSet<Uuid> = ids.into_iter().collect();
+        self.lock_projects(wanted.iter().copied()).await?;
+        let found = crate::projects::get_many(
+            &self.txn,
+            self.organisation_id,
+            wanted.iter().copied().collect(),
+        )
+        .await?;
+        let mut out: HashMap<Uuid, Result<Project>> = found
+            .into_iter()
+            .map(|p| {
+                let allowed = self.allow(&p, None, resource);
+                (p.id, allowed.map(|()| p))
+            })
+            .collect();
+        for id in wanted {
+            out.entry(id).or_insert(Err(Error::NotFound { resource }));
+        }
+        Ok(out)
+    }
+
+    /// [`Self::projects_for`] of one project, as a result.
+    pub async fn project_for(&mut self, id: Uuid, resource: &'static str) -> Result<Project> {
+        self.projects_for([id], resource)
+            .await?
+            .remove(&id)
+            .unwrap_or(Err(Error::NotFound { resource }))
+    }
+
+    /// The access policy of the change's action on a project (and the gate
+    /// condition acted on, if any). Platform administrators without a
+    /// membership pass the role table only where it lets them in, and see
+    /// every project then.
+    pub fn allow(
+        &self,
+        project: &Project,
+        condition_owner: Option<Uuid>,
+        resource: &'static str,
+    ) -> Result<()> {
+        match &self.member {
+            Some(member) => authz::check(
+                member,
+                self.action,
+                &Parties {
+                    lead: project.details.lead_id,
+                    sponsor: project.details.sponsor_id,
+                    condition_owner,
+                    signatory: false,
+                },
+                resource,
+            ),
+            None => Ok(()),
         }
     }
 
@@ -147,4 +249,19 @@ pub(crate) async fn lock_project_rows(
         found.extend(rows);
     }
     Ok(found)
+}
+
+/// The SQL predicate of a [`Visibility`] over a table's lead and sponsor
+/// columns: the one translation every list and roll-up uses.
+pub(crate) fn visibility_condition(
+    visibility: Visibility,
+    lead: impl ColumnTrait,
+    sponsor: impl ColumnTrait,
+) -> sea_orm::Condition {
+    match visibility {
+        Visibility::All => sea_orm::Condition::all(),
+        Visibility::LeadOrSponsor(person) => sea_orm::Condition::any()
+            .add(lead.eq(person))
+            .add(sponsor.eq(person)),
+    }
 }

@@ -8,9 +8,10 @@ use std::{
 use chrono::{NaiveDate, Utc};
 use jalon_core::{
     Error, Result,
+    authz::Action,
     finance::{self, BenefitKind, BenefitLine, CostCategory, CostNature, Financials},
     kpi,
-    project::{Phase, Project},
+    project::Phase,
     values::{CurrencyCode, Money},
 };
 use rust_decimal::Decimal;
@@ -23,11 +24,11 @@ use uuid::Uuid;
 
 use crate::{
     aggregates::{MoneyKey, MoneyLines},
-    audit::{Actor, NewEvent},
-    change::Change,
+    audit::NewEvent,
+    change::{Caller, Change},
     entity::{benefit, budget, cost},
     error::db_error,
-    kpis, projects,
+    kpis,
 };
 
 /// A cost to record.
@@ -65,27 +66,15 @@ pub enum CostOutcome {
 pub async fn record_costs(
     db: &DatabaseConnection,
     organisation_id: Uuid,
+    caller: &Caller,
+    action: Action,
     rows: &[NewCost],
-    actor: &Actor,
-    authorise: impl Fn(&Project) -> Result<()>,
 ) -> Result<Vec<CostOutcome>> {
-    let mut change = Change::begin(db, organisation_id, actor).await?;
+    let mut change = Change::begin(db, organisation_id, caller, action).await?;
     let wanted: BTreeSet<Uuid> = rows.iter().map(|r| r.project_id).collect();
-    change.lock_projects(wanted.iter().copied()).await?;
-    let mut projects: HashMap<Uuid, std::result::Result<Project, Error>> = projects::get_many(
-        change.conn(),
-        organisation_id,
-        wanted.iter().copied().collect(),
-    )
-    .await?
-    .into_iter()
-    .map(|p| (p.id, authorise(&p).map(|()| p)))
-    .collect();
-    for id in &wanted {
-        projects.entry(*id).or_insert(Err(Error::NotFound {
-            resource: "project",
-        }));
-    }
+    let projects = change
+        .projects_for(wanted.iter().copied(), "project")
+        .await?;
     let refs: Vec<String> = rows.iter().filter_map(|r| r.external_ref.clone()).collect();
     let mut posted: HashMap<String, Cost> = HashMap::new();
     for chunk in refs.chunks(crate::aggregates::CHUNK) {
@@ -288,14 +277,10 @@ pub async fn set_budget(
     project_id: Uuid,
     total: Money,
     by_category: &[(CostCategory, Money)],
-    actor: &Actor,
+    caller: &Caller,
 ) -> Result<Budget> {
-    let mut change = Change::begin(db, organisation_id, actor).await?;
-    if change.lock_projects([project_id]).await?.is_empty() {
-        return Err(Error::NotFound {
-            resource: "project",
-        });
-    }
+    let mut change = Change::begin(db, organisation_id, caller, Action::SetBudget).await?;
+    change.project_for(project_id, "project").await?;
     change.touch(project_id);
     let before = budget(change.conn(), organisation_id, project_id).await?;
     let json_categories = Value::Array(
@@ -346,14 +331,10 @@ pub async fn record_benefit(
     amount: Money,
     date: NaiveDate,
     description: &str,
-    actor: &Actor,
+    caller: &Caller,
 ) -> Result<Benefit> {
-    let mut change = Change::begin(db, organisation_id, actor).await?;
-    if change.lock_projects([project_id]).await?.is_empty() {
-        return Err(Error::NotFound {
-            resource: "project",
-        });
-    }
+    let mut change = Change::begin(db, organisation_id, caller, Action::RecordBenefit).await?;
+    change.project_for(project_id, "project").await?;
     change.touch(project_id);
     let stored = benefit::ActiveModel {
         id: Set(Uuid::now_v7()),

@@ -8,6 +8,7 @@ use std::{
 use chrono::Utc;
 use jalon_core::{
     Error, Result,
+    authz::Action,
     kpi::{self, Cadence, Category, Kpi, KpiFacts, Measurement, Source, Stage},
     organisation::etag_matches,
     project::{Project, Status},
@@ -22,8 +23,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    audit::{Actor, NewEvent},
-    change::Change,
+    audit::NewEvent,
+    change::{Caller, Change},
     entity::{kpi as kpi_entity, kpi_measurement as measurement, project as project_entity},
     error::db_error,
     projects,
@@ -128,14 +129,10 @@ pub async fn create(
     db: &DatabaseConnection,
     organisation_id: Uuid,
     kpi: &Kpi,
-    actor: &Actor,
+    caller: &Caller,
 ) -> Result<Kpi> {
-    let mut change = Change::begin(db, organisation_id, actor).await?;
-    if change.lock_projects([kpi.project_id]).await?.is_empty() {
-        return Err(Error::NotFound {
-            resource: "project",
-        });
-    }
+    let mut change = Change::begin(db, organisation_id, caller, Action::CreateKpi).await?;
+    change.project_for(kpi.project_id, "project").await?;
     change.touch(kpi.project_id);
     let now = Utc::now();
     let id = Uuid::now_v7();
@@ -209,13 +206,13 @@ pub async fn update(
     organisation_id: Uuid,
     id: Uuid,
     etag: &str,
-    actor: &Actor,
-    action: &'static str,
+    caller: &Caller,
+    (rule, action): (Action, &'static str),
     apply: impl FnOnce(&Kpi) -> Result<Kpi>,
 ) -> Result<Kpi> {
-    let mut change = Change::begin(db, organisation_id, actor).await?;
+    let mut change = Change::begin(db, organisation_id, caller, rule).await?;
     let project_id = get(change.conn(), organisation_id, id).await?.project_id;
-    change.lock_projects([project_id]).await?;
+    change.project_for(project_id, "kpi").await?;
     change.touch(project_id);
     let current = get(change.conn(), organisation_id, id).await?;
     if !etag_matches(etag, current.version) {
@@ -303,11 +300,11 @@ fn same(existing: &Measurement, new: &NewMeasurement) -> bool {
 pub async fn record(
     db: &DatabaseConnection,
     organisation_id: Uuid,
+    caller: &Caller,
+    action: Action,
     rows: &[NewMeasurement],
-    actor: &Actor,
-    authorise: impl Fn(&Project) -> Result<()>,
 ) -> Result<Vec<Outcome>> {
-    let mut change = Change::begin(db, organisation_id, actor).await?;
+    let mut change = Change::begin(db, organisation_id, caller, action).await?;
     let kpi_ids: BTreeSet<Uuid> = rows.iter().map(|r| r.kpi_id).collect();
     let found = get_many(
         change.conn(),
@@ -315,31 +312,20 @@ pub async fn record(
         kpi_ids.iter().copied().collect(),
     )
     .await?;
-    change
-        .lock_projects(found.iter().map(|k| k.project_id))
+    let projects = change
+        .projects_for(found.iter().map(|k| k.project_id), "kpi")
         .await?;
-    let projects: HashMap<Uuid, Project> = projects::get_many(
-        change.conn(),
-        organisation_id,
-        found
-            .iter()
-            .map(|k| k.project_id)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect(),
-    )
-    .await?
-    .into_iter()
-    .map(|p| (p.id, p))
-    .collect();
-    let mut kpis: HashMap<Uuid, std::result::Result<(Kpi, Project), Error>> = HashMap::new();
-    for k in found {
-        let entry = match projects.get(&k.project_id) {
-            Some(p) => authorise(p).map(|()| (k.clone(), p.clone())),
-            None => Err(Error::NotFound { resource: "kpi" }),
-        };
-        kpis.insert(k.id, entry);
-    }
+    let kpis: HashMap<Uuid, std::result::Result<(Kpi, Project), Error>> = found
+        .into_iter()
+        .map(|k| {
+            let entry = match projects.get(&k.project_id) {
+                Some(Ok(p)) => Ok((k.clone(), p.clone())),
+                Some(Err(e)) => Err(e.clone()),
+                None => Err(Error::NotFound { resource: "kpi" }),
+            };
+            (k.id, entry)
+        })
+        .collect();
     let refs: Vec<String> = rows.iter().filter_map(|r| r.external_ref.clone()).collect();
     let mut recorded: HashMap<(Uuid, String), Measurement> = HashMap::new();
     let ids: Vec<Uuid> = kpi_ids.iter().copied().collect();

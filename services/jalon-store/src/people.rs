@@ -80,10 +80,20 @@ pub struct Membership {
     pub organisation_deleted: bool,
 }
 
+impl Membership {
+    /// The member as the access policy sees them.
+    pub fn member(&self) -> jalon_core::authz::Member {
+        jalon_core::authz::Member {
+            person_id: self.person_id,
+            role: self.role,
+        }
+    }
+}
+
 /// The active membership of `subject` in `organisation_id`, if any.
 #[tracing::instrument(skip(db))]
 pub async fn membership(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     organisation_id: Uuid,
     subject: &str,
 ) -> Result<Option<Membership>> {

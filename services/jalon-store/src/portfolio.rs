@@ -680,8 +680,8 @@ pub struct Filter {
     pub ai_act_tier: Option<AiActTier>,
     pub created_from: Option<DateTime<Utc>>,
     pub created_to: Option<DateTime<Utc>>,
-    /// A MEMBER: only the projects they lead or sponsor.
-    pub visible_to: Option<Uuid>,
+    /// What the caller may see (a MEMBER: the projects they lead or sponsor).
+    pub visibility: jalon_core::authz::Visibility,
 }
 
 impl Filter {
@@ -733,13 +733,11 @@ impl Filter {
         if let Some(v) = self.created_to {
             c = c.add(C::ProjectCreateTime.lt(v));
         }
-        if let Some(v) = self.visible_to {
-            c = c.add(
-                Condition::any()
-                    .add(C::SponsorId.eq(v))
-                    .add(C::LeadId.eq(v)),
-            );
-        }
+        c = c.add(crate::change::visibility_condition(
+            self.visibility,
+            C::LeadId,
+            C::SponsorId,
+        ));
         c
     }
 }

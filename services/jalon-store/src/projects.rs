@@ -10,11 +10,8 @@ use jalon_core::{
     values::{CurrencyCode, DisplayName, Money, ShortText},
 };
 use sea_orm::{
-    ActiveModelTrait,
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-    sea_query::{ExprTrait, Query},
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Query,
 };
 use uuid::Uuid;
 
@@ -506,7 +503,8 @@ pub struct ProjectFilter {
     pub tag: Option<String>,
     pub ai_act_tier: Option<AiActTier>,
     /// Only projects this person leads or sponsors (the MEMBER rule).
-    pub visible_to: Option<Uuid>,
+    /// What the caller may see (a MEMBER: the projects they lead or sponsor).
+    pub visibility: jalon_core::authz::Visibility,
 }
 
 impl ProjectFilter {
@@ -557,9 +555,11 @@ pub async fn list(
             ),
         );
     }
-    if let Some(person) = filter.visible_to {
-        query = query.filter(C::LeadId.eq(person).or(C::SponsorId.eq(person)));
-    }
+    query = query.filter(crate::change::visibility_condition(
+        filter.visibility,
+        C::LeadId,
+        C::SponsorId,
+    ));
     if let Some(after) = after {
         query = query.filter(C::Id.gt(after));
     }

@@ -5,7 +5,7 @@ use jalon_core::{
     assessment::{
         self as domain, AnswerStatus, Concern, Question, QuestionKind, RiskLevel, readiness,
     },
-    authz::{Action, Role},
+    authz::Action,
 };
 use jalon_proto::v1::{self as pb, assessment_service_server::AssessmentService};
 use jalon_store::{
@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 use super::{
     actor, authorise, caller, conversions as conv, member,
     projects::{phase_in, phase_out},
-    visible_project,
+    requester, visible_project,
 };
 use crate::error::OrStatus;
 
@@ -316,22 +316,12 @@ impl AssessmentService for AssessmentApi {
         else {
             return Err(Error::invalid("status", "is invalid")).or_status();
         };
-        let membership = member(
+        member(
             authorise(&self.store, &caller, Action::AnswerAssessmentItem, org)
                 .await
                 .or_status()?,
         )
         .or_status()?;
-        let project = visible_project(&self.store, &membership, org, project_id)
-            .await
-            .or_status()?;
-        if membership.role == Role::Member && project.details.lead_id != Some(membership.person_id)
-        {
-            return Err(Error::PermissionDenied(
-                "the project's lead, a DIRECTOR or an ADMIN answers its assessment".into(),
-            ))
-            .or_status();
-        }
         let answer = Answer {
             status,
             risk,
@@ -343,11 +333,10 @@ impl AssessmentService for AssessmentApi {
             self.store.db(),
             org,
             project_id,
-            project.phase,
             &req.key,
             &answer,
             &req.etag,
-            &actor(&caller, Some(&membership)),
+            &requester(&caller),
         )
         .await
         .or_status()?;

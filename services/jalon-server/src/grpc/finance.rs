@@ -2,26 +2,24 @@
 
 use jalon_core::{
     Error, FieldViolation, Result,
-    authz::{Action, Role},
+    authz::Action,
     finance::{BenefitKind, CostCategory, CostNature},
-    project::Project,
     values::{CurrencyCode, Money},
 };
 use jalon_proto::v1::{self as pb, finance_service_server::FinanceService};
 use jalon_store::{
     Store,
     finance::{self, Cost, CostOutcome, NewCost},
-    people::Membership,
 };
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use super::{
-    actor, authorise, caller, conversions as conv,
+    authorise, caller, conversions as conv,
     import::{self, Import, ImportLimits, RowStatus},
     member,
     projects::{date_in, date_out, phase_in, phase_out},
-    visible, visible_project,
+    requester, visible_project,
 };
 use crate::{
     auth::Caller,
@@ -137,22 +135,6 @@ fn new_cost(
     })
 }
 
-/// Only the lead among MEMBERs posts money to a project.
-fn poster(membership: Membership) -> impl Fn(&Project) -> Result<()> {
-    move |project: &Project| {
-        if !visible(&membership, project) {
-            return Err(Error::NotFound {
-                resource: "project",
-            });
-        }
-        if membership.role == Role::Member && project.details.lead_id != Some(membership.person_id)
-        {
-            return Err(Error::PermissionDenied("the project's lead, a DIRECTOR, an ADMIN or the finance integration posts its money".into()));
-        }
-        Ok(())
-    }
-}
-
 impl FinanceApi {
     async fn organisation(&self, org: Uuid) -> Result<(CurrencyCode, rust_decimal::Decimal)> {
         let o = jalon_store::organisations::get(self.store.db(), org).await?;
@@ -168,8 +150,7 @@ impl FinanceApi {
 /// message.
 pub struct CostSession {
     currency: CurrencyCode,
-    actor: jalon_store::audit::Actor,
-    membership: Membership,
+    caller: jalon_store::change::Caller,
 }
 
 impl Import for FinanceApi {
@@ -189,12 +170,11 @@ impl Import for FinanceApi {
     }
 
     async fn open(&self, caller: &Caller, org: Uuid) -> Result<CostSession> {
-        let membership = member(authorise(&self.store, caller, Action::ImportCosts, org).await?)?;
+        member(authorise(&self.store, caller, Action::ImportCosts, org).await?)?;
         let (currency, _) = self.organisation(org).await?;
         Ok(CostSession {
             currency,
-            actor: actor(caller, Some(&membership)),
-            membership,
+            caller: requester(caller),
         })
     }
 
@@ -212,9 +192,9 @@ impl Import for FinanceApi {
         let outcomes = finance::record_costs(
             self.store.db(),
             org,
+            &session.caller,
+            Action::ImportCosts,
             rows,
-            &session.actor,
-            poster(session.membership),
         )
         .await?;
         Ok(outcomes
@@ -239,7 +219,7 @@ impl FinanceService for FinanceApi {
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
         let wire = conv::required("cost", req.cost.as_ref()).or_status()?;
-        let membership = member(
+        member(
             authorise(&self.store, &caller, Action::RecordCost, org)
                 .await
                 .or_status()?,
@@ -252,9 +232,9 @@ impl FinanceService for FinanceApi {
         let outcomes = finance::record_costs(
             self.store.db(),
             org,
+            &requester(&caller),
+            Action::RecordCost,
             &[new],
-            &actor(&caller, Some(&membership)),
-            poster(membership),
         )
         .await
         .or_status()?;
@@ -344,15 +324,12 @@ impl FinanceService for FinanceApi {
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
         let project_id = conv::id("project_id", &req.project_id).or_status()?;
-        let membership = member(
+        member(
             authorise(&self.store, &caller, Action::SetBudget, org)
                 .await
                 .or_status()?,
         )
         .or_status()?;
-        visible_project(&self.store, &membership, org, project_id)
-            .await
-            .or_status()?;
         let (currency, _) = self.organisation(org).await.or_status()?;
         let mut violations = Vec::new();
         let total = money_in(req.total.as_ref(), currency)
@@ -395,7 +372,7 @@ impl FinanceService for FinanceApi {
             project_id,
             total,
             &lines,
-            &actor(&caller, Some(&membership)),
+            &requester(&caller),
         )
         .await
         .or_status()?;
@@ -422,16 +399,12 @@ impl FinanceService for FinanceApi {
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
         let wire = conv::required("benefit", req.benefit.as_ref()).or_status()?;
         let project_id = conv::id("benefit.project_id", &wire.project_id).or_status()?;
-        let membership = member(
+        member(
             authorise(&self.store, &caller, Action::RecordBenefit, org)
                 .await
                 .or_status()?,
         )
         .or_status()?;
-        let project = visible_project(&self.store, &membership, org, project_id)
-            .await
-            .or_status()?;
-        poster(membership)(&project).or_status()?;
         let (currency, _) = self.organisation(org).await.or_status()?;
         let mut v = jalon_core::error::Violations::new();
         let kind = v.check(
@@ -461,7 +434,7 @@ impl FinanceService for FinanceApi {
             amount,
             date,
             &description,
-            &actor(&caller, Some(&membership)),
+            &requester(&caller),
         )
         .await
         .or_status()?;

@@ -17,9 +17,9 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{
-    actor, authorise, caller, conversions as conv, member,
+    actor, allow, authorise, caller, conversions as conv, member, parties,
     projects::{date_in, date_out, phase_in, phase_out, project_to_proto},
-    visible, visible_project,
+    visible_project,
 };
 use crate::error::OrStatus;
 
@@ -135,11 +135,15 @@ impl GateApi {
         let membership = member(authorise(&self.store, caller, action, org).await?)?;
         let (project_id, signatories) = gates::project_of(self.store.db(), org, review_id).await?;
         let project = jalon_store::projects::get(self.store.db(), org, project_id).await?;
-        if !visible(&membership, &project) && !signatories.contains(&membership.person_id) {
-            return Err(Error::NotFound {
-                resource: "gate review",
-            });
-        }
+        allow(
+            &membership,
+            action,
+            &jalon_core::authz::Parties {
+                signatory: signatories.contains(&membership.person_id),
+                ..parties(&project)
+            },
+            "gate review",
+        )?;
         Ok((membership, project))
     }
 }
@@ -162,18 +166,21 @@ impl GateService for GateApi {
         )
         .or_status()?;
         let is_director = membership.role == Role::Director;
-        let review = gates::request(self.store.db(), org, project_id, &actor(&caller, Some(&membership)), is_director, |project| {
-            if !visible(&membership, project) {
-                return Err(Error::NotFound { resource: "project" });
-            }
-            if membership.role == Role::Member
-                && project.details.lead_id != Some(membership.person_id)
-                && project.details.sponsor_id != Some(membership.person_id)
-            {
-                return Err(Error::PermissionDenied("the project's lead or sponsor, a DIRECTOR or an ADMIN requests its gate review".into()));
-            }
-            Ok(())
-        })
+        let review = gates::request(
+            self.store.db(),
+            org,
+            project_id,
+            &actor(&caller, Some(&membership)),
+            is_director,
+            |project| {
+                allow(
+                    &membership,
+                    Action::RequestGateReview,
+                    &parties(project),
+                    "project",
+                )
+            },
+        )
         .await
         .or_status()?;
         tracing::info!(organisation_id = %org, project_id = %project_id, review_id = %review.review.id, "gate review requested");
@@ -425,18 +432,24 @@ impl GateService for GateApi {
                 .or_status()?,
         )
         .or_status()?;
-        let closed = gates::close_condition(self.store.db(), org, id, &note, &actor(&caller, Some(&membership)), |condition, project| {
-            if !visible(&membership, project) && condition.owner_id != membership.person_id {
-                return Err(Error::NotFound { resource: "condition" });
-            }
-            if membership.role == Role::Member
-                && condition.owner_id != membership.person_id
-                && project.details.lead_id != Some(membership.person_id)
-            {
-                return Err(Error::PermissionDenied("the condition's owner, the project's lead, a DIRECTOR or an ADMIN closes it".into()));
-            }
-            Ok(())
-        })
+        let closed = gates::close_condition(
+            self.store.db(),
+            org,
+            id,
+            &note,
+            &actor(&caller, Some(&membership)),
+            |condition, project| {
+                allow(
+                    &membership,
+                    Action::CloseGateCondition,
+                    &jalon_core::authz::Parties {
+                        condition_owner: Some(condition.owner_id),
+                        ..parties(project)
+                    },
+                    "condition",
+                )
+            },
+        )
         .await
         .or_status()?;
         Ok(Response::new(pb::CloseGateConditionResponse {

@@ -112,14 +112,38 @@ pub fn actor(caller: &Caller, membership: Option<&Membership>) -> jalon_store::a
     }
 }
 
-/// Members see the projects they lead or sponsor; other roles see them all.
+/// The store's view of the caller, for the changes that read the
+/// membership and apply the access policy inside their transaction.
+pub fn requester(caller: &Caller) -> jalon_store::change::Caller {
+    jalon_store::change::Caller {
+        subject: caller.subject.clone(),
+        platform_admin: caller.platform_admin,
+    }
+}
+
+/// The parties of a project, for the access policy.
+pub fn parties(project: &jalon_core::project::Project) -> jalon_core::authz::Parties {
+    jalon_core::authz::Parties {
+        lead: project.details.lead_id,
+        sponsor: project.details.sponsor_id,
+        ..Default::default()
+    }
+}
+
+/// Whether the member sees the project (the access policy's rule:
+/// `jalon_core::authz::sees`).
 pub fn visible(membership: &Membership, project: &jalon_core::project::Project) -> bool {
-    membership.role != jalon_core::authz::Role::Member
-        || jalon_core::project::member_sees(
-            project.details.lead_id,
-            project.details.sponsor_id,
-            membership.person_id,
-        )
+    jalon_core::authz::sees(&membership.member(), &parties(project))
+}
+
+/// The access policy of `action` on a project (see `jalon_core::authz::check`).
+pub fn allow(
+    membership: &Membership,
+    action: Action,
+    parties: &jalon_core::authz::Parties,
+    resource: &'static str,
+) -> Result<()> {
+    jalon_core::authz::check(&membership.member(), action, parties, resource)
 }
 
 /// A project the caller may see, or NOT_FOUND.

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use jalon_core::{
-    authz::{Action, Role},
+    authz::{Action, Visibility, visibility},
     error::Violations,
     organisation::Organisation,
     portfolio::{AlertKind, Figures, Summary},
@@ -71,11 +71,11 @@ fn time_in(t: Option<&Timestamp>) -> Result<Option<DateTime<Utc>>, String> {
 fn filter_in(
     f: Option<&pb::PortfolioFilter>,
     v: &mut Violations,
-    visible_to: Option<Uuid>,
+    visibility: Visibility,
 ) -> Filter {
     let Some(f) = f else {
         return Filter {
-            visible_to,
+            visibility,
             ..Filter::default()
         };
     };
@@ -104,7 +104,7 @@ fn filter_in(
         created_to: v
             .check("filter.create_time_to", time_in(f.create_time_to.as_ref()))
             .flatten(),
-        visible_to,
+        visibility,
     }
 }
 
@@ -277,7 +277,7 @@ impl PortfolioApi {
         caller: &crate::auth::Caller,
         action: Action,
         org: Uuid,
-    ) -> jalon_core::Result<(Option<Uuid>, Organisation, CurrencyCode)> {
+    ) -> jalon_core::Result<(Visibility, Organisation, CurrencyCode)> {
         // One statement: the membership and the organisation together.
         let (membership, o) =
             organisations::get_as_member(self.store.readers(), org, &caller.subject).await?;
@@ -288,11 +288,7 @@ impl PortfolioApi {
         })?;
         let currency = CurrencyCode::parse(&o.default_currency)
             .map_err(|e| jalon_core::Error::Internal(format!("stored currency: {e}")))?;
-        Ok((
-            (membership.role == Role::Member).then_some(membership.person_id),
-            o,
-            currency,
-        ))
+        Ok((visibility(&membership.member()), o, currency))
     }
 }
 

@@ -7,7 +7,7 @@ use jalon_core::{
     gate::LifecycleAction,
     project::{
         self as domain, AiActTier, AlgorithmApproach, DataKind, Execution, Hosting, Phase, Project,
-        ProjectDetails, ResultType, Status, Usage, check_consistency, member_sees,
+        ProjectDetails, ResultType, Status, Usage, check_consistency,
     },
     values::{
         CurrencyCode, DEFAULT_PAGE_SIZE, DisplayName, MAX_PAGE_SIZE, Money, ShortText, parse_id,
@@ -22,7 +22,9 @@ use jalon_store::{
 use tonic::{Request, Response, Status as GrpcStatus};
 use uuid::Uuid;
 
-use super::{actor, authorise, caller, check_standing, conversions as conv, member, visible};
+use super::{
+    actor, allow, authorise, caller, check_standing, conversions as conv, member, parties, visible,
+};
 use crate::error::OrStatus;
 
 /// The handlers of `ProjectService`.
@@ -283,14 +285,17 @@ impl ProjectService for ProjectApi {
         }
         let paths: Vec<&str> = domain::UPDATABLE_FIELDS.to_vec();
         let details = apply(blank_details(), &paths, &wire_project, currency).or_status()?;
-        if membership.role == Role::Member
-            && !member_sees(details.lead_id, details.sponsor_id, membership.person_id)
-        {
-            return Err(Error::PermissionDenied(
-                "a MEMBER creates projects they lead or sponsor".into(),
-            ))
-            .or_status();
-        }
+        allow(
+            &membership,
+            Action::CreateProject,
+            &jalon_core::authz::Parties {
+                lead: details.lead_id,
+                sponsor: details.sponsor_id,
+                ..Default::default()
+            },
+            "project",
+        )
+        .or_status()?;
         let key = conv::idempotency_key(
             format!("projects:{org}"),
             &req.request_id,
@@ -383,7 +388,7 @@ impl ProjectService for ProjectApi {
             business_unit: (!req.business_unit.is_empty()).then_some(req.business_unit),
             tag,
             ai_act_tier,
-            visible_to: (membership.role == Role::Member).then_some(membership.person_id),
+            visibility: jalon_core::authz::visibility(&membership.member()),
         };
         let after = page::decode(&req.page_token, &filter.key(), "page_token").or_status()?;
         let page = projects::list(
@@ -435,18 +440,12 @@ impl ProjectService for ProjectApi {
         let currency = currency_of(&self.store, org).await.or_status()?;
         let actor = actor(&caller, Some(&membership));
         let updated = projects::update(self.store.db(), org, id, &wire.etag, &actor, |current| {
-            if !visible(&membership, current) {
-                return Err(Error::NotFound {
-                    resource: "project",
-                });
-            }
-            if membership.role == Role::Member
-                && current.details.lead_id != Some(membership.person_id)
-            {
-                return Err(Error::PermissionDenied(
-                    "only the project's lead, a DIRECTOR or an ADMIN updates it".into(),
-                ));
-            }
+            allow(
+                &membership,
+                Action::UpdateProject,
+                &parties(current),
+                "project",
+            )?;
             apply(current.details.clone(), &paths, wire, currency)
         })
         .await
@@ -517,20 +516,7 @@ impl ProjectApi {
             action,
             req.reason.trim(),
             &actor,
-            |project| {
-                if !visible(&membership, project) {
-                    return Err(Error::NotFound {
-                        resource: "project",
-                    });
-                }
-                let is_sponsor = project.details.sponsor_id == Some(membership.person_id);
-                if membership.role != Role::Director && !is_sponsor {
-                    return Err(Error::PermissionDenied(
-                        "a DIRECTOR or the project's sponsor resumes or retires it".into(),
-                    ));
-                }
-                Ok(())
-            },
+            |project| allow(&membership, rule, &parties(project), "project"),
         )
         .await
         .or_status()?;
