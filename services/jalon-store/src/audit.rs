@@ -114,6 +114,51 @@ pub async fn record(
         current.as_ref().map_or((0, 0, String::new()), |h| {
             (h.last_sequence, h.last_chain_sequence, h.last_hash.clone())
         });
+    if postgres && !new.chained {
+        // One statement: the sequence number is drawn by the INSERT itself.
+        use event::Column as C;
+        use sea_orm::sea_query::{Expr, Query};
+        let stmt = Query::insert()
+            .into_table(event::Entity)
+            .columns([
+                C::Id,
+                C::OrganisationId,
+                C::Sequence,
+                C::ProjectId,
+                C::ActorPersonId,
+                C::ActorSubject,
+                C::Action,
+                C::ResourceType,
+                C::ResourceId,
+                C::BeforeJson,
+                C::AfterJson,
+                C::Time,
+                C::ChainSequence,
+                C::PreviousHash,
+                C::Hash,
+            ])
+            .values([
+                Uuid::now_v7().into(),
+                organisation_id.into(),
+                Expr::cust("nextval('audit_event_sequence')"),
+                new.project_id.into(),
+                actor.person_id.into(),
+                actor.subject.clone().into(),
+                new.action.into(),
+                new.resource_type.into(),
+                new.resource_id.into(),
+                new.before.map(|v| v.to_string()).unwrap_or_default().into(),
+                new.after.to_string().into(),
+                now_micros().into(),
+                0_i64.into(),
+                String::new().into(),
+                String::new().into(),
+            ])
+            .map_err(|e| jalon_core::Error::Internal(format!("audit insert: {e}")))?
+            .to_owned();
+        conn.execute(&stmt).await.map_err(db_error)?;
+        return Ok(());
+    }
     let sequence = if postgres {
         let row = conn
             .query_one_raw(sea_orm::Statement::from_string(
@@ -157,9 +202,6 @@ pub async fn record(
         .insert(conn)
         .await
         .map_err(db_error)?;
-    if postgres && !chained {
-        return Ok(());
-    }
     let next = head::ActiveModel {
         organisation_id: Set(organisation_id),
         last_sequence: Set(sequence.max(last_sequence)),

@@ -23,8 +23,8 @@ use jalon_core::{
     project::Project,
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, sea_query::LockType,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::LockType,
 };
 use uuid::Uuid;
 
@@ -46,7 +46,7 @@ pub struct Caller {
 
 /// A change in progress.
 pub struct Change {
-    txn: DatabaseTransaction,
+    txn: crate::WriteTxn,
     organisation_id: Uuid,
     action: Action,
     member: Option<Member>,
@@ -174,7 +174,7 @@ impl Change {
     }
 
     /// The transaction.
-    pub fn conn(&self) -> &DatabaseTransaction {
+    pub fn conn(&self) -> &crate::WriteTxn {
         &self.txn
     }
 

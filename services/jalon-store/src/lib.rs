@@ -32,6 +32,10 @@ use sea_orm::{
 pub use error::db_error;
 pub use sea_orm::DatabaseConnection as Db;
 
+/// How long a SQLite writer waits for the database before answering that it
+/// is busy.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Connection pool settings.
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
@@ -82,7 +86,7 @@ impl Store {
                 opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                     .foreign_keys(true)
-                    .busy_timeout(Duration::from_secs(10))
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .create_if_missing(true)
             });
         let db = Database::connect(opts)
@@ -139,20 +143,107 @@ impl Store {
     }
 }
 
-/// Begins a read-write transaction. On SQLite it takes the write lock at once
-/// (`BEGIN IMMEDIATE`), so two writers queue instead of dead-locking.
-pub(crate) async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction> {
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..Default::default()
-    })
-    .await
-    .map_err(db_error)
+/// A read-write transaction. On SQLite it also holds the database file's
+/// write gate: writers of one file queue in this process, first come first
+/// served, instead of polling SQLite's lock (whose busy handler sleeps up to
+/// 100 ms between tries, which made the slowest of 16 concurrent writers
+/// wait 600 ms behind writes of 3 ms).
+pub struct WriteTxn {
+    txn: DatabaseTransaction,
+    _gate: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
-/// Commits, mapping failures.
-pub(crate) async fn commit(txn: DatabaseTransaction) -> Result<()> {
-    txn.commit().await.map_err(db_error)
+#[async_trait::async_trait]
+impl ConnectionTrait for WriteTxn {
+    fn get_database_backend(&self) -> DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    async fn execute_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> std::result::Result<sea_orm::ExecResult, sea_orm::DbErr> {
+        self.txn.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(
+        &self,
+        sql: &str,
+    ) -> std::result::Result<sea_orm::ExecResult, sea_orm::DbErr> {
+        self.txn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> std::result::Result<Option<sea_orm::QueryResult>, sea_orm::DbErr> {
+        self.txn.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> std::result::Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
+        self.txn.query_all_raw(stmt).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.txn.support_returning()
+    }
+}
+
+/// The write gate of a SQLite database file, shared by every pool of this
+/// process on that file.
+fn sqlite_gate(db: &DatabaseConnection) -> Option<std::sync::Arc<tokio::sync::Mutex<()>>> {
+    use std::{
+        collections::HashMap,
+        path::PathBuf,
+        sync::{Arc, LazyLock, Mutex},
+    };
+    static GATES: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+        LazyLock::new(Default::default);
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return None;
+    }
+    let file = db
+        .get_sqlite_connection_pool()
+        .connect_options()
+        .get_filename()
+        .to_path_buf();
+    let mut gates = GATES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    Some(gates.entry(file).or_default().clone())
+}
+
+/// Begins a read-write transaction. On SQLite it waits for the file's
+/// write gate, then takes the write lock at once (`BEGIN IMMEDIATE`).
+pub(crate) async fn begin_write(db: &DatabaseConnection) -> Result<WriteTxn> {
+    let gate = match sqlite_gate(db) {
+        // As long as SQLite's own busy timeout, and the same answer.
+        Some(gate) => Some(
+            tokio::time::timeout(SQLITE_BUSY_TIMEOUT, gate.lock_owned())
+                .await
+                .map_err(|_| {
+                    tracing::warn!("database busy: the write gate stayed closed");
+                    Error::Aborted("the database is busy with a concurrent write; retry".into())
+                })?,
+        ),
+        None => None,
+    };
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await
+        .map_err(db_error)?;
+    Ok(WriteTxn { txn, _gate: gate })
+}
+
+/// Commits, mapping failures (the gate opens after the commit).
+pub(crate) async fn commit(txn: WriteTxn) -> Result<()> {
+    txn.txn.commit().await.map_err(db_error)
 }
 
 pub(crate) fn is_postgres(conn: &impl ConnectionTrait) -> bool {

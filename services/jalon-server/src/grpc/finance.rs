@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use super::{
-    authorise, caller, conversions as conv,
+    authorise, caller, check_standing, conversions as conv,
     import::{self, Import, ImportLimits, RowStatus},
     member,
     projects::{date_in, date_out, phase_in, phase_out},
@@ -136,6 +136,26 @@ fn new_cost(
 }
 
 impl FinanceApi {
+    /// The role table's rule for `action`, and the organisation's currency
+    /// (what a request's amounts are parsed in), read in one statement. The
+    /// change re-reads the membership inside its transaction.
+    async fn currency_for(
+        &self,
+        caller: &Caller,
+        action: Action,
+        org: Uuid,
+    ) -> Result<CurrencyCode> {
+        let (membership, o) =
+            jalon_store::organisations::get_as_member(self.store.readers(), org, &caller.subject)
+                .await?;
+        check_standing(caller, action, membership.as_ref())?;
+        member(membership)?;
+        let o = o.ok_or(Error::NotFound {
+            resource: "organisation",
+        })?;
+        CurrencyCode::parse(&o.default_currency).map_err(Error::Internal)
+    }
+
     async fn organisation(&self, org: Uuid) -> Result<(CurrencyCode, rust_decimal::Decimal)> {
         let o = jalon_store::organisations::get(self.store.db(), org).await?;
         let currency = CurrencyCode::parse(&o.default_currency).map_err(Error::Internal)?;
@@ -170,8 +190,7 @@ impl Import for FinanceApi {
     }
 
     async fn open(&self, caller: &Caller, org: Uuid) -> Result<CostSession> {
-        member(authorise(&self.store, caller, Action::ImportCosts, org).await?)?;
-        let (currency, _) = self.organisation(org).await?;
+        let currency = self.currency_for(caller, Action::ImportCosts, org).await?;
         Ok(CostSession {
             currency,
             caller: requester(caller),
@@ -219,13 +238,10 @@ impl FinanceService for FinanceApi {
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
         let wire = conv::required("cost", req.cost.as_ref()).or_status()?;
-        member(
-            authorise(&self.store, &caller, Action::RecordCost, org)
-                .await
-                .or_status()?,
-        )
-        .or_status()?;
-        let (currency, _) = self.organisation(org).await.or_status()?;
+        let currency = self
+            .currency_for(&caller, Action::RecordCost, org)
+            .await
+            .or_status()?;
         let new = new_cost(wire, currency, "cost.")
             .map_err(|(f, why)| Error::invalid(f, why))
             .or_status()?;
@@ -324,13 +340,10 @@ impl FinanceService for FinanceApi {
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
         let project_id = conv::id("project_id", &req.project_id).or_status()?;
-        member(
-            authorise(&self.store, &caller, Action::SetBudget, org)
-                .await
-                .or_status()?,
-        )
-        .or_status()?;
-        let (currency, _) = self.organisation(org).await.or_status()?;
+        let currency = self
+            .currency_for(&caller, Action::SetBudget, org)
+            .await
+            .or_status()?;
         let mut violations = Vec::new();
         let total = money_in(req.total.as_ref(), currency)
             .map_err(|e| violations.push(FieldViolation::new("total", e)))
@@ -399,13 +412,10 @@ impl FinanceService for FinanceApi {
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
         let wire = conv::required("benefit", req.benefit.as_ref()).or_status()?;
         let project_id = conv::id("benefit.project_id", &wire.project_id).or_status()?;
-        member(
-            authorise(&self.store, &caller, Action::RecordBenefit, org)
-                .await
-                .or_status()?,
-        )
-        .or_status()?;
-        let (currency, _) = self.organisation(org).await.or_status()?;
+        let currency = self
+            .currency_for(&caller, Action::RecordBenefit, org)
+            .await
+            .or_status()?;
         let mut v = jalon_core::error::Violations::new();
         let kind = v.check(
             "benefit.kind",
