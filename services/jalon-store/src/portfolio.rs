@@ -388,13 +388,18 @@ async fn apply_many(
     let mut old: HashMap<Uuid, BTreeMap<String, i64>> = HashMap::new();
     let mut existing_alerts: HashMap<Uuid, Vec<project_alert::Model>> = HashMap::new();
     for chunk in ids.chunks(CHUNK) {
-        for c in contribution::Entity::find()
+        for (project_id, name, value) in contribution::Entity::find()
+            .select_only()
+            .column(contribution::Column::ProjectId)
+            .column(contribution::Column::Name)
+            .column(contribution::Column::Value)
             .filter(contribution::Column::ProjectId.is_in(chunk.to_vec()))
+            .into_tuple::<(Uuid, String, i64)>()
             .all(conn)
             .await
             .map_err(db_error)?
         {
-            old.entry(c.project_id).or_default().insert(c.name, c.value);
+            old.entry(project_id).or_default().insert(name, value);
         }
         for a in project_alert::Entity::find()
             .filter(project_alert::Column::ProjectId.is_in(chunk.to_vec()))
@@ -601,16 +606,6 @@ async fn rebuild_in(txn: &crate::WriteTxn, organisation_id: Uuid) -> Result<u64>
         elapsed_ms = started.elapsed().as_millis() as u64,
         "aggregates recomputed"
     );
-    contribution::Entity::delete_many()
-        .filter(contribution::Column::OrganisationId.eq(organisation_id))
-        .exec(txn)
-        .await
-        .map_err(db_error)?;
-    counter::Entity::delete_many()
-        .filter(counter::Column::OrganisationId.eq(organisation_id))
-        .exec(txn)
-        .await
-        .map_err(db_error)?;
     let ids: Vec<Uuid> = project::Entity::find()
         .select_only()
         .column(project::Column::Id)
@@ -622,6 +617,8 @@ async fn rebuild_in(txn: &crate::WriteTxn, organisation_id: Uuid) -> Result<u64>
         .map_err(db_error)?;
     let total = ids.len();
     let mut done = 0;
+    // Each project's contributions are rewritten where they differ from
+    // what it computes now (consistent data: nothing is written).
     for chunk in ids.chunks(10 * REBUILD_CHUNK) {
         refresh_locked(txn, organisation_id, chunk).await?;
         done += chunk.len();
@@ -631,6 +628,34 @@ async fn rebuild_in(txn: &crate::WriteTxn, organisation_id: Uuid) -> Result<u64>
             elapsed_ms = started.elapsed().as_millis() as u64,
             "portfolio rebuild progress"
         );
+    }
+    // The counters are the sums of the contributions, by definition.
+    let p = |n: usize| {
+        if crate::is_postgres(txn) {
+            format!("${n}")
+        } else {
+            "?".to_owned()
+        }
+    };
+    for sql in [
+        format!(
+            "DELETE FROM portfolio_counters WHERE organisation_id = {}",
+            p(1)
+        ),
+        format!(
+            "INSERT INTO portfolio_counters (organisation_id, name, value) \
+             SELECT organisation_id, name, CAST(SUM(value) AS BIGINT) FROM portfolio_contributions \
+             WHERE organisation_id = {} GROUP BY organisation_id, name HAVING SUM(value) <> 0",
+            p(1)
+        ),
+    ] {
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            sql,
+            [organisation_id.into()],
+        ))
+        .await
+        .map_err(db_error)?;
     }
     Ok(total as u64)
 }
