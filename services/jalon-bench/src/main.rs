@@ -1,5 +1,8 @@
-//! `jalon-bench`: the portfolio benchmark. For each size asked, on a fresh
-//! SQLite file or PostgreSQL database, it generates a deterministic
+//! `jalon-bench`: Jalon's benchmarks, each measured against baselines run
+//! in the same process on the same database.
+//!
+//! **The portfolio benchmark** (the default). For each size asked, on a
+//! fresh SQLite file or PostgreSQL database, it generates a deterministic
 //! synthetic portfolio in one organisation and recomputes its figures with
 //! `jalon_store::portfolio::rebuild` (both in a child process running this
 //! same program, so that the peak memory measured afterwards is the
@@ -14,6 +17,64 @@
 //! cargo run --release -p jalon-bench -- --projects 1000,100000 \
 //!     --postgres-url postgres://postgres@127.0.0.1:5432/postgres
 //! ```
+//!
+//! **The write-path benchmark** (`--writes`, issue 11). On a fresh database
+//! (SQLite file, or with `--postgres-url` a uniquely named PostgreSQL
+//! database, dropped at the end) it starts the real server (request timeout
+//! raised to a day, so that a long stream is measured rather than cut) and
+//! measures, each against a bare baseline it runs itself on the same
+//! database through the same driver (sea-orm over sqlx, the server's pool):
+//!
+//! 1. `FinanceService/ImportCosts` of `--import-rows` cost rows (default
+//!    1,000,000) in one client stream of `--import-message-rows`-row
+//!    messages (default 500, the server's commit batch), spread over 100
+//!    projects, 24 months and every category, each with a unique
+//!    external_ref; against multi-row INSERTs of the same rows,
+//!    `--import-batch` rows per transaction (default 500), into a table with
+//!    the columns and indexes of `costs`. The server's progress is read from
+//!    the database, not from the client's sends (tonic hands messages to
+//!    HTTP/2 megabytes ahead of what the server has committed): a connection
+//!    of its own looks up every 25 ms whether the next milestone row's
+//!    external_ref is committed. Figures: rows/s overall (target >= 0.5x the
+//!    bare inserts'), of the first and of the last segment (100,000 rows, or
+//!    a tenth of a smaller import), and the last segment's time over the
+//!    first's (target <= 1.25: linear). A stream that fails is reported with
+//!    its status and the rows committed until then.
+//! 2. `--writers` (16) concurrent clients, each on its own project and
+//!    HTTP/2 connection, alternating `RecordCost` and `RecordMeasurement`
+//!    (BASELINE and POC stages) for `--writers-duration` seconds (10) after
+//!    `--writers-warmup` (1), against as many clients each running a one-row
+//!    INSERT transaction: writes/s, p50, p99 (targets: >= 0.25x on
+//!    PostgreSQL, p99 <= 50 ms on SQLite).
+//! 3. `RecordMeasurement` one call at a time, `--kpi-calls` (500) after
+//!    `--kpi-warmup` (20), alternating between a KPI loaded with
+//!    `--kpi-measurements` (100,000) through `ImportMeasurements` and a
+//!    fresh KPI of another project of the same organisation (p50 ratio
+//!    target <= 1.2). On PostgreSQL, `VACUUM ANALYZE` follows the load, as
+//!    autovacuum would.
+//! 4. `portfolio::rebuild` of a generated portfolio of `--rebuild-projects`
+//!    projects (100,000; 0 to skip) on a fresh database of its own, as the
+//!    portfolio benchmark generates it (target under 20 s).
+//!
+//! On a PostgreSQL server whose autovacuum is off, the write benchmark runs
+//! `ANALYZE` every `--pg-analyze-every` seconds (60, autovacuum's default
+//! period) during phases 1 to 3 in its place, and says so under the table:
+//! without statistics, a plan a pooled connection prepared while a table was
+//! empty is kept however large the table grows.
+//!
+//! `--phases import,writers,kpi,rebuild` runs a subset. Progress goes to
+//! stderr; the table to stdout; the figures to `--json`
+//! (`target/jalon-bench-writes.json` by default). The exit status is a
+//! failure when a phase failed or the import stream did not complete.
+//!
+//! ```sh
+//! cargo run --release -p jalon-bench -- --writes
+//! cargo run --release -p jalon-bench -- --writes \
+//!     --postgres-url postgres://postgres@127.0.0.1:5432/postgres
+//! # small sizes, to check that it works:
+//! cargo run --release -p jalon-bench -- --writes --import-rows 100000 \
+//!     --writers-duration 5 --kpi-measurements 10000 --rebuild-projects 1000
+//! ```
 
 mod database;
 mod echo;
@@ -21,6 +82,8 @@ mod generate;
 mod load;
 mod report;
 mod rng;
+mod writes;
+mod writes_report;
 
 use std::{
     net::SocketAddr,
@@ -111,12 +174,66 @@ struct Args {
     /// Seed of the synthetic portfolio and of the request sequences.
     #[arg(long, default_value_t = 20_261_129)]
     seed: u64,
-    /// Where to write the figures as JSON.
-    #[arg(long, default_value = "target/jalon-bench.json")]
-    json: PathBuf,
+    /// Where to write the figures as JSON [default:
+    /// target/jalon-bench.json, or target/jalon-bench-writes.json with
+    /// --writes].
+    #[arg(long)]
+    json: Option<PathBuf>,
     /// Keep the databases (their location is printed).
     #[arg(long)]
     keep_database: bool,
+    /// Run the write-path benchmark instead of the portfolio benchmark
+    /// (see the --import-*, --writers*, --kpi-* and --rebuild-projects
+    /// options).
+    #[arg(long)]
+    writes: bool,
+    /// --writes: the phases to run, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "import,writers,kpi,rebuild"
+    )]
+    phases: Vec<writes::WritePhase>,
+    /// --writes: cost rows of the ImportCosts stream (and of the bare
+    /// inserts).
+    #[arg(long, default_value_t = 1_000_000)]
+    import_rows: u64,
+    /// --writes: rows per ImportCosts message.
+    #[arg(long, default_value_t = 500)]
+    import_message_rows: u64,
+    /// --writes: rows per transaction of the bare batched INSERT (the
+    /// server commits an import 500 rows at a time).
+    #[arg(long, default_value_t = 500)]
+    import_batch: u64,
+    /// --writes: concurrent writers, each on its own project.
+    #[arg(long, default_value_t = 16)]
+    writers: usize,
+    /// --writes: measured seconds of the concurrent writers.
+    #[arg(long, default_value_t = 10.0)]
+    writers_duration: f64,
+    /// --writes: warm-up seconds before the concurrent writers are measured.
+    #[arg(long, default_value_t = 1.0)]
+    writers_warmup: f64,
+    /// --writes: measurements loaded into the KPI whose RecordMeasurement
+    /// latency is compared with a fresh KPI's.
+    #[arg(long, default_value_t = 100_000)]
+    kpi_measurements: u64,
+    /// --writes: measured RecordMeasurement calls on each KPI.
+    #[arg(long, default_value_t = 500)]
+    kpi_calls: usize,
+    /// --writes: unmeasured RecordMeasurement calls on each KPI first.
+    #[arg(long, default_value_t = 20)]
+    kpi_warmup: usize,
+    /// --writes: projects of the generated portfolio whose rebuild is timed
+    /// (0: skip).
+    #[arg(long, default_value_t = 100_000)]
+    rebuild_projects: u64,
+    /// --writes, on a PostgreSQL server whose autovacuum is off: run ANALYZE
+    /// every so many seconds during the server phases, in its place (0:
+    /// never).
+    #[arg(long, default_value_t = 60.0)]
+    pg_analyze_every: f64,
     /// Internal: generate the portfolio into this database, recompute its
     /// figures, print what was done as JSON, and exit. The benchmark runs
     /// itself this way so that the generator's memory is not the server's.
@@ -159,6 +276,34 @@ async fn run(args: Args) -> Result<(), BoxError> {
         Some(url) => Backend::Postgres(url.clone()),
         None => Backend::Sqlite,
     };
+    if args.writes {
+        let config = writes::WritesConfig {
+            phases: args.phases.clone(),
+            import_rows: args.import_rows,
+            import_message_rows: args.import_message_rows.max(1),
+            import_batch_rows: args.import_batch.max(1),
+            writers: args.writers.max(1),
+            writers_warmup: Duration::from_secs_f64(args.writers_warmup.max(0.0)),
+            writers_duration: Duration::from_secs_f64(args.writers_duration.max(0.1)),
+            kpi_measurements: args.kpi_measurements,
+            kpi_calls: args.kpi_calls.max(1),
+            kpi_warmup: args.kpi_warmup,
+            rebuild_projects: args.rebuild_projects,
+            pg_analyze_every: Duration::from_secs_f64(args.pg_analyze_every.max(0.0)),
+            db_connections: args.db_connections,
+            seed: args.seed,
+            keep_database: args.keep_database,
+            json: args
+                .json
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("target/jalon-bench-writes.json")),
+        };
+        return writes::run(backend, config).await;
+    }
+    let json_path = args
+        .json
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("target/jalon-bench.json"));
     let load = LoadConfig {
         connections: args.connections.max(1),
         inflight: args.inflight.max(1),
@@ -202,8 +347,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
     };
     println!();
     print!("{}", report::table(&setup, &runs));
-    report::write_json(&args.json, &report::json(&setup, &runs))?;
-    println!("figures written to {}", args.json.display());
+    report::write_json(&json_path, &report::json(&setup, &runs))?;
+    println!("figures written to {}", json_path.display());
     match failure {
         Some(e) => Err(e.into()),
         None => Ok(()),

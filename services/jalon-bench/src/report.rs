@@ -107,7 +107,7 @@ pub struct Setup {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
+pub(crate) enum Verdict {
     Pass,
     Miss,
     Info,
@@ -115,7 +115,7 @@ enum Verdict {
 }
 
 impl Verdict {
-    fn text(self) -> &'static str {
+    pub(crate) fn text(self) -> &'static str {
         match self {
             Verdict::Pass => "pass",
             Verdict::Miss => "MISS",
@@ -124,7 +124,7 @@ impl Verdict {
         }
     }
 
-    fn at_least(value: f64, target: f64) -> Self {
+    pub(crate) fn at_least(value: f64, target: f64) -> Self {
         if value >= target {
             Verdict::Pass
         } else {
@@ -132,7 +132,7 @@ impl Verdict {
         }
     }
 
-    fn at_most(value: f64, target: f64) -> Self {
+    pub(crate) fn at_most(value: f64, target: f64) -> Self {
         if value <= target {
             Verdict::Pass
         } else {
@@ -162,7 +162,7 @@ fn row(
     }
 }
 
-fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

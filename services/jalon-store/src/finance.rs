@@ -78,10 +78,22 @@ pub async fn record_costs(
     let refs: Vec<String> = rows.iter().filter_map(|r| r.external_ref.clone()).collect();
     let mut posted: HashMap<String, Cost> = HashMap::new();
     for chunk in refs.chunks(crate::aggregates::CHUNK) {
+        let conn = change.conn();
+        let sql = format!(
+            "SELECT c.* FROM {} JOIN costs c ON c.organisation_id = {} AND c.external_ref = r.column1",
+            crate::aggregates::values_table(conn, chunk.len(), 1, 1),
+            crate::aggregates::placeholder(conn, chunk.len() + 1),
+        );
+        // Parameters in the order they appear (SQLite's are positional).
+        let mut values: Vec<sea_orm::Value> = chunk.iter().map(|r| r.clone().into()).collect();
+        values.push(organisation_id.into());
         for c in cost::Entity::find()
-            .filter(cost::Column::OrganisationId.eq(organisation_id))
-            .filter(cost::Column::ExternalRef.is_in(chunk.to_vec()))
-            .all(change.conn())
+            .from_raw_sql(sea_orm::Statement::from_sql_and_values(
+                conn.get_database_backend(),
+                sql,
+                values,
+            ))
+            .all(conn)
             .await
             .map_err(db_error)?
         {

@@ -326,14 +326,30 @@ pub async fn record(
             (k.id, entry)
         })
         .collect();
-    let refs: Vec<String> = rows.iter().filter_map(|r| r.external_ref.clone()).collect();
+    let refs: Vec<(Uuid, String)> = rows
+        .iter()
+        .filter_map(|r| Some((r.kpi_id, r.external_ref.clone()?)))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut recorded: HashMap<(Uuid, String), Measurement> = HashMap::new();
-    let ids: Vec<Uuid> = kpi_ids.iter().copied().collect();
     for chunk in refs.chunks(crate::aggregates::CHUNK) {
+        let conn = change.conn();
+        let sql = format!(
+            "SELECT m.* FROM {} JOIN kpi_measurements m ON m.kpi_id = r.column1 AND m.external_ref = r.column2",
+            crate::aggregates::values_table(conn, chunk.len(), 2, 1),
+        );
+        let values: Vec<sea_orm::Value> = chunk
+            .iter()
+            .flat_map(|(k, r)| [(*k).into(), r.clone().into()])
+            .collect();
         for m in measurement::Entity::find()
-            .filter(measurement::Column::KpiId.is_in(ids.clone()))
-            .filter(measurement::Column::ExternalRef.is_in(chunk.to_vec()))
-            .all(change.conn())
+            .from_raw_sql(sea_orm::Statement::from_sql_and_values(
+                conn.get_database_backend(),
+                sql,
+                values,
+            ))
+            .all(conn)
             .await
             .map_err(db_error)?
         {

@@ -1,0 +1,538 @@
+//! The write benchmark's figures: one table row per measure (value,
+//! baseline, ratio, target, pass or miss), and the same figures as JSON.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::{
+    load::{Stats, round3},
+    report::{Verdict, thousands},
+    writes::{
+        Concurrent, ImportFigures, ImportRun, KpiFigures, RebuildFigures, WritersFigures,
+        WritesConfig, WritesRun,
+    },
+};
+
+/// ImportCosts rows/s over the bare batched INSERT's, at least.
+pub const IMPORT_RATIO_TARGET: f64 = 0.5;
+/// Time of the last segment over time of the first, at most.
+pub const IMPORT_LINEARITY_TARGET: f64 = 1.25;
+/// Concurrent writes/s over the bare one-row transactions', at least
+/// (PostgreSQL).
+pub const WRITERS_RATIO_TARGET_POSTGRES: f64 = 0.25;
+/// p99 of the concurrent writes, at most, in ms (SQLite).
+pub const WRITERS_P99_TARGET_SQLITE_MS: f64 = 50.0;
+/// RecordMeasurement p50 on the loaded KPI over the fresh KPI's, at most.
+pub const KPI_RATIO_TARGET: f64 = 1.2;
+/// portfolio::rebuild, under this many seconds.
+pub const REBUILD_TARGET_SECS: f64 = 20.0;
+
+struct Row {
+    measure: String,
+    value: String,
+    baseline: String,
+    ratio: String,
+    target: String,
+    verdict: Verdict,
+}
+
+/// A column of the table: how to read its cell from a row.
+type Cell = fn(&Row) -> &str;
+
+fn row(measure: impl Into<String>, value: impl Into<String>) -> Row {
+    Row {
+        measure: measure.into(),
+        value: value.into(),
+        baseline: String::new(),
+        ratio: String::new(),
+        target: String::new(),
+        verdict: Verdict::Info,
+    }
+}
+
+impl Row {
+    fn baseline(mut self, baseline: impl Into<String>) -> Self {
+        self.baseline = baseline.into();
+        self
+    }
+
+    fn ratio(mut self, ratio: Option<f64>) -> Self {
+        self.ratio = ratio.map_or_else(|| "n/a".into(), |r| format!("{r:.2}"));
+        self
+    }
+
+    fn at_least(mut self, value: Option<f64>, target: f64, text: String) -> Self {
+        self.target = text;
+        self.verdict = value.map_or(Verdict::Failed, |v| Verdict::at_least(v, target));
+        self
+    }
+
+    fn at_most(mut self, value: Option<f64>, target: f64, text: String) -> Self {
+        self.target = text;
+        self.verdict = value.map_or(Verdict::Failed, |v| Verdict::at_most(v, target));
+        self
+    }
+}
+
+fn error_row(measure: impl Into<String>, error: &str) -> Row {
+    let mut text = error.replace('\n', " ");
+    if text.chars().count() > 140 {
+        text = text.chars().take(140).collect::<String>() + "…";
+    }
+    let mut r = row(measure, text);
+    r.verdict = Verdict::Failed;
+    r
+}
+
+fn latency(s: &Stats) -> String {
+    format!("p50 {:.2} ms, p99 {:.2} ms", s.p50_ms, s.p99_ms)
+}
+
+fn rate(r: Option<f64>) -> String {
+    r.map_or_else(|| "n/a".into(), |r| format!("{r:.0} rows/s"))
+}
+
+fn ratio_of(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn short(n: u64) -> String {
+    if n >= 1000 && n.is_multiple_of(1000) {
+        format!("{}k", thousands(n / 1000))
+    } else {
+        thousands(n)
+    }
+}
+
+fn import_rows(f: &ImportFigures) -> Vec<Row> {
+    let m = &f.milestones;
+    let seg = short(m.segment);
+    let bare = f.bare.as_ref().ok();
+    let mut rows = Vec::new();
+    let server_overall = f.server.overall(m);
+    let bare_overall = bare.and_then(|b| b.overall(m));
+    let title = format!(
+        "[import] ImportCosts, {} rows in one stream",
+        thousands(m.rows)
+    );
+    let baseline = match &f.bare {
+        Ok(b) => format!(
+            "bare INSERT x {}/txn: {} ({:.1} s)",
+            f.batch_rows,
+            rate(b.overall(m)),
+            b.curve.at(m.rows).unwrap_or(b.secs)
+        ),
+        Err(e) => format!("bare INSERT failed: {e}"),
+    };
+    if f.server.complete(m) {
+        rows.push(
+            row(
+                title,
+                format!(
+                    "{} ({:.1} s; messages of {})",
+                    rate(server_overall),
+                    f.server.curve.at(m.rows).unwrap_or(f.server.secs),
+                    f.message_rows
+                ),
+            )
+            .baseline(baseline)
+            .ratio(ratio_of(server_overall, bare_overall))
+            .at_least(
+                ratio_of(server_overall, bare_overall),
+                IMPORT_RATIO_TARGET,
+                format!(">= {IMPORT_RATIO_TARGET:.2}"),
+            ),
+        );
+    } else {
+        rows.push(
+            error_row(
+                title,
+                &format!(
+                    "FAILED after {} rows committed in {:.1} s: {}",
+                    thousands(f.server.committed),
+                    f.server.secs,
+                    f.server
+                        .error
+                        .as_deref()
+                        .unwrap_or("the stream ended early")
+                ),
+            )
+            .baseline(baseline),
+        );
+    }
+    let first = f.server.first(m);
+    let last = f.server.last(m);
+    rows.push(
+        row(format!("[import] first {seg} rows"), rate(first))
+            .baseline(rate(bare.and_then(|b| b.first(m))))
+            .ratio(ratio_of(first, bare.and_then(|b| b.first(m)))),
+    );
+    rows.push(
+        row(format!("[import] last {seg} rows"), rate(last))
+            .baseline(rate(bare.and_then(|b| b.last(m))))
+            .ratio(ratio_of(last, bare.and_then(|b| b.last(m)))),
+    );
+    let slowdown = f.server.slowdown(m);
+    rows.push(
+        row(
+            format!("[import] time of last {seg} / first {seg}"),
+            slowdown.map_or_else(|| "n/a".into(), |s| format!("{s:.2}")),
+        )
+        .baseline(
+            bare.and_then(|b| b.slowdown(m))
+                .map_or_else(|| "n/a".into(), |s| format!("bare {s:.2}")),
+        )
+        .at_most(
+            slowdown,
+            IMPORT_LINEARITY_TARGET,
+            format!("<= {IMPORT_LINEARITY_TARGET:.2}"),
+        ),
+    );
+    if f.server.complete(m)
+        && let Some(e) = &f.server.error
+    {
+        rows.push(error_row(
+            "[import] the stream's answer (all rows committed)",
+            e,
+        ));
+    }
+    rows
+}
+
+fn concurrent(c: &Concurrent) -> String {
+    let mut text = format!("{:.0} writes/s, {}", c.writes_per_sec, latency(&c.all));
+    if c.errors > 0 {
+        let _ = write!(
+            text,
+            ", {} errors (first: {})",
+            c.errors,
+            c.first_error.as_deref().unwrap_or("?")
+        );
+    }
+    text
+}
+
+fn writers_rows(run: &WritesRun, f: &WritersFigures) -> Vec<Row> {
+    let postgres = run.backend == "postgresql";
+    let bare = f.bare.as_ref().ok();
+    let ratio = bare.and_then(|b| {
+        (b.writes_per_sec > 0.0 && f.server.errors == 0)
+            .then(|| f.server.writes_per_sec / b.writes_per_sec)
+    });
+    let title = format!(
+        "[writers] {} writers, RecordCost + RecordMeasurement",
+        f.writers
+    );
+    let mut rows = Vec::new();
+    let first = row(title, concurrent(&f.server))
+        .baseline(match &f.bare {
+            Ok(b) => format!("bare 1-row txn: {}", concurrent(b)),
+            Err(e) => format!("bare failed: {e}"),
+        })
+        .ratio(ratio);
+    rows.push(if postgres {
+        first.at_least(
+            ratio,
+            WRITERS_RATIO_TARGET_POSTGRES,
+            format!(">= {WRITERS_RATIO_TARGET_POSTGRES:.2}"),
+        )
+    } else {
+        first
+    });
+    let p99 = (f.server.all.count > 0).then_some(f.server.all.p99_ms);
+    let second = row(
+        "[writers] p99 of every write",
+        p99.map_or_else(|| "n/a".into(), |p| format!("{p:.1} ms")),
+    )
+    .baseline(bare.map_or_else(String::new, |b| format!("{:.1} ms", b.all.p99_ms)))
+    .ratio(ratio_of(p99, bare.map(|b| b.all.p99_ms)));
+    rows.push(if postgres {
+        second
+    } else {
+        second.at_most(
+            p99,
+            WRITERS_P99_TARGET_SQLITE_MS,
+            format!("<= {WRITERS_P99_TARGET_SQLITE_MS:.0} ms"),
+        )
+    });
+    for (k, (name, bare_name)) in [
+        ("RecordCost", "bare_costs"),
+        ("RecordMeasurement", "bare_measurements"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let s = &f.server.by_kind[k];
+        rows.push(
+            row(
+                format!("[writers] {name}"),
+                format!("{} calls, {}", s.count, latency(s)),
+            )
+            .baseline(bare.map_or_else(String::new, |b| {
+                format!(
+                    "{bare_name}: {} txns, {}",
+                    b.by_kind[k].count,
+                    latency(&b.by_kind[k])
+                )
+            })),
+        );
+    }
+    rows
+}
+
+fn kpi_rows(f: &KpiFigures) -> Vec<Row> {
+    let ratio = (f.fresh.p50_ms > 0.0).then(|| f.loaded.p50_ms / f.fresh.p50_ms);
+    vec![
+        row(
+            format!(
+                "[kpi] load: ImportMeasurements of {} rows",
+                thousands(f.measurements)
+            ),
+            format!(
+                "{:.1} s ({:.0} rows/s)",
+                f.load_secs,
+                f.measurements as f64 / f.load_secs.max(1e-9)
+            ),
+        ),
+        row(
+            format!(
+                "[kpi] RecordMeasurement, KPI of {} (p50)",
+                short(f.measurements)
+            ),
+            format!("{}, mean {:.2} ms", latency(&f.loaded), f.loaded.mean_ms),
+        )
+        .baseline(format!(
+            "fresh KPI: {}, mean {:.2} ms",
+            latency(&f.fresh),
+            f.fresh.mean_ms
+        ))
+        .ratio(ratio)
+        .at_most(ratio, KPI_RATIO_TARGET, format!("<= {KPI_RATIO_TARGET:.1}")),
+    ]
+}
+
+fn rebuild_rows(f: &RebuildFigures) -> Vec<Row> {
+    let p = &f.portfolio;
+    let size = thousands(p.projects);
+    let mut rows = vec![row(
+        format!(
+            "[rebuild] generation of {size} projects ({} rows)",
+            thousands(p.rows.values().sum())
+        ),
+        format!("{:.1} s", p.people_secs + p.insert_secs),
+    )];
+    let title = format!("[rebuild] portfolio::rebuild at {size} projects");
+    rows.push(match &f.rebuild {
+        Ok((secs, n)) => row(title, format!("{secs:.1} s ({n} returned)")).at_most(
+            Some(*secs),
+            REBUILD_TARGET_SECS,
+            format!("< {REBUILD_TARGET_SECS:.0} s"),
+        ),
+        Err(e) => error_row(title, e),
+    });
+    rows
+}
+
+/// The table, as printed.
+pub fn table(config: &WritesConfig, run: &WritesRun) -> String {
+    let mut rows = Vec::new();
+    match &run.import {
+        Some(Ok(f)) => rows.extend(import_rows(f)),
+        Some(Err(e)) => rows.push(error_row("[import]", e)),
+        None => {}
+    }
+    match &run.writers {
+        Some(Ok(f)) => rows.extend(writers_rows(run, f)),
+        Some(Err(e)) => rows.push(error_row("[writers]", e)),
+        None => {}
+    }
+    match &run.kpi {
+        Some(Ok(f)) => rows.extend(kpi_rows(f)),
+        Some(Err(e)) => rows.push(error_row("[kpi]", e)),
+        None => {}
+    }
+    match &run.rebuild {
+        Some(Ok(f)) => rows.extend(rebuild_rows(f)),
+        Some(Err(e)) => rows.push(error_row("[rebuild]", e)),
+        None => {}
+    }
+    let columns: [(&str, Cell); 5] = [
+        ("measure", |r| &r.measure),
+        ("value", |r| &r.value),
+        ("baseline", |r| &r.baseline),
+        ("ratio", |r| &r.ratio),
+        ("target", |r| &r.target),
+    ];
+    let widths: Vec<usize> = columns
+        .iter()
+        .map(|(title, f)| {
+            rows.iter()
+                .map(|r| f(r).chars().count())
+                .chain([title.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let pad = |s: &str, w: usize| format!("{s}{}", " ".repeat(w.saturating_sub(s.chars().count())));
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "jalon-bench --writes: {} ({}, server pool {}), {} cores ({}); import {} rows in messages of {}, bare batches of {}; {} writers, {:.1} s after {:.1} s warm-up; KPI of {} measurements, {} calls after {}; rebuild at {} projects",
+        run.backend,
+        run.backend_version,
+        run.db_connections,
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        crate::cpu_model(),
+        thousands(config.import_rows),
+        config.import_message_rows,
+        config.import_batch_rows,
+        config.writers,
+        config.writers_duration.as_secs_f64(),
+        config.writers_warmup.as_secs_f64(),
+        thousands(config.kpi_measurements),
+        config.kpi_calls,
+        config.kpi_warmup,
+        thousands(config.rebuild_projects),
+    );
+    for note in &run.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    let header: Vec<String> = columns
+        .iter()
+        .zip(&widths)
+        .map(|((title, _), w)| pad(title, *w))
+        .collect();
+    let _ = writeln!(out, "{}  result", header.join("  "));
+    let _ = writeln!(
+        out,
+        "{}",
+        "-".repeat(widths.iter().sum::<usize>() + 2 * widths.len() + 6)
+    );
+    for r in &rows {
+        let cells: Vec<String> = columns
+            .iter()
+            .zip(&widths)
+            .map(|((_, f), w)| pad(f(r), *w))
+            .collect();
+        let _ = writeln!(out, "{}  {}", cells.join("  "), r.verdict.text());
+    }
+    out
+}
+
+fn opt3(x: Option<f64>) -> Value {
+    x.map_or(Value::Null, |v| json!(round3(v)))
+}
+
+fn import_run_json(run: &ImportRun, f: &ImportFigures) -> Value {
+    let m = &f.milestones;
+    json!({
+        "complete": run.complete(m),
+        "committed": run.committed,
+        "secs": round3(run.secs),
+        "rows_per_sec": opt3(run.overall(m)),
+        "first_segment_rows_per_sec": opt3(run.first(m)),
+        "last_segment_rows_per_sec": opt3(run.last(m)),
+        "last_over_first_time": opt3(run.slowdown(m)),
+        "error": run.error,
+        "accepted_duplicates_rejected": run.counts.map(|(a, d, r)| json!([a, d, r])),
+        "curve_rows_secs": run.curve.json(),
+    })
+}
+
+fn concurrent_json(c: &Concurrent) -> Value {
+    json!({
+        "writes_per_sec": c.writes_per_sec.round(),
+        "latency": c.all.json(),
+        "costs": c.by_kind[0].json(),
+        "measurements": c.by_kind[1].json(),
+        "errors": c.errors,
+        "first_error": c.first_error,
+    })
+}
+
+fn result_json<T>(r: &Option<Result<T, String>>, f: impl Fn(&T) -> Value) -> Value {
+    match r {
+        None => Value::Null,
+        Some(Ok(v)) => f(v),
+        Some(Err(e)) => json!({ "error": e }),
+    }
+}
+
+/// All figures as JSON.
+pub fn json(config: &WritesConfig, run: &WritesRun) -> Value {
+    json!({
+        "mode": "writes",
+        "machine": {
+            "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+            "cpu": crate::cpu_model(),
+            "os": std::env::consts::OS,
+            "arch": std::env::consts::ARCH,
+        },
+        "backend": run.backend,
+        "backend_version": run.backend_version,
+        "server_db_connections": run.db_connections,
+        "seed": config.seed,
+        "notes": run.notes,
+        "import": result_json(&run.import, |f| {
+            let m = &f.milestones;
+            let server = f.server.overall(m);
+            let bare = f.bare.as_ref().ok().and_then(|b| b.overall(m));
+            json!({
+                "rows": m.rows,
+                "projects": crate::writes::IMPORT_PROJECTS,
+                "message_rows": f.message_rows,
+                "bare_batch_rows": f.batch_rows,
+                "segment_rows": m.segment,
+                "server": import_run_json(&f.server, f),
+                "bare": match &f.bare {
+                    Ok(b) => import_run_json(b, f),
+                    Err(e) => json!({ "error": e }),
+                },
+                "server_over_bare": opt3(ratio_of(server, bare)),
+                "server_over_bare_target": IMPORT_RATIO_TARGET,
+                "last_over_first_target": IMPORT_LINEARITY_TARGET,
+            })
+        }),
+        "writers": result_json(&run.writers, |f| {
+            let bare = f.bare.as_ref().ok();
+            json!({
+                "writers": f.writers,
+                "warmup_secs": f.warmup.as_secs_f64(),
+                "duration_secs": f.duration.as_secs_f64(),
+                "server": concurrent_json(&f.server),
+                "bare": match &f.bare {
+                    Ok(b) => concurrent_json(b),
+                    Err(e) => json!({ "error": e }),
+                },
+                "server_over_bare": opt3(bare.and_then(|b| ratio_of(Some(f.server.writes_per_sec), Some(b.writes_per_sec)))),
+                "server_over_bare_target_postgres": WRITERS_RATIO_TARGET_POSTGRES,
+                "p99_target_sqlite_ms": WRITERS_P99_TARGET_SQLITE_MS,
+            })
+        }),
+        "kpi": result_json(&run.kpi, |f| json!({
+            "measurements": f.measurements,
+            "load_secs": round3(f.load_secs),
+            "calls": f.calls,
+            "warmup_calls": config.kpi_warmup,
+            "loaded": f.loaded.json(),
+            "fresh": f.fresh.json(),
+            "p50_ratio": opt3((f.fresh.p50_ms > 0.0).then(|| f.loaded.p50_ms / f.fresh.p50_ms)),
+            "mean_ratio": opt3((f.fresh.mean_ms > 0.0).then(|| f.loaded.mean_ms / f.fresh.mean_ms)),
+            "target": KPI_RATIO_TARGET,
+        })),
+        "rebuild": result_json(&run.rebuild, |f| json!({
+            "projects": f.portfolio.projects,
+            "rows": f.portfolio.rows,
+            "generation_secs": round3(f.portfolio.people_secs + f.portfolio.insert_secs),
+            "rebuild": match &f.rebuild {
+                Ok((secs, n)) => json!({ "secs": round3(*secs), "returned": n }),
+                Err(e) => json!({ "error": e }),
+            },
+            "target_secs": REBUILD_TARGET_SECS,
+        })),
+    })
+}
