@@ -19,7 +19,7 @@ use jalon_core::{
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    sea_query::{Expr, OnConflict},
+    sea_query::{Expr, ExprTrait, OnConflict},
 };
 use uuid::Uuid;
 
@@ -512,8 +512,29 @@ pub(crate) async fn load_item_counts(
 ) -> Result<HashMap<Uuid, Vec<(Phase, jalon_core::assessment::Concern, ItemCounts)>>> {
     let mut out: HashMap<Uuid, Vec<_>> = HashMap::new();
     for ids in project_ids.chunks(CHUNK) {
+        // Only what the figures read: the rows of each project's current
+        // phase (readiness) and those with open HIGH risks (the heat map).
         for r in count::Entity::find()
             .filter(count::Column::ProjectId.is_in(ids.to_vec()))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(count::Column::OpenHighRisk.ne(0))
+                    .add(
+                        Expr::col((count::Entity, count::Column::Phase)).in_subquery(
+                            sea_orm::sea_query::Query::select()
+                                .column(crate::entity::project::Column::Phase)
+                                .from(crate::entity::project::Entity)
+                                .and_where(
+                                    Expr::col((
+                                        crate::entity::project::Entity,
+                                        crate::entity::project::Column::Id,
+                                    ))
+                                    .equals((count::Entity, count::Column::ProjectId)),
+                                )
+                                .to_owned(),
+                        ),
+                    ),
+            )
             .all(conn)
             .await
             .map_err(db_error)?

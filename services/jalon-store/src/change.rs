@@ -54,6 +54,9 @@ pub struct Change {
     locked: BTreeSet<Uuid>,
     touched: BTreeSet<Uuid>,
     events: Vec<NewEvent>,
+    /// The locked projects as read (without tags), kept current by the
+    /// change: the refresh at commit does not read them again.
+    projects: HashMap<Uuid, Project>,
 }
 
 impl Change {
@@ -106,6 +109,7 @@ impl Change {
             locked: BTreeSet::new(),
             touched: BTreeSet::new(),
             events: Vec::new(),
+            projects: HashMap::new(),
         })
     }
 
@@ -129,6 +133,7 @@ impl Change {
         let mut out: HashMap<Uuid, Result<Project>> = found
             .into_iter()
             .map(|p| {
+                self.projects.insert(p.id, p.clone());
                 let allowed = self.allow(&p, None, resource);
                 (p.id, allowed.map(|()| p))
             })
@@ -200,6 +205,12 @@ impl Change {
         Ok(wanted.intersection(&self.locked).copied().collect())
     }
 
+    /// A locked project as the change knows it (read by
+    /// [`Self::projects_for`]), to update after writing its row.
+    pub(crate) fn cached_project(&mut self, id: Uuid) -> Option<&mut Project> {
+        self.projects.get_mut(&id)
+    }
+
     /// Marks a project (locked before) as changed.
     pub fn touch(&mut self, project_id: Uuid) {
         self.touched.insert(project_id);
@@ -214,7 +225,8 @@ impl Change {
     /// commits.
     pub async fn commit(self) -> Result<()> {
         let touched: Vec<Uuid> = self.touched.into_iter().collect();
-        crate::portfolio::refresh_locked(&self.txn, self.organisation_id, &touched).await?;
+        crate::portfolio::refresh_known(&self.txn, self.organisation_id, &touched, &self.projects)
+            .await?;
         for event in self.events {
             audit::record(&self.txn, self.organisation_id, &self.actor, event).await?;
         }

@@ -613,7 +613,10 @@ async fn get_many(
 /// statistics, recording a change in the audit log.
 async fn refresh_flag(change: &mut Change, project_id: Uuid) -> Result<()> {
     let organisation_id = change.organisation_id();
-    let project = projects::get(change.conn(), organisation_id, project_id).await?;
+    let project = match change.cached_project(project_id) {
+        Some(p) => p.clone(),
+        None => projects::get(change.conn(), organisation_id, project_id).await?,
+    };
     if !matches!(project.status, Status::InProduction | Status::Active) {
         return Ok(());
     }
@@ -638,6 +641,9 @@ async fn refresh_flag(change: &mut Change, project_id: Uuid) -> Result<()> {
         .exec(change.conn())
         .await
         .map_err(db_error)?;
+    if let Some(p) = change.cached_project(project_id) {
+        p.underperforming = flag;
+    }
     change.event(NewEvent {
         project_id: Some(project_id),
         action: if flag {

@@ -57,8 +57,15 @@ async fn gather_many(
     ids: &[Uuid],
     currency: CurrencyCode,
     rate: rust_decimal::Decimal,
+    known: &HashMap<Uuid, jalon_core::project::Project>,
 ) -> Result<Vec<ProjectFacts>> {
-    let found = projects::get_many(conn, organisation_id, ids.to_vec()).await?;
+    let unknown: Vec<Uuid> = ids
+        .iter()
+        .filter(|id| !known.contains_key(id))
+        .copied()
+        .collect();
+    let mut found = projects::get_many(conn, organisation_id, unknown).await?;
+    found.extend(ids.iter().filter_map(|id| known.get(id).cloned()));
     let sponsor_ids: Vec<Uuid> = found
         .iter()
         .filter_map(|p| p.details.sponsor_id)
@@ -329,6 +336,17 @@ pub(crate) async fn refresh_locked(
     organisation_id: Uuid,
     ids: &[Uuid],
 ) -> Result<()> {
+    refresh_known(conn, organisation_id, ids, &HashMap::new()).await
+}
+
+/// [`refresh_locked`], with some of the projects already read (current)
+/// by the transaction.
+pub(crate) async fn refresh_known(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    ids: &[Uuid],
+    known: &HashMap<Uuid, jalon_core::project::Project>,
+) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -345,7 +363,7 @@ pub(crate) async fn refresh_locked(
     // rebuild quadratic.
     let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
     for chunk in ids.chunks(REBUILD_CHUNK) {
-        let facts = gather_many(conn, organisation_id, chunk, currency, rate).await?;
+        let facts = gather_many(conn, organisation_id, chunk, currency, rate, known).await?;
         apply_many(conn, organisation_id, &facts, now, &mut deltas).await?;
     }
     add_to_counters(conn, organisation_id, &deltas).await

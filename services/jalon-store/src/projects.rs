@@ -268,19 +268,31 @@ pub async fn create(
 
 /// Loads the tags and phase histories of several projects at once.
 async fn hydrate(conn: &impl ConnectionTrait, rows: Vec<project::Model>) -> Result<Vec<Project>> {
+    hydrate_with(conn, rows, true).await
+}
+
+/// [`hydrate`], the tags only when asked (the rules and the figures do not
+/// look at them).
+async fn hydrate_with(
+    conn: &impl ConnectionTrait,
+    rows: Vec<project::Model>,
+    with_tags: bool,
+) -> Result<Vec<Project>> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut tags: HashMap<Uuid, Vec<String>> = HashMap::new();
-    for t in project_tag::Entity::find()
-        .filter(project_tag::Column::ProjectId.is_in(ids.clone()))
-        .order_by_asc(project_tag::Column::Tag)
-        .all(conn)
-        .await
-        .map_err(db_error)?
-    {
-        tags.entry(t.project_id).or_default().push(t.tag);
+    if with_tags {
+        for t in project_tag::Entity::find()
+            .filter(project_tag::Column::ProjectId.is_in(ids.clone()))
+            .order_by_asc(project_tag::Column::Tag)
+            .all(conn)
+            .await
+            .map_err(db_error)?
+        {
+            tags.entry(t.project_id).or_default().push(t.tag);
+        }
     }
     let mut phases: HashMap<Uuid, Vec<PhaseSpan>> = HashMap::new();
     for p in project_phase::Entity::find()
@@ -330,7 +342,8 @@ pub async fn get(conn: &impl ConnectionTrait, organisation_id: Uuid, id: Uuid) -
         })
 }
 
-/// Reads several projects of an organisation (those that exist there).
+/// Reads several projects of an organisation (those that exist there),
+/// without their tags (what the access policy and the figures read).
 pub(crate) async fn get_many(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
@@ -344,7 +357,7 @@ pub(crate) async fn get_many(
             .all(conn)
             .await
             .map_err(db_error)?;
-        out.extend(hydrate(conn, rows).await?);
+        out.extend(hydrate_with(conn, rows, false).await?);
     }
     Ok(out)
 }
