@@ -148,24 +148,61 @@ pub fn financials(
     budget_total_minor: Option<i64>,
     budget_by_category: &[(CostCategory, i64)],
 ) -> Financials {
-    let total_cost: i64 = costs.iter().map(|c| c.amount_minor).sum();
-    let mut by_category: BTreeMap<CostCategory, i64> = BTreeMap::new();
-    let mut by_phase: BTreeMap<Phase, i64> = BTreeMap::new();
+    let mut t = MoneyTotals::default();
     for c in costs {
-        *by_category.entry(c.category).or_default() += c.amount_minor;
-        *by_phase.entry(c.phase).or_default() += c.amount_minor;
+        *t.cost_by_category.entry(c.category).or_default() += c.amount_minor;
+        *t.cost_by_phase.entry(c.phase).or_default() += c.amount_minor;
+        t.flows.entry(month_of(c.date)).or_default().0 += c.amount_minor;
     }
-    let recorded_total: i64 = recorded.iter().map(|b| b.amount_minor).sum();
+    for b in recorded {
+        t.recorded += b.amount_minor;
+        t.flows.entry(month_of(b.date)).or_default().1 += b.amount_minor;
+    }
+    financials_of_totals(
+        currency,
+        annual_discount_rate,
+        t,
+        derived,
+        budget_total_minor,
+        budget_by_category,
+    )
+}
+
+/// A project's money summed: what ROI, payback, NPV and the budget
+/// variance need (the store can sum it in SQL).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MoneyTotals {
+    pub cost_by_category: BTreeMap<CostCategory, i64>,
+    /// Empty when the caller does not need it (the portfolio's figures).
+    pub cost_by_phase: BTreeMap<Phase, i64>,
+    /// Recorded benefits.
+    pub recorded: i64,
+    /// Per month: (costs, recorded benefits).
+    pub flows: BTreeMap<NaiveDate, (i64, i64)>,
+}
+
+/// [`financials`] of summed money plus the benefits derived from KPIs.
+pub fn financials_of_totals(
+    currency: CurrencyCode,
+    annual_discount_rate: Decimal,
+    totals: MoneyTotals,
+    derived: &[BenefitLine],
+    budget_total_minor: Option<i64>,
+    budget_by_category: &[(CostCategory, i64)],
+) -> Financials {
+    let MoneyTotals {
+        cost_by_category: by_category,
+        cost_by_phase: by_phase,
+        recorded: recorded_total,
+        mut flows,
+    } = totals;
+    let total_cost: i64 = by_category.values().sum();
     let derived_total: i64 = derived.iter().map(|b| b.amount_minor).sum();
     let benefit = recorded_total + derived_total;
     let roi = roi(total_cost, benefit);
 
     // Monthly net flows.
-    let mut flows: BTreeMap<NaiveDate, (i64, i64)> = BTreeMap::new();
-    for c in costs {
-        flows.entry(month_of(c.date)).or_default().0 += c.amount_minor;
-    }
-    for b in recorded.iter().chain(derived) {
+    for b in derived {
         flows.entry(month_of(b.date)).or_default().1 += b.amount_minor;
     }
     let (mut cum_cost, mut cum_benefit) = (0_i64, 0_i64);

@@ -13,12 +13,12 @@ use chrono::{Datelike, NaiveDate};
 use jalon_core::{
     Error, Result,
     assessment::{ItemCounts, QuestionKind},
-    finance::{BenefitLine, CostCategory, CostLine},
+    finance::{BenefitLine, CostCategory, MoneyTotals},
     kpi::{self, Bucket, Kpi, KpiStats, Measurement, Stage},
     project::Phase,
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use uuid::Uuid;
@@ -116,15 +116,36 @@ pub(crate) async fn add_money(
     if delta.is_empty() {
         return Ok(());
     }
-    let projects: BTreeSet<Uuid> = delta.keys().map(|k| k.project_id).collect();
-    let months: BTreeSet<NaiveDate> = delta.keys().map(|k| k.month).collect();
     // (project, nature, month, category, phase) -> (amount, lines)
     type Row = (Uuid, String, NaiveDate, String, String);
     let mut existing: HashMap<Row, (i64, i64)> = HashMap::new();
-    for ids in projects.iter().copied().collect::<Vec<_>>().chunks(CHUNK) {
+    // Exactly the rows of the batch's keys, by index.
+    let keys: Vec<&MoneyKey> = delta.keys().collect();
+    for chunk in keys.chunks(CHUNK / 2) {
+        let sql = format!(
+            "SELECT m.* FROM {} JOIN project_money m ON m.project_id = r.column1 \
+             AND m.nature = r.column2 AND m.month = r.column3 AND m.category = r.column4 \
+             AND m.phase = r.column5",
+            values_table(conn, chunk.len(), 5, 1)
+        );
+        let values: Vec<sea_orm::Value> = chunk
+            .iter()
+            .flat_map(|k| {
+                [
+                    k.project_id.into(),
+                    k.nature.into(),
+                    k.month.into(),
+                    k.category.into(),
+                    k.phase.into(),
+                ]
+            })
+            .collect();
         for r in money::Entity::find()
-            .filter(money::Column::ProjectId.is_in(ids.to_vec()))
-            .filter(money::Column::Month.is_in(months.iter().copied()))
+            .from_raw_sql(sea_orm::Statement::from_sql_and_values(
+                conn.get_database_backend(),
+                sql,
+                values,
+            ))
             .all(conn)
             .await
             .map_err(db_error)?
@@ -181,51 +202,72 @@ pub(crate) async fn add_money(
     Ok(())
 }
 
-/// A project's money as the money rules see it: costs and recorded
-/// benefits, one line per month (and category and phase), dated the first
-/// of the month (which is all payback and NPV look at).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct MoneyLines {
-    pub costs: Vec<CostLine>,
-    pub recorded: Vec<BenefitLine>,
-}
-
-/// The money rows of projects.
+/// The money of projects summed by the database: cost by category (and
+/// by phase when asked) and by month, recorded benefits by month. A few
+/// dozen rows a project, whatever its number of cost lines.
 pub(crate) async fn load_money(
     conn: &impl ConnectionTrait,
     project_ids: &[Uuid],
-) -> Result<HashMap<Uuid, MoneyLines>> {
-    let mut out: HashMap<Uuid, MoneyLines> = HashMap::new();
+    with_phase: bool,
+) -> Result<HashMap<Uuid, MoneyTotals>> {
+    let mut out: HashMap<Uuid, MoneyTotals> = HashMap::new();
+    let sum = || Expr::cust("CAST(SUM(project_money.amount_minor) AS BIGINT)");
     for ids in project_ids.chunks(CHUNK) {
-        for r in money::Entity::find()
+        let mut by: Vec<(money::Column, bool)> = vec![(money::Column::Category, true)];
+        if with_phase {
+            by.push((money::Column::Phase, false));
+        }
+        for (column, category) in by {
+            for (project_id, key, amount) in money::Entity::find()
+                .select_only()
+                .column(money::Column::ProjectId)
+                .column(column)
+                .expr_as(sum(), "amount")
+                .filter(money::Column::ProjectId.is_in(ids.to_vec()))
+                .filter(money::Column::Nature.eq(COST))
+                .group_by(money::Column::ProjectId)
+                .group_by(column)
+                .into_tuple::<(Uuid, String, i64)>()
+                .all(conn)
+                .await
+                .map_err(db_error)?
+            {
+                let bad = |e: String| unknown("project_money", project_id, e);
+                let t = out.entry(project_id).or_default();
+                if category {
+                    t.cost_by_category.insert(key.parse().map_err(bad)?, amount);
+                } else {
+                    t.cost_by_phase.insert(key.parse().map_err(bad)?, amount);
+                }
+            }
+        }
+        for (project_id, nature, month, amount) in money::Entity::find()
+            .select_only()
+            .column(money::Column::ProjectId)
+            .column(money::Column::Nature)
+            .column(money::Column::Month)
+            .expr_as(sum(), "amount")
             .filter(money::Column::ProjectId.is_in(ids.to_vec()))
+            .group_by(money::Column::ProjectId)
+            .group_by(money::Column::Nature)
+            .group_by(money::Column::Month)
+            .into_tuple::<(Uuid, String, NaiveDate, i64)>()
             .all(conn)
             .await
             .map_err(db_error)?
         {
-            let lines = out.entry(r.project_id).or_default();
-            let key = || format!("({}, {}, {})", r.project_id, r.nature, r.month);
-            match r.nature.as_str() {
-                COST => lines.costs.push(CostLine {
-                    amount_minor: r.amount_minor,
-                    category: r
-                        .category
-                        .parse()
-                        .map_err(|e| unknown("project_money", key(), e))?,
-                    phase: r
-                        .phase
-                        .parse()
-                        .map_err(|e| unknown("project_money", key(), e))?,
-                    date: r.month,
-                }),
-                BENEFIT => lines.recorded.push(BenefitLine {
-                    amount_minor: r.amount_minor,
-                    date: r.month,
-                }),
+            let t = out.entry(project_id).or_default();
+            let flow = t.flows.entry(month).or_default();
+            match nature.as_str() {
+                COST => flow.0 += amount,
+                BENEFIT => {
+                    flow.1 += amount;
+                    t.recorded += amount;
+                }
                 other => {
                     return Err(unknown(
                         "project_money",
-                        key(),
+                        project_id,
                         format!("unknown nature '{other}'"),
                     ));
                 }
@@ -565,20 +607,31 @@ pub(crate) async fn load_item_counts(
 /// record order.
 pub(crate) async fn recompute(conn: &impl ConnectionTrait, organisation_id: Uuid) -> Result<()> {
     for table in ["project_money", "kpi_stats", "assessment_counts"] {
-        conn.execute_raw(sea_orm::Statement::from_sql_and_values(
-            conn.get_database_backend(),
-            format!(
-                "DELETE FROM {table} WHERE organisation_id = {}",
-                placeholder(conn, 1)
-            ),
-            [organisation_id.into()],
-        ))
-        .await
-        .map_err(db_error)?;
+        let sql = format!(
+            "DELETE FROM {table} WHERE organisation_id = {}",
+            placeholder(conn, 1)
+        );
+        execute_for(conn, &sql, organisation_id).await?;
     }
     recompute_money(conn, organisation_id).await?;
     recompute_item_counts(conn, organisation_id).await?;
     recompute_kpi_stats(conn, organisation_id).await
+}
+
+/// Runs a statement whose one parameter is an organisation's id.
+pub(crate) async fn execute_for(
+    conn: &impl ConnectionTrait,
+    sql: &str,
+    organisation_id: Uuid,
+) -> Result<()> {
+    conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+        conn.get_database_backend(),
+        sql,
+        [organisation_id.into()],
+    ))
+    .await
+    .map_err(db_error)?;
+    Ok(())
 }
 
 /// `(VALUES (a, b), (c, d), ...) AS r`: a literal table of `rows` rows of
@@ -653,13 +706,7 @@ async fn recompute_money(conn: &impl ConnectionTrait, organisation_id: Uuid) -> 
             m = month("benefit_date")
         ),
     ] {
-        conn.execute_raw(sea_orm::Statement::from_sql_and_values(
-            conn.get_database_backend(),
-            sql,
-            [organisation_id.into()],
-        ))
-        .await
-        .map_err(db_error)?;
+        execute_for(conn, &sql, organisation_id).await?;
     }
     Ok(())
 }
@@ -677,14 +724,7 @@ async fn recompute_item_counts(conn: &impl ConnectionTrait, organisation_id: Uui
          FROM assessment_items WHERE organisation_id = {p} \
          GROUP BY project_id, phase, concern, organisation_id"
     );
-    conn.execute_raw(sea_orm::Statement::from_sql_and_values(
-        conn.get_database_backend(),
-        sql,
-        [organisation_id.into()],
-    ))
-    .await
-    .map_err(db_error)?;
-    Ok(())
+    execute_for(conn, &sql, organisation_id).await
 }
 
 async fn recompute_kpi_stats(conn: &impl ConnectionTrait, organisation_id: Uuid) -> Result<()> {

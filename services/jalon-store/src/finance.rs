@@ -9,7 +9,7 @@ use chrono::{NaiveDate, Utc};
 use jalon_core::{
     Error, Result,
     authz::Action,
-    finance::{self, BenefitKind, BenefitLine, CostCategory, CostNature, Financials},
+    finance::{self, BenefitKind, BenefitLine, CostCategory, CostNature, Financials, MoneyTotals},
     kpi,
     project::Phase,
     values::{CurrencyCode, Money},
@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    aggregates::{MoneyKey, MoneyLines},
+    aggregates::MoneyKey,
     audit::NewEvent,
     change::{Caller, Change},
     entity::{benefit, budget, cost},
@@ -433,7 +433,7 @@ pub async fn financials(
             date,
         })
         .collect();
-    let lines = crate::aggregates::load_money(conn, &[project_id])
+    let totals = crate::aggregates::load_money(conn, &[project_id], true)
         .await?
         .remove(&project_id)
         .unwrap_or_default();
@@ -441,17 +441,17 @@ pub async fn financials(
     Ok(financials_of(
         currency,
         discount_rate,
-        &lines,
+        totals,
         &derived,
         b.as_ref(),
     ))
 }
 
-/// The money rules over a project's aggregated lines and budget.
+/// The money rules over a project's summed money and budget.
 pub(crate) fn financials_of(
     currency: CurrencyCode,
     discount_rate: Decimal,
-    lines: &MoneyLines,
+    totals: MoneyTotals,
     derived: &[BenefitLine],
     b: Option<&Budget>,
 ) -> Financials {
@@ -463,11 +463,10 @@ pub(crate) fn financials_of(
                 .collect()
         })
         .unwrap_or_default();
-    finance::financials(
+    finance::financials_of_totals(
         currency,
         discount_rate,
-        &lines.costs,
-        &lines.recorded,
+        totals,
         derived,
         b.map(|b| b.total.minor_units()),
         &by_category,

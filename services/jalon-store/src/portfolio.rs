@@ -132,7 +132,7 @@ async fn gather_many(
         kpis_of.entry(k.project_id).or_default().push(k);
     }
     let stats = aggregates::load_kpi_stats(conn, ids).await?;
-    let mut money = aggregates::load_money(conn, ids).await?;
+    let mut money = aggregates::load_money(conn, ids, false).await?;
     let mut budgets = finance::budgets_of(conn, organisation_id, ids).await?;
     let mut out = Vec::with_capacity(found.len());
     for p in found {
@@ -167,7 +167,7 @@ async fn gather_many(
         let f = finance::financials_of(
             currency,
             rate,
-            &money.remove(&p.id).unwrap_or_default(),
+            money.remove(&p.id).unwrap_or_default(),
             &derived,
             budgets.remove(&p.id).as_ref(),
         );
@@ -648,13 +648,7 @@ async fn rebuild_in(txn: &crate::WriteTxn, organisation_id: Uuid) -> Result<u64>
         );
     }
     // The counters are the sums of the contributions, by definition.
-    let p = |n: usize| {
-        if crate::is_postgres(txn) {
-            format!("${n}")
-        } else {
-            "?".to_owned()
-        }
-    };
+    let p = |n: usize| aggregates::placeholder(txn, n);
     for sql in [
         format!(
             "DELETE FROM portfolio_counters WHERE organisation_id = {}",
@@ -667,13 +661,7 @@ async fn rebuild_in(txn: &crate::WriteTxn, organisation_id: Uuid) -> Result<u64>
             p(1)
         ),
     ] {
-        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
-            txn.get_database_backend(),
-            sql,
-            [organisation_id.into()],
-        ))
-        .await
-        .map_err(db_error)?;
+        aggregates::execute_for(txn, &sql, organisation_id).await?;
     }
     Ok(total as u64)
 }
