@@ -522,31 +522,68 @@ pub(crate) async fn measurements_in_record_order(
         .collect()
 }
 
-/// Every measurement of an organisation in record order, a page at a time.
+/// Every measurement of an organisation in record order, a page at a time,
+/// with what the statistics read (the other fields are left empty).
 pub(crate) async fn for_each_measurement(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
     mut each: impl FnMut(Measurement),
 ) -> Result<()> {
+    use measurement::Column as C;
+    type Row = (
+        Uuid,
+        Uuid,
+        f64,
+        chrono::DateTime<Utc>,
+        String,
+        Option<i64>,
+        Option<f64>,
+        bool,
+    );
     let mut after: Option<Uuid> = None;
     loop {
         let mut query = measurement::Entity::find()
-            .filter(measurement::Column::OrganisationId.eq(organisation_id));
+            .select_only()
+            .columns([
+                C::Id,
+                C::KpiId,
+                C::Value,
+                C::MeasureTime,
+                C::Stage,
+                C::SampleSize,
+                C::StdDev,
+                C::LateBaseline,
+            ])
+            .filter(C::OrganisationId.eq(organisation_id));
         if let Some(id) = after {
-            query = query.filter(measurement::Column::Id.gt(id));
+            query = query.filter(C::Id.gt(id));
         }
-        let page = query
-            .order_by_asc(measurement::Column::Id)
+        let page: Vec<Row> = query
+            .order_by_asc(C::Id)
             .limit(10_000)
+            .into_tuple()
             .all(conn)
             .await
             .map_err(db_error)?;
         let Some(last) = page.last() else {
             return Ok(());
         };
-        after = Some(last.id);
-        for m in page {
-            each(measurement_from(m)?);
+        after = Some(last.0);
+        for (id, kpi_id, value, measure_time, stage, sample_size, std_dev, late) in page {
+            each(Measurement {
+                id,
+                kpi_id,
+                value,
+                measure_time,
+                period_start: None,
+                period_end: None,
+                stage: parse("kpi_measurements", id, &stage)?,
+                sample_size: sample_size.and_then(|n| u64::try_from(n).ok()),
+                std_dev,
+                source: Source::Manual,
+                external_ref: None,
+                late_baseline: late,
+            });
         }
     }
 }

@@ -214,6 +214,18 @@ fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
     t.trunc_subsecs(6)
 }
 
+/// Figures as the database keeps them (times to the microsecond).
+fn stored_as(f: &Figures) -> Figures {
+    Figures {
+        project_create_time: micros(f.project_create_time),
+        phase_enter_time: micros(f.phase_enter_time),
+        gate_watch_since: f.gate_watch_since.map(micros),
+        review_due_time: f.review_due_time.map(micros),
+        kpi_gain: f.kpi_gain.filter(|g| g.is_finite()),
+        ..f.clone()
+    }
+}
+
 fn figures_model(organisation_id: Uuid, f: &Figures, now: DateTime<Utc>) -> fig::ActiveModel {
     use sea_orm::ActiveValue::Set;
     fig::ActiveModel {
@@ -339,6 +351,17 @@ pub(crate) async fn refresh_locked(
     refresh_known(conn, organisation_id, ids, &HashMap::new()).await
 }
 
+/// [`refresh_locked`] for a rebuild: a project's figures row is written
+/// only when it differs from the one stored (the row has an index per sort
+/// and deadline, so writing 100,000 unchanged rows was most of a rebuild).
+async fn refresh_for_rebuild(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    ids: &[Uuid],
+) -> Result<()> {
+    refresh_with(conn, organisation_id, ids, &HashMap::new(), true).await
+}
+
 /// [`refresh_locked`], with some of the projects already read (current)
 /// by the transaction.
 pub(crate) async fn refresh_known(
@@ -346,6 +369,16 @@ pub(crate) async fn refresh_known(
     organisation_id: Uuid,
     ids: &[Uuid],
     known: &HashMap<Uuid, jalon_core::project::Project>,
+) -> Result<()> {
+    refresh_with(conn, organisation_id, ids, known, false).await
+}
+
+async fn refresh_with(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    ids: &[Uuid],
+    known: &HashMap<Uuid, jalon_core::project::Project>,
+    only_changed_figures: bool,
 ) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
@@ -364,7 +397,15 @@ pub(crate) async fn refresh_known(
     let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
     for chunk in ids.chunks(REBUILD_CHUNK) {
         let facts = gather_many(conn, organisation_id, chunk, currency, rate, known).await?;
-        apply_many(conn, organisation_id, &facts, now, &mut deltas).await?;
+        apply_many(
+            conn,
+            organisation_id,
+            &facts,
+            now,
+            &mut deltas,
+            only_changed_figures,
+        )
+        .await?;
     }
     add_to_counters(conn, organisation_id, &deltas).await
 }
@@ -397,12 +438,26 @@ async fn apply_many(
     facts: &[ProjectFacts],
     now: DateTime<Utc>,
     deltas: &mut BTreeMap<String, i64>,
+    only_changed_figures: bool,
 ) -> Result<()> {
     use sea_orm::ActiveValue::Set;
     if facts.is_empty() {
         return Ok(());
     }
     let ids: Vec<Uuid> = facts.iter().map(|f| f.id).collect();
+    let mut stored_figures: HashMap<Uuid, Figures> = HashMap::new();
+    if only_changed_figures {
+        for chunk in ids.chunks(CHUNK) {
+            for m in fig::Entity::find()
+                .filter(fig::Column::ProjectId.is_in(chunk.to_vec()))
+                .all(conn)
+                .await
+                .map_err(db_error)?
+            {
+                stored_figures.insert(m.project_id, figures_from(m)?);
+            }
+        }
+    }
     let mut old: HashMap<Uuid, BTreeMap<String, i64>> = HashMap::new();
     let mut existing_alerts: HashMap<Uuid, Vec<project_alert::Model>> = HashMap::new();
     for chunk in ids.chunks(CHUNK) {
@@ -464,7 +519,9 @@ async fn apply_many(
                     }),
             );
         }
-        figures_rows.push(figures_model(organisation_id, &figures, now));
+        if stored_figures.get(&f.id) != Some(&stored_as(&figures)) {
+            figures_rows.push(figures_model(organisation_id, &figures, now));
+        }
         let existing = existing_alerts.remove(&f.id).unwrap_or_default();
         let raised: BTreeMap<&'static str, &str> = alerts
             .iter()
@@ -638,7 +695,7 @@ async fn rebuild_in(txn: &crate::WriteTxn, organisation_id: Uuid) -> Result<u64>
     // Each project's contributions are rewritten where they differ from
     // what it computes now (consistent data: nothing is written).
     for chunk in ids.chunks(10 * REBUILD_CHUNK) {
-        refresh_locked(txn, organisation_id, chunk).await?;
+        refresh_for_rebuild(txn, organisation_id, chunk).await?;
         done += chunk.len();
         tracing::info!(
             done,
