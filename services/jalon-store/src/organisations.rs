@@ -86,6 +86,7 @@ async fn try_create(
             .await
             .map_err(db_error)?
             .map(people::from_model)
+            .transpose()?
             .ok_or_else(|| Error::Internal("organisation without an admin".into()))?;
         return Ok((organisation, admin));
     }

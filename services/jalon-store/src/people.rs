@@ -27,8 +27,12 @@ use crate::{
     retry_idempotent_race,
 };
 
-pub(crate) fn from_model(m: person::Model) -> Person {
-    Person {
+pub(crate) fn from_model(m: person::Model) -> Result<Person> {
+    let role = m
+        .role
+        .parse()
+        .map_err(|e| crate::aggregates::unknown("people", m.id, e))?;
+    Ok(Person {
         id: m.id,
         organisation_id: m.organisation_id,
         subject: m.subject,
@@ -37,15 +41,14 @@ pub(crate) fn from_model(m: person::Model) -> Person {
         department: m.department,
         job_title: m.job_title,
         manager_id: m.manager_id,
-        // The column only ever holds what `Role::as_str` wrote.
-        role: m.role.parse().unwrap_or(Role::Viewer),
+        role,
         active: m.active,
         external_id: m.external_id,
         create_time: m.create_time,
         update_time: m.update_time,
         deactivate_time: m.deactivate_time,
         version: m.version,
-    }
+    })
 }
 
 pub(crate) fn conflict(message: &str) -> Error {
@@ -186,8 +189,8 @@ pub(crate) async fn insert(
     }
     .insert(conn)
     .await
-    .map(from_model)
     .map_err(write_error)
+    .and_then(from_model)
 }
 
 /// Locks the organisation row for the rest of the transaction, so that rules
@@ -285,6 +288,7 @@ pub async fn get(conn: &impl ConnectionTrait, organisation_id: Uuid, id: Uuid) -
         .await
         .map_err(db_error)?
         .map(from_model)
+        .transpose()?
         .ok_or(Error::NotFound { resource: "person" })
 }
 
@@ -340,7 +344,9 @@ pub async fn list(
         .await
         .map_err(db_error)?;
     Ok(paginate(
-        rows.into_iter().map(from_model).collect(),
+        rows.into_iter()
+            .map(from_model)
+            .collect::<Result<Vec<_>>>()?,
         page_size,
         &filter.key(),
         |p| p.id,
