@@ -114,11 +114,10 @@ impl Readiness {
     /// Weighted share of the applicable SHOULD items done, in 0..=1; 1 when
     /// none applies.
     pub fn ratio(&self) -> f64 {
-        if self.applicable_weight == 0 {
-            1.0
-        } else {
-            f64::from(self.done_weight) / f64::from(self.applicable_weight)
-        }
+        share(
+            f64::from(self.done_weight),
+            f64::from(self.applicable_weight),
+        )
     }
 
     /// Whole percent, rounded down (what a progress bar shows).
@@ -139,19 +138,25 @@ pub fn readiness<'a>(items: impl IntoIterator<Item = &'a Item>) -> Readiness {
         must_open: Vec::new(),
     };
     for item in items {
-        match (item.kind, item.status) {
-            (QuestionKind::Should, AnswerStatus::NotApplicable) => {}
-            (QuestionKind::Should, status) => {
-                r.applicable_weight += item.weight;
-                if status == AnswerStatus::Done {
-                    r.done_weight += item.weight;
-                }
-            }
-            (QuestionKind::Must, AnswerStatus::Done | AnswerStatus::NotApplicable) => {}
-            (QuestionKind::Must, _) => r.must_open.push(item.key.clone()),
+        // The counts of one item are the one statement of the rule; an
+        // item has no risk here (risk only feeds the heat map).
+        let c = ItemCounts::of(item.kind, item.weight, item.status, None);
+        r.applicable_weight += u32::try_from(c.should_applicable_weight).unwrap_or(u32::MAX);
+        r.done_weight += u32::try_from(c.should_done_weight).unwrap_or(u32::MAX);
+        if c.must_open > 0 {
+            r.must_open.push(item.key.clone());
         }
     }
     r
+}
+
+/// Weighted share `done / applicable`, 1 when nothing applies.
+fn share(done: f64, applicable: f64) -> f64 {
+    if applicable == 0.0 {
+        1.0
+    } else {
+        done / applicable
+    }
 }
 
 /// What one item adds to its project's counts of a (phase, concern): the
@@ -220,11 +225,10 @@ impl ItemCounts {
     /// The readiness ratio of these counts (1 when nothing applies), as
     /// [`Readiness::ratio`].
     pub fn ratio(&self) -> f64 {
-        if self.should_applicable_weight == 0 {
-            1.0
-        } else {
-            self.should_done_weight as f64 / self.should_applicable_weight as f64
-        }
+        share(
+            self.should_done_weight as f64,
+            self.should_applicable_weight as f64,
+        )
     }
 }
 
