@@ -120,41 +120,29 @@ pub(crate) async fn add_money(
     type Row = (Uuid, String, NaiveDate, String, String);
     let mut existing: HashMap<Row, (i64, i64)> = HashMap::new();
     // Exactly the rows of the batch's keys, by index.
-    let keys: Vec<&MoneyKey> = delta.keys().collect();
-    for chunk in keys.chunks(CHUNK / 2) {
-        let sql = format!(
-            "SELECT m.* FROM {} JOIN project_money m ON m.project_id = r.column1 \
-             AND m.nature = r.column2 AND m.month = r.column3 AND m.category = r.column4 \
-             AND m.phase = r.column5",
-            values_table(conn, chunk.len(), 5, 1)
+    let keys: Vec<Vec<sea_orm::Value>> = delta
+        .keys()
+        .map(|k| {
+            vec![
+                k.project_id.into(),
+                k.nature.into(),
+                k.month.into(),
+                k.category.into(),
+                k.phase.into(),
+            ]
+        })
+        .collect();
+    for r in find_by_keys::<money::Entity>(conn, "project_money", &keys, None, |_| {
+        "t.project_id = r.column1 AND t.nature = r.column2 AND t.month = r.column3 \
+         AND t.category = r.column4 AND t.phase = r.column5"
+            .to_owned()
+    })
+    .await?
+    {
+        existing.insert(
+            (r.project_id, r.nature, r.month, r.category, r.phase),
+            (r.amount_minor, r.lines),
         );
-        let values: Vec<sea_orm::Value> = chunk
-            .iter()
-            .flat_map(|k| {
-                [
-                    k.project_id.into(),
-                    k.nature.into(),
-                    k.month.into(),
-                    k.category.into(),
-                    k.phase.into(),
-                ]
-            })
-            .collect();
-        for r in money::Entity::find()
-            .from_raw_sql(sea_orm::Statement::from_sql_and_values(
-                conn.get_database_backend(),
-                sql,
-                values,
-            ))
-            .all(conn)
-            .await
-            .map_err(db_error)?
-        {
-            existing.insert(
-                (r.project_id, r.nature, r.month, r.category, r.phase),
-                (r.amount_minor, r.lines),
-            );
-        }
     }
     let mut rows = Vec::with_capacity(delta.len());
     for (key, (amount, lines)) in delta {
@@ -665,6 +653,48 @@ pub(crate) fn values_table(
     }
     out.push_str(") AS r");
     out
+}
+
+/// The rows of `E` (table `table`, aliased `t`) that match a batch of keys,
+/// looked up by index through a [`values_table`] of the keys: `on(last)` is
+/// the join condition over `t` and `r.column1`, `r.column2`..., where
+/// `last` is the placeholder of the one parameter `last_value` bound after
+/// the keys, if any. Every key has the same number of values.
+pub(crate) async fn find_by_keys<E>(
+    conn: &impl ConnectionTrait,
+    table: &str,
+    keys: &[Vec<sea_orm::Value>],
+    last_value: Option<sea_orm::Value>,
+    on: impl Fn(&str) -> String,
+) -> Result<Vec<E::Model>>
+where
+    E: EntityTrait,
+{
+    let cols = keys.first().map_or(1, Vec::len).max(1);
+    let mut out = Vec::new();
+    for chunk in keys.chunks((2 * CHUNK / cols).max(1)) {
+        let last = placeholder(conn, chunk.len() * cols + 1);
+        let sql = format!(
+            "SELECT t.* FROM {} JOIN {table} t ON {}",
+            values_table(conn, chunk.len(), cols, 1),
+            on(&last)
+        );
+        // Parameters in the order they appear (SQLite's are positional).
+        let mut values: Vec<sea_orm::Value> = chunk.iter().flatten().cloned().collect();
+        values.extend(last_value.clone());
+        out.extend(
+            E::find()
+                .from_raw_sql(sea_orm::Statement::from_sql_and_values(
+                    conn.get_database_backend(),
+                    sql,
+                    values,
+                ))
+                .all(conn)
+                .await
+                .map_err(db_error)?,
+        );
+    }
+    Ok(out)
 }
 
 pub(crate) fn placeholder(conn: &impl ConnectionTrait, n: usize) -> String {

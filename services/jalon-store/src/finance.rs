@@ -77,29 +77,18 @@ pub async fn record_costs(
         .await?;
     let refs: Vec<String> = rows.iter().filter_map(|r| r.external_ref.clone()).collect();
     let mut posted: HashMap<String, Cost> = HashMap::new();
-    for chunk in refs.chunks(crate::aggregates::CHUNK) {
-        let conn = change.conn();
-        let sql = format!(
-            "SELECT c.* FROM {} JOIN costs c ON c.organisation_id = {} AND c.external_ref = r.column1",
-            crate::aggregates::values_table(conn, chunk.len(), 1, 1),
-            crate::aggregates::placeholder(conn, chunk.len() + 1),
-        );
-        // Parameters in the order they appear (SQLite's are positional).
-        let mut values: Vec<sea_orm::Value> = chunk.iter().map(|r| r.clone().into()).collect();
-        values.push(organisation_id.into());
-        for c in cost::Entity::find()
-            .from_raw_sql(sea_orm::Statement::from_sql_and_values(
-                conn.get_database_backend(),
-                sql,
-                values,
-            ))
-            .all(conn)
-            .await
-            .map_err(db_error)?
-        {
-            if let Some(r) = c.external_ref.clone() {
-                posted.insert(r, c);
-            }
+    let keys: Vec<Vec<sea_orm::Value>> = refs.iter().map(|r| vec![r.clone().into()]).collect();
+    for c in crate::aggregates::find_by_keys::<cost::Entity>(
+        change.conn(),
+        "costs",
+        &keys,
+        Some(organisation_id.into()),
+        |org| format!("t.organisation_id = {org} AND t.external_ref = r.column1"),
+    )
+    .await?
+    {
+        if let Some(r) = c.external_ref.clone() {
+            posted.insert(r, c);
         }
     }
     let now = Utc::now();
@@ -154,24 +143,29 @@ pub async fn record_costs(
             posted.insert(r.clone(), stored.clone());
         }
         change.touch(row.project_id);
-        accepted.push((row.phase.unwrap_or(project.phase), stored.clone()));
+        accepted.push((
+            row.phase.unwrap_or(project.phase),
+            row.category,
+            stored.clone(),
+        ));
         outcomes.push(CostOutcome::Accepted(stored));
     }
     if accepted.is_empty() {
         return Ok(outcomes);
     }
-    let mut money = Vec::with_capacity(accepted.len());
-    for (phase, c) in &accepted {
-        let category: CostCategory = c.category.parse().map_err(Error::Internal)?;
-        money.push((
-            MoneyKey::cost(c.project_id, c.incurred_on, category, *phase),
-            c.amount_minor,
-        ));
-    }
+    let money = accepted
+        .iter()
+        .map(|(phase, category, c)| {
+            (
+                MoneyKey::cost(c.project_id, c.incurred_on, *category, *phase),
+                c.amount_minor,
+            )
+        })
+        .collect::<Vec<_>>();
     crate::aggregates::add_money(change.conn(), organisation_id, money).await?;
     let models: Vec<cost::ActiveModel> = accepted
         .iter()
-        .map(|(_, c)| cost::ActiveModel::from(c.clone()))
+        .map(|(_, _, c)| cost::ActiveModel::from(c.clone()))
         .collect();
     for chunk in models.chunks(crate::aggregates::CHUNK) {
         cost::Entity::insert_many(chunk.to_vec())
@@ -181,7 +175,7 @@ pub async fn record_costs(
     }
     let summary: Vec<Value> = accepted
         .iter()
-        .map(|(_, c)| json!({"id": c.id, "project_id": c.project_id, "amount": Money::from_minor(c.amount_minor, rows[0].amount.currency()).to_string(), "currency": c.currency, "category": c.category, "external_ref": c.external_ref}))
+        .map(|(_, _, c)| json!({"id": c.id, "project_id": c.project_id, "amount": Money::from_minor(c.amount_minor, rows[0].amount.currency()).to_string(), "currency": c.currency, "category": c.category, "external_ref": c.external_ref}))
         .collect();
     let single = wanted.len() == 1;
     change.event(NewEvent {

@@ -333,30 +333,22 @@ pub async fn record(
         .into_iter()
         .collect();
     let mut recorded: HashMap<(Uuid, String), Measurement> = HashMap::new();
-    for chunk in refs.chunks(crate::aggregates::CHUNK) {
-        let conn = change.conn();
-        let sql = format!(
-            "SELECT m.* FROM {} JOIN kpi_measurements m ON m.kpi_id = r.column1 AND m.external_ref = r.column2",
-            crate::aggregates::values_table(conn, chunk.len(), 2, 1),
-        );
-        let values: Vec<sea_orm::Value> = chunk
-            .iter()
-            .flat_map(|(k, r)| [(*k).into(), r.clone().into()])
-            .collect();
-        for m in measurement::Entity::find()
-            .from_raw_sql(sea_orm::Statement::from_sql_and_values(
-                conn.get_database_backend(),
-                sql,
-                values,
-            ))
-            .all(conn)
-            .await
-            .map_err(db_error)?
-        {
-            let m = measurement_from(m)?;
-            if let Some(r) = m.external_ref.clone() {
-                recorded.insert((m.kpi_id, r), m);
-            }
+    let keys: Vec<Vec<sea_orm::Value>> = refs
+        .iter()
+        .map(|(k, r)| vec![(*k).into(), r.clone().into()])
+        .collect();
+    for m in crate::aggregates::find_by_keys::<measurement::Entity>(
+        change.conn(),
+        "kpi_measurements",
+        &keys,
+        None,
+        |_| "t.kpi_id = r.column1 AND t.external_ref = r.column2".to_owned(),
+    )
+    .await?
+    {
+        let m = measurement_from(m)?;
+        if let Some(r) = m.external_ref.clone() {
+            recorded.insert((m.kpi_id, r), m);
         }
     }
     let now = Utc::now();

@@ -338,7 +338,11 @@ pub(crate) async fn refresh(
     if ids.is_empty() {
         return Ok(());
     }
-    crate::change::lock_project_rows(conn, organisation_id, &ids).await?;
+    // On SQLite the write transaction already excludes other writers: the
+    // lock would be one more read for nothing.
+    if crate::is_postgres(conn) {
+        crate::change::lock_project_rows(conn, organisation_id, &ids).await?;
+    }
     refresh_locked(conn, organisation_id, &ids).await
 }
 
