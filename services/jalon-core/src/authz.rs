@@ -542,6 +542,17 @@ pub struct Parties {
     pub signatory: bool,
 }
 
+impl Parties {
+    /// The lead and sponsor of a project (no condition, not a signatory).
+    pub fn of(project: &crate::project::Project) -> Parties {
+        Parties {
+            lead: project.details.lead_id,
+            sponsor: project.details.sponsor_id,
+            ..Parties::default()
+        }
+    }
+}
+
 /// What a MEMBER must be to a project to act on it. Other roles that the
 /// table [`RULES`] lets in act on every project of their organisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -719,6 +730,14 @@ pub fn check(
         Ok(())
     } else {
         Err(Error::PermissionDenied(why.to_owned()))
+    }
+}
+
+/// A MEMBER who proposes a project and names no lead leads it (other
+/// roles propose for others).
+pub fn proposer_leads(member: &Member, details: &mut crate::project::ProjectDetails) {
+    if member.role == Role::Member && details.lead_id.is_none() {
+        details.lead_id = Some(member.person_id);
     }
 }
 

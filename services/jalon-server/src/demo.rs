@@ -496,12 +496,15 @@ pub async fn seed(store: &Store) -> Result<bool> {
             planned_start: None,
             planned_end: None,
         };
-        let mut project = projects::create(db, org.id, &details, None, &director).await?;
+        let mut project = projects::create(db, org.id, &caller_of(&director), None, |_| {
+            Ok(details.clone())
+        })
+        .await?;
         let lead = actor(case.lead)?;
         let kpi = demo_kpi(store, org.id, &project, &case.kpi, eur, &lead).await?;
         let sponsor = actor(case.sponsor)?;
         if case.recycled_first {
-            let review = gates::request(db, org.id, project.id, &lead, false, |_| Ok(())).await?;
+            let review = gates::request(db, org.id, project.id, &caller_of(&lead)).await?;
             gates::decide(
                 db,
                 org.id,
@@ -509,8 +512,7 @@ pub async fn seed(store: &Store) -> Result<bool> {
                 Outcome::Recycle,
                 "the objective is not clear yet: rework it with marketing",
                 &[],
-                &director,
-                true,
+                &caller_of(&director),
             )
             .await?;
         }
@@ -527,14 +529,14 @@ pub async fn seed(store: &Store) -> Result<bool> {
                 .await?;
             }
             answer_phase(store, org.id, &project, &lead).await?;
-            let review = gates::request(db, org.id, project.id, &lead, false, |_| Ok(())).await?;
+            let review = gates::request(db, org.id, project.id, &caller_of(&lead)).await?;
             gates::sign(
                 db,
                 org.id,
                 review.review.id,
                 Verdict::Approve,
                 "the business case holds",
-                &sponsor,
+                &caller_of(&sponsor),
             )
             .await?;
             let last = step + 1 == case.passes;
@@ -556,8 +558,7 @@ pub async fn seed(store: &Store) -> Result<bool> {
                 outcome,
                 rationale,
                 &conditions,
-                &director,
-                true,
+                &caller_of(&director),
             )
             .await?;
             project = moved;
@@ -630,7 +631,8 @@ async fn churn(
         planned_start: None,
         planned_end: None,
     };
-    let project = projects::create(db, org, &details, None, director).await?;
+    let project =
+        projects::create(db, org, &caller_of(director), None, |_| Ok(details.clone())).await?;
     let kpi = DemoKpi {
         name: "Quarterly churn rate",
         unit: "%",

@@ -21,6 +21,7 @@ use jalon_core::{
     Error, Result,
     authz::{self, Action, Member, Parties, Standing, Visibility},
     project::Project,
+    values::CurrencyCode,
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
@@ -57,6 +58,17 @@ pub struct Change {
     /// The locked projects as read (without tags), kept current by the
     /// change: the refresh at commit does not read them again.
     projects: HashMap<Uuid, Project>,
+    currency: Option<CurrencyCode>,
+}
+
+/// What the caller is to the thing acted on inside a project, beyond its
+/// lead and sponsor.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Concerning<'a> {
+    /// The owner of the gate condition acted on.
+    pub condition_owner: Option<Uuid>,
+    /// The required signatories of the gate review acted on.
+    pub signatories: &'a [Uuid],
 }
 
 impl Change {
@@ -110,6 +122,7 @@ impl Change {
             touched: BTreeSet::new(),
             events: Vec::new(),
             projects: HashMap::new(),
+            currency: None,
         })
     }
 
@@ -134,7 +147,7 @@ impl Change {
             .into_iter()
             .map(|p| {
                 self.projects.insert(p.id, p.clone());
-                let allowed = self.allow(&p, None, resource);
+                let allowed = self.allow(&Parties::of(&p), resource);
                 (p.id, allowed.map(|()| p))
             })
             .collect();
@@ -152,30 +165,105 @@ impl Change {
             .unwrap_or(Err(Error::NotFound { resource }))
     }
 
-    /// The access policy of the change's action on a project (and the gate
-    /// condition acted on, if any). Platform administrators without a
-    /// membership pass the role table only where it lets them in, and see
-    /// every project then.
-    pub fn allow(
+    /// Locks and reads a project without applying the access policy yet:
+    /// for actions whose policy looks at a thing inside the project (a gate
+    /// review, a condition) that must be read under the lock first. Follow
+    /// with [`Self::allow_concerning`].
+    pub(crate) async fn locked_project(
+        &mut self,
+        id: Uuid,
+        resource: &'static str,
+    ) -> Result<Project> {
+        self.lock_projects([id]).await?;
+        let project = match crate::projects::get(&self.txn, self.organisation_id, id).await {
+            Err(Error::NotFound { .. }) => return Err(Error::NotFound { resource }),
+            other => other?,
+        };
+        self.projects.insert(id, project.clone());
+        Ok(project)
+    }
+
+    /// The access policy on a project, with what the caller is to the
+    /// thing acted on inside it (`concerning`), beyond its lead and sponsor.
+    pub(crate) fn allow_concerning(
         &self,
         project: &Project,
-        condition_owner: Option<Uuid>,
+        concerning: Concerning<'_>,
         resource: &'static str,
     ) -> Result<()> {
+        let me = self.member.as_ref().map(|m| m.person_id);
+        self.allow(
+            &Parties {
+                condition_owner: concerning.condition_owner,
+                signatory: me.is_some_and(|me| concerning.signatories.contains(&me)),
+                ..Parties::of(project)
+            },
+            resource,
+        )
+    }
+
+    /// The access policy of the change's action on a project's parties.
+    /// Platform administrators without a membership pass the role table
+    /// only where it lets them in, and see every project then.
+    pub fn allow(&self, parties: &Parties, resource: &'static str) -> Result<()> {
         match &self.member {
-            Some(member) => authz::check(
-                member,
-                self.action,
-                &Parties {
-                    lead: project.details.lead_id,
-                    sponsor: project.details.sponsor_id,
-                    condition_owner,
-                    signatory: false,
-                },
-                resource,
-            ),
+            Some(member) => authz::check(member, self.action, parties, resource),
             None => Ok(()),
         }
+    }
+
+    /// The caller as a member of the organisation (none for a platform
+    /// administrator who is not one).
+    pub fn member(&self) -> Option<&Member> {
+        self.member.as_ref()
+    }
+
+    /// The organisation's default currency (what a request's amounts are
+    /// in), read once inside the change.
+    pub async fn currency(&mut self) -> Result<CurrencyCode> {
+        if let Some(currency) = self.currency {
+            return Ok(currency);
+        }
+        let stored: String = org::Entity::find_by_id(self.organisation_id)
+            .select_only()
+            .column(org::Column::DefaultCurrency)
+            .into_tuple()
+            .one(&self.txn)
+            .await
+            .map_err(db_error)?
+            .ok_or(Error::NotFound {
+                resource: "organisation",
+            })?;
+        let currency = CurrencyCode::parse(&stored).map_err(|e| {
+            Error::Internal(format!(
+                "organisation {}: stored currency {stored:?}: {e}",
+                self.organisation_id
+            ))
+        })?;
+        self.currency = Some(currency);
+        Ok(currency)
+    }
+
+    /// Locks the organisation's row for the rest of the change: for rules
+    /// over the whole organisation (its people, its gate policies), never
+    /// for a project's write.
+    pub async fn lock_organisation(&mut self) -> Result<()> {
+        crate::people::lock_organisation(&self.txn, self.organisation_id).await
+    }
+
+    /// A project the change has just created: locked (no other change sees
+    /// it yet), touched, and known as written.
+    pub(crate) fn created(&mut self, project: Project) {
+        self.locked.insert(project.id);
+        self.touched.insert(project.id);
+        self.projects.insert(project.id, project);
+    }
+
+    /// A locked project as written by the change (its phase moved, its
+    /// details updated): the refresh at commit uses it as is.
+    pub(crate) fn rewritten(&mut self, project: Project) {
+        self.touched.insert(project.id);
+        self.projects.insert(project.id, project);
     }
 
     /// The transaction.

@@ -6,6 +6,7 @@
 use chrono::Utc;
 use jalon_core::{
     Error, FieldViolation, Result,
+    authz::{Action, Role},
     gate::{
         self, CriterionResult, Decider, Evaluation, GateContext, NewCondition, Outcome, Signatory,
         Signature, Verdict, Waiver,
@@ -21,15 +22,14 @@ use uuid::Uuid;
 
 use crate::{
     assessments,
-    audit::{self, Actor, NewEvent},
-    begin_write, commit,
+    audit::NewEvent,
+    change::{Caller, Change, Concerning},
     entity::{
         gate_condition as condition, gate_policy as policy, gate_review as review,
         gate_signature as signature, gate_waiver as waiver,
     },
     error::{db_error, unique_violation},
-    people::{self, lock_organisation},
-    projects,
+    people, projects,
 };
 
 /// A review with everything around it.
@@ -306,18 +306,15 @@ pub async fn request(
     db: &DatabaseConnection,
     organisation_id: Uuid,
     project_id: Uuid,
-    actor: &Actor,
-    is_director: bool,
-    authorise: impl FnOnce(&Project) -> Result<()>,
+    caller: &Caller,
 ) -> Result<ReviewView> {
-    let txn = begin_write(db).await?;
-    lock_organisation(&txn, organisation_id).await?;
-    let project = projects::get(&txn, organisation_id, project_id).await?;
-    authorise(&project)?;
+    let mut change = Change::begin(db, organisation_id, caller, Action::RequestGateReview).await?;
+    let project = change.project_for(project_id, "project").await?;
+    let is_director = change.member().is_some_and(|m| m.role == Role::Director);
     gate::check_can_request(&project, is_director)?;
-    let facts = facts(&txn, &project).await?;
+    let facts = facts(change.conn(), &project).await?;
     let evals = evaluate(&project, project.phase, &facts, &[]);
-    let mut required = policy_signatories(&txn, &project).await?;
+    let mut required = policy_signatories(change.conn(), &project).await?;
     if let Some(sponsor) = project.details.sponsor_id {
         required = gate::required_signatories(sponsor, &required);
     }
@@ -330,7 +327,7 @@ pub async fn request(
         from_phase: Set(project.phase.as_str().to_owned()),
         to_phase: Set(project.phase.next().map(|p| p.as_str().to_owned())),
         state: Set("OPEN".to_owned()),
-        requested_by: Set(actor.person_id),
+        requested_by: Set(change.actor().person_id),
         request_time: Set(Utc::now()),
         criteria_at_request: Set(evaluations_to_json(&evals)),
         signatories: Set(signatories_to_json(&required)),
@@ -341,7 +338,7 @@ pub async fn request(
         criteria_at_decision: Set(None),
         version: Set(1),
     }
-    .insert(&txn)
+    .insert(change.conn())
     .await;
     match inserted {
         Ok(_) => {}
@@ -354,7 +351,7 @@ pub async fn request(
         }
         Err(e) => return Err(db_error(e)),
     }
-    audit::record(&txn, organisation_id, actor, NewEvent {
+    change.event(NewEvent {
         project_id: Some(project_id),
         action: "gate.requested",
         resource_type: "gate_review",
@@ -362,11 +359,42 @@ pub async fn request(
         before: None,
         after: json!({"from_phase": project.phase.as_str(), "criteria": serde_json::from_str::<Value>(&evaluations_to_json(&evals)).unwrap_or(Value::Null)}),
         chained: false,
-    })
-    .await?;
-    let created = get(&txn, organisation_id, id).await?;
-    commit(txn).await?;
+    });
+    let created = get(change.conn(), organisation_id, id).await?;
+    change.commit().await?;
     Ok(created)
+}
+
+/// Begins a change acting on an open review: locks its project, reads the
+/// review under that lock and applies the access policy (a required
+/// signatory sees the review they must sign).
+async fn open_review(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    review_id: Uuid,
+    caller: &Caller,
+    action: Action,
+) -> Result<(Change, review::Model, Project)> {
+    let mut change = Change::begin(db, organisation_id, caller, action).await?;
+    let project_id = find(change.conn(), organisation_id, review_id)
+        .await?
+        .project_id;
+    let project = change.locked_project(project_id, "gate review").await?;
+    let r = find(change.conn(), organisation_id, review_id).await?;
+    let signatories: Vec<Uuid> = signatories_from_json(&r.signatories)
+        .into_iter()
+        .map(|s| s.person_id)
+        .collect();
+    change.allow_concerning(
+        &project,
+        Concerning {
+            signatories: &signatories,
+            ..Concerning::default()
+        },
+        "gate review",
+    )?;
+    open_or_refuse(&r)?;
+    Ok((change, r, project))
 }
 
 fn open_or_refuse(r: &review::Model) -> Result<()> {
@@ -388,33 +416,30 @@ pub async fn sign(
     review_id: Uuid,
     verdict: Verdict,
     comment: &str,
-    actor: &Actor,
+    caller: &Caller,
 ) -> Result<ReviewView> {
-    let signer = actor
+    let (mut change, r, project) =
+        open_review(db, organisation_id, review_id, caller, Action::SignGate).await?;
+    let signer = change
+        .actor()
         .person_id
         .ok_or_else(|| Error::PermissionDenied("only people of the organisation sign".into()))?;
-    let txn = begin_write(db).await?;
-    lock_organisation(&txn, organisation_id).await?;
-    let r = find(&txn, organisation_id, review_id).await?;
-    open_or_refuse(&r)?;
-    let project = projects::get(&txn, organisation_id, r.project_id).await?;
     let required = signatories_from_json(&r.signatories);
-    let existing = signatures(&txn, review_id).await?;
+    let existing = signatures(change.conn(), review_id).await?;
     gate::check_signature(
         signer,
         project.details.lead_id,
         &required,
         &domain_signatures(&existing),
     )?;
-    let now = Utc::now();
     signature::ActiveModel {
         review_id: Set(review_id),
         person_id: Set(signer),
         verdict: Set(verdict.as_str().to_owned()),
         comment: Set(comment.to_owned()),
-        sign_time: Set(now),
+        sign_time: Set(Utc::now()),
     }
-    .insert(&txn)
+    .insert(change.conn())
     .await
     .map_err(db_error)?;
     let functions: Vec<&str> = required
@@ -422,23 +447,17 @@ pub async fn sign(
         .filter(|s| s.person_id == signer)
         .map(|s| s.function.as_str())
         .collect();
-    audit::record(
-        &txn,
-        organisation_id,
-        actor,
-        NewEvent {
-            project_id: Some(r.project_id),
-            action: "gate.signed",
-            resource_type: "gate_review",
-            resource_id: review_id.to_string(),
-            before: None,
-            after: json!({"verdict": verdict.as_str(), "comment": comment, "functions": functions}),
-            chained: true,
-        },
-    )
-    .await?;
-    let updated = get(&txn, organisation_id, review_id).await?;
-    commit(txn).await?;
+    change.event(NewEvent {
+        project_id: Some(r.project_id),
+        action: "gate.signed",
+        resource_type: "gate_review",
+        resource_id: review_id.to_string(),
+        before: None,
+        after: json!({"verdict": verdict.as_str(), "comment": comment, "functions": functions}),
+        chained: true,
+    });
+    let updated = get(change.conn(), organisation_id, review_id).await?;
+    change.commit().await?;
     Ok(updated)
 }
 
@@ -449,22 +468,25 @@ pub async fn waive(
     review_id: Uuid,
     criterion: &str,
     reason: &str,
-    actor: &Actor,
+    caller: &Caller,
 ) -> Result<ReviewView> {
-    let director = actor.person_id.ok_or_else(|| {
+    let (mut change, r, project) = open_review(
+        db,
+        organisation_id,
+        review_id,
+        caller,
+        Action::WaiveGateCriterion,
+    )
+    .await?;
+    let director = change.actor().person_id.ok_or_else(|| {
         Error::PermissionDenied("only a DIRECTOR of the organisation waives".into())
     })?;
-    let txn = begin_write(db).await?;
-    lock_organisation(&txn, organisation_id).await?;
-    let r = find(&txn, organisation_id, review_id).await?;
-    open_or_refuse(&r)?;
-    let project = projects::get(&txn, organisation_id, r.project_id).await?;
-    let facts = facts(&txn, &project).await?;
+    let facts = facts(change.conn(), &project).await?;
     let current = evaluate(
         &project,
         from_phase(&r)?,
         &facts,
-        &waivers(&txn, review_id).await?,
+        &waivers(change.conn(), review_id).await?,
     );
     let Some(found) = current.iter().find(|e| e.key == criterion) else {
         return Err(Error::invalid(
@@ -493,26 +515,20 @@ pub async fn waive(
         waived_by: Set(director),
         waive_time: Set(Utc::now()),
     }
-    .insert(&txn)
+    .insert(change.conn())
     .await
     .map_err(db_error)?;
-    audit::record(
-        &txn,
-        organisation_id,
-        actor,
-        NewEvent {
-            project_id: Some(r.project_id),
-            action: "gate.waived",
-            resource_type: "gate_review",
-            resource_id: review_id.to_string(),
-            before: Some(json!({"criterion": criterion, "result": "FAIL", "reason": found.reason})),
-            after: json!({"criterion": criterion, "result": "WAIVED", "waiver": reason}),
-            chained: true,
-        },
-    )
-    .await?;
-    let updated = get(&txn, organisation_id, review_id).await?;
-    commit(txn).await?;
+    change.event(NewEvent {
+        project_id: Some(r.project_id),
+        action: "gate.waived",
+        resource_type: "gate_review",
+        resource_id: review_id.to_string(),
+        before: Some(json!({"criterion": criterion, "result": "FAIL", "reason": found.reason})),
+        after: json!({"criterion": criterion, "result": "WAIVED", "waiver": reason}),
+        chained: true,
+    });
+    let updated = get(change.conn(), organisation_id, review_id).await?;
+    change.commit().await?;
     Ok(updated)
 }
 
@@ -524,27 +540,25 @@ pub async fn decide(
     outcome: Outcome,
     rationale: &str,
     conditions: &[NewCondition],
-    actor: &Actor,
-    is_director: bool,
+    caller: &Caller,
 ) -> Result<(ReviewView, Project)> {
-    let txn = begin_write(db).await?;
-    lock_organisation(&txn, organisation_id).await?;
-    let r = find(&txn, organisation_id, review_id).await?;
-    open_or_refuse(&r)?;
-    let project = projects::get(&txn, organisation_id, r.project_id).await?;
-    let facts = facts(&txn, &project).await?;
+    let (mut change, r, project) =
+        open_review(db, organisation_id, review_id, caller, Action::DecideGate).await?;
+    let is_director = change.member().is_some_and(|m| m.role == Role::Director);
+    let person_id = change.actor().person_id;
+    let facts = facts(change.conn(), &project).await?;
     let evals = evaluate(
         &project,
         from_phase(&r)?,
         &facts,
-        &waivers(&txn, review_id).await?,
+        &waivers(change.conn(), review_id).await?,
     );
     let decider = Decider {
         is_director,
-        is_sponsor: actor.person_id.is_some() && actor.person_id == project.details.sponsor_id,
+        is_sponsor: person_id.is_some() && person_id == project.details.sponsor_id,
     };
     let required = signatories_from_json(&r.signatories);
-    let sigs = domain_signatures(&signatures(&txn, review_id).await?);
+    let sigs = domain_signatures(&signatures(change.conn(), review_id).await?);
     let transition = gate::decide(
         &project,
         from_phase(&r)?,
@@ -555,9 +569,15 @@ pub async fn decide(
         &sigs,
         conditions,
     )?;
+    let active = people::active_members(
+        change.conn(),
+        organisation_id,
+        conditions.iter().map(|c| c.owner_id),
+    )
+    .await?;
     let mut bad_owners = Vec::new();
     for (i, c) in conditions.iter().enumerate() {
-        if !people::is_active_member(&txn, organisation_id, c.owner_id).await? {
+        if !active.contains(&c.owner_id) {
             bad_owners.push(FieldViolation::new(
                 format!("conditions[{i}].owner_id"),
                 "is not an active person of this organisation",
@@ -574,7 +594,7 @@ pub async fn decide(
             open_project_id: Set(None),
             outcome: Set(Some(outcome.as_str().to_owned())),
             rationale: Set(rationale.to_owned()),
-            decided_by: Set(actor.person_id),
+            decided_by: Set(person_id),
             decide_time: Set(Some(now)),
             criteria_at_decision: Set(Some(evaluations_to_json(&evals))),
             version: Set(r.version + 1),
@@ -583,13 +603,13 @@ pub async fn decide(
         .filter(review::Column::Id.eq(review_id))
         .filter(review::Column::Version.eq(r.version))
         .filter(review::Column::State.eq("OPEN"))
-        .exec(&txn)
+        .exec(change.conn())
         .await
         .map_err(db_error)?;
     if updated.rows_affected == 0 {
         return Err(Error::Aborted("the review was decided concurrently".into()));
     }
-    projects::move_project(&txn, &project, transition.phase, transition.status).await?;
+    projects::move_project(change.conn(), &project, transition.phase, transition.status).await?;
     for c in conditions {
         condition::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -604,11 +624,11 @@ pub async fn decide(
             closed_by: Set(None),
             close_time: Set(None),
         }
-        .insert(&txn)
+        .insert(change.conn())
         .await
         .map_err(db_error)?;
     }
-    audit::record(&txn, organisation_id, actor, NewEvent {
+    change.event(NewEvent {
         project_id: Some(project.id),
         action: "gate.decided",
         resource_type: "gate_review",
@@ -623,12 +643,11 @@ pub async fn decide(
             "criteria": serde_json::from_str::<Value>(&evaluations_to_json(&evals)).unwrap_or(Value::Null),
         }),
         chained: true,
-    })
-    .await?;
-    let review_view = get(&txn, organisation_id, review_id).await?;
-    let moved = projects::get(&txn, organisation_id, project.id).await?;
-    crate::portfolio::refresh(&txn, organisation_id, [project.id]).await?;
-    commit(txn).await?;
+    });
+    let review_view = get(change.conn(), organisation_id, review_id).await?;
+    let moved = projects::get(change.conn(), organisation_id, project.id).await?;
+    change.rewritten(moved.clone());
+    change.commit().await?;
     Ok((review_view, moved))
 }
 
@@ -652,27 +671,43 @@ pub async fn conditions(
         .map_err(db_error)
 }
 
+async fn find_condition(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    id: Uuid,
+) -> Result<condition::Model> {
+    condition::Entity::find_by_id(id)
+        .filter(condition::Column::OrganisationId.eq(organisation_id))
+        .one(conn)
+        .await
+        .map_err(db_error)?
+        .ok_or(Error::NotFound {
+            resource: "condition",
+        })
+}
+
 /// Closes a condition.
 pub async fn close_condition(
     db: &DatabaseConnection,
     organisation_id: Uuid,
     id: Uuid,
     note: &str,
-    actor: &Actor,
-    authorise: impl FnOnce(&condition::Model, &Project) -> Result<()>,
+    caller: &Caller,
 ) -> Result<condition::Model> {
-    let txn = begin_write(db).await?;
-    lock_organisation(&txn, organisation_id).await?;
-    let found = condition::Entity::find_by_id(id)
-        .filter(condition::Column::OrganisationId.eq(organisation_id))
-        .one(&txn)
-        .await
-        .map_err(db_error)?
-        .ok_or(Error::NotFound {
-            resource: "condition",
-        })?;
-    let project = projects::get(&txn, organisation_id, found.project_id).await?;
-    authorise(&found, &project)?;
+    let mut change = Change::begin(db, organisation_id, caller, Action::CloseGateCondition).await?;
+    let project_id = find_condition(change.conn(), organisation_id, id)
+        .await?
+        .project_id;
+    let project = change.locked_project(project_id, "condition").await?;
+    let found = find_condition(change.conn(), organisation_id, id).await?;
+    change.allow_concerning(
+        &project,
+        Concerning {
+            condition_owner: Some(found.owner_id),
+            ..Concerning::default()
+        },
+        "condition",
+    )?;
     if found.closed {
         return Err(Error::precondition(
             "ALREADY_CLOSED",
@@ -684,30 +719,24 @@ pub async fn close_condition(
         id: Set(id),
         closed: Set(true),
         close_note: Set(note.to_owned()),
-        closed_by: Set(actor.person_id),
+        closed_by: Set(change.actor().person_id),
         close_time: Set(Some(Utc::now())),
         ..Default::default()
     }
-    .update(&txn)
+    .update(change.conn())
     .await
     .map_err(db_error)?;
-    audit::record(
-        &txn,
-        organisation_id,
-        actor,
-        NewEvent {
-            project_id: Some(found.project_id),
-            action: "gate.condition_closed",
-            resource_type: "gate_condition",
-            resource_id: id.to_string(),
-            before: Some(json!({"closed": false})),
-            after: json!({"closed": true, "note": note}),
-            chained: false,
-        },
-    )
-    .await?;
-    crate::portfolio::refresh(&txn, organisation_id, [found.project_id]).await?;
-    commit(txn).await?;
+    change.event(NewEvent {
+        project_id: Some(project_id),
+        action: "gate.condition_closed",
+        resource_type: "gate_condition",
+        resource_id: id.to_string(),
+        before: Some(json!({"closed": false})),
+        after: json!({"closed": true, "note": note}),
+        chained: false,
+    });
+    change.touch(project_id);
+    change.commit().await?;
     Ok(closed)
 }
 
@@ -754,13 +783,19 @@ pub async fn set_policy(
     organisation_id: Uuid,
     phase: Phase,
     signatories: &[PolicySignatory],
-    actor: &Actor,
+    caller: &Caller,
 ) -> Result<Vec<PolicySignatory>> {
-    let txn = begin_write(db).await?;
-    lock_organisation(&txn, organisation_id).await?;
+    let mut change = Change::begin(db, organisation_id, caller, Action::SetGatePolicy).await?;
+    change.lock_organisation().await?;
+    let active = people::active_members(
+        change.conn(),
+        organisation_id,
+        signatories.iter().map(|s| s.person_id),
+    )
+    .await?;
     let mut bad = Vec::new();
     for (i, s) in signatories.iter().enumerate() {
-        if !people::is_active_member(&txn, organisation_id, s.person_id).await? {
+        if !active.contains(&s.person_id) {
             bad.push(FieldViolation::new(
                 format!("policy.signatories[{i}].person_id"),
                 "is not an active person of this organisation",
@@ -770,11 +805,11 @@ pub async fn set_policy(
     if !bad.is_empty() {
         return Err(Error::InvalidArgument(bad));
     }
-    let before = policies(&txn, organisation_id).await?;
+    let before = policies(change.conn(), organisation_id).await?;
     policy::Entity::delete_many()
         .filter(policy::Column::OrganisationId.eq(organisation_id))
         .filter(policy::Column::FromPhase.eq(phase.as_str()))
-        .exec(&txn)
+        .exec(change.conn())
         .await
         .map_err(db_error)?;
     for s in signatories {
@@ -785,7 +820,7 @@ pub async fn set_policy(
             person_id: Set(s.person_id),
             only_when_personal_data: Set(s.only_when_personal_data),
         }
-        .insert(&txn)
+        .insert(change.conn())
         .await
         .map_err(db_error)?;
     }
@@ -797,21 +832,15 @@ pub async fn set_policy(
         .find(|(p, _)| *p == phase)
         .map(|(_, l)| as_json(l))
         .unwrap_or(Value::Array(vec![]));
-    audit::record(
-        &txn,
-        organisation_id,
-        actor,
-        NewEvent {
-            project_id: None,
-            action: "gate.policy_set",
-            resource_type: "gate_policy",
-            resource_id: phase.as_str().to_owned(),
-            before: Some(previous),
-            after: as_json(signatories),
-            chained: false,
-        },
-    )
-    .await?;
-    commit(txn).await?;
+    change.event(NewEvent {
+        project_id: None,
+        action: "gate.policy_set",
+        resource_type: "gate_policy",
+        resource_id: phase.as_str().to_owned(),
+        before: Some(previous),
+        after: as_json(signatories),
+        chained: false,
+    });
+    change.commit().await?;
     Ok(signatories.to_vec())
 }

@@ -162,6 +162,36 @@ pub async fn is_active_member(
         > 0)
 }
 
+/// Which of `ids` are active people of the organisation, for a write that
+/// names them (a sponsor, a condition owner, a signatory). On PostgreSQL
+/// their rows are locked `FOR SHARE` until the change ends, so a concurrent
+/// deactivation waits for it instead of slipping in between the check and
+/// the write (on SQLite the write transaction excludes it).
+pub(crate) async fn active_members(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    ids: impl IntoIterator<Item = Uuid>,
+) -> Result<std::collections::BTreeSet<Uuid>> {
+    let mut wanted: Vec<Uuid> = ids.into_iter().collect();
+    wanted.sort();
+    wanted.dedup();
+    if wanted.is_empty() {
+        return Ok(std::collections::BTreeSet::new());
+    }
+    let mut query = person::Entity::find()
+        .select_only()
+        .column(person::Column::Id)
+        .filter(person::Column::OrganisationId.eq(organisation_id))
+        .filter(person::Column::Id.is_in(wanted))
+        .filter(person::Column::Active.eq(true))
+        .order_by_asc(person::Column::Id);
+    if is_postgres(conn) {
+        query = query.lock(sea_orm::sea_query::LockType::Share);
+    }
+    let found: Vec<Uuid> = query.into_tuple().all(conn).await.map_err(db_error)?;
+    Ok(found.into_iter().collect())
+}
+
 /// Inserts a person (inside the caller's transaction).
 pub(crate) async fn insert(
     conn: &impl ConnectionTrait,

@@ -5,6 +5,7 @@ use std::{collections::HashMap, sync::LazyLock};
 use chrono::Utc;
 use jalon_core::{
     Error, Result,
+    authz::{Action, Parties},
     organisation::etag_matches,
     project::{AiActTier, DataKind, Phase, PhaseSpan, Project, ProjectDetails, Status},
     values::{CurrencyCode, DisplayName, Money, ShortText},
@@ -17,8 +18,10 @@ use uuid::Uuid;
 
 use crate::{
     assessments,
-    audit::{self, Actor, NewEvent},
-    begin_write, commit,
+    audit::NewEvent,
+    begin_write,
+    change::{Caller, Change},
+    commit,
     entity::{project, project_phase, project_tag},
     error::db_error,
     idempotency::{Claim, IdempotencyKey, claim},
@@ -124,19 +127,27 @@ async fn check_people(
     organisation_id: Uuid,
     d: &ProjectDetails,
 ) -> Result<()> {
-    let mut violations = Vec::new();
-    for (field, id) in [
+    let named = [
         ("project.sponsor_id", d.sponsor_id),
         ("project.lead_id", d.lead_id),
-    ] {
-        let Some(id) = id else { continue };
-        if !crate::people::is_active_member(conn, organisation_id, id).await? {
-            violations.push(jalon_core::FieldViolation::new(
-                field,
-                "is not an active person of this organisation",
-            ));
-        }
-    }
+    ];
+    let active = crate::people::active_members(
+        conn,
+        organisation_id,
+        named.iter().filter_map(|(_, id)| *id),
+    )
+    .await?;
+    let violations: Vec<_> = named
+        .iter()
+        .filter_map(|(field, id)| {
+            id.filter(|id| !active.contains(id)).map(|_| {
+                jalon_core::FieldViolation::new(
+                    *field,
+                    "is not an active person of this organisation",
+                )
+            })
+        })
+        .collect();
     if violations.is_empty() {
         Ok(())
     } else {
@@ -200,23 +211,35 @@ pub fn audit_view(p: &Project) -> serde_json::Value {
 }
 
 /// Creates a project in IDEATION, ACTIVE, with its first phase span and the
-/// IDEATION checklist.
-#[tracing::instrument(skip(db, details, key, actor))]
+/// IDEATION checklist. `draft` makes the details from the request, given
+/// the organisation's currency; a MEMBER who names no lead leads it.
+#[tracing::instrument(skip(db, draft, key, caller))]
 pub async fn create(
     db: &DatabaseConnection,
     organisation_id: Uuid,
-    details: &ProjectDetails,
+    caller: &Caller,
     key: Option<&IdempotencyKey>,
-    actor: &Actor,
+    draft: impl Fn(CurrencyCode) -> Result<ProjectDetails>,
 ) -> Result<Project> {
     retry_idempotent_race(|| async {
-        let txn = begin_write(db).await?;
+        let mut change = Change::begin(db, organisation_id, caller, Action::CreateProject).await?;
         let id = Uuid::now_v7();
-        if let Claim::Replay(existing) = claim(&txn, key, id).await? {
-            return get(&txn, organisation_id, existing).await;
+        if let Claim::Replay(existing) = claim(change.conn(), key, id).await? {
+            return get(change.conn(), organisation_id, existing).await;
         }
-        lock_organisation(&txn, organisation_id).await?;
-        check_people(&txn, organisation_id, details).await?;
+        let mut details = draft(change.currency().await?)?;
+        if let Some(member) = change.member() {
+            jalon_core::authz::proposer_leads(member, &mut details);
+        }
+        change.allow(
+            &Parties {
+                lead: details.lead_id,
+                sponsor: details.sponsor_id,
+                ..Parties::default()
+            },
+            "project",
+        )?;
+        check_people(change.conn(), organisation_id, &details).await?;
         let now = Utc::now();
         let mut model = project::ActiveModel {
             id: Set(id),
@@ -229,9 +252,9 @@ pub async fn create(
             version: Set(1),
             ..Default::default()
         };
-        write_details(&mut model, details);
-        model.insert(&txn).await.map_err(db_error)?;
-        write_tags(&txn, organisation_id, id, &details.tags).await?;
+        write_details(&mut model, &details);
+        model.insert(change.conn()).await.map_err(db_error)?;
+        write_tags(change.conn(), organisation_id, id, &details.tags).await?;
         project_phase::ActiveModel {
             project_id: Set(id),
             seq: Set(0),
@@ -239,28 +262,22 @@ pub async fn create(
             enter_time: Set(now),
             leave_time: Set(None),
         }
-        .insert(&txn)
+        .insert(change.conn())
         .await
         .map_err(db_error)?;
-        assessments::instantiate(&txn, organisation_id, id, Phase::Ideation).await?;
-        let created = get(&txn, organisation_id, id).await?;
-        audit::record(
-            &txn,
-            organisation_id,
-            actor,
-            NewEvent {
-                project_id: Some(id),
-                action: "project.created",
-                resource_type: "project",
-                resource_id: id.to_string(),
-                before: None,
-                after: audit_view(&created),
-                chained: false,
-            },
-        )
-        .await?;
-        crate::portfolio::refresh(&txn, organisation_id, [id]).await?;
-        commit(txn).await?;
+        assessments::instantiate(change.conn(), organisation_id, id, Phase::Ideation).await?;
+        let created = get(change.conn(), organisation_id, id).await?;
+        change.event(NewEvent {
+            project_id: Some(id),
+            action: "project.created",
+            resource_type: "project",
+            resource_id: id.to_string(),
+            before: None,
+            after: audit_view(&created),
+            chained: false,
+        });
+        change.created(created.clone());
+        change.commit().await?;
         Ok(created)
     })
     .await
@@ -590,28 +607,30 @@ pub async fn list(
     ))
 }
 
-/// Updates a project: `apply` changes the current details (and checks them);
-/// compare-and-swap on the version.
-#[tracing::instrument(skip(db, apply, actor))]
+/// Updates a project: `apply` changes the current details (and checks
+/// them), given the organisation's currency; compare-and-swap on the
+/// version.
+#[tracing::instrument(skip(db, apply, caller))]
 pub async fn update(
     db: &DatabaseConnection,
     organisation_id: Uuid,
     id: Uuid,
     etag: &str,
-    actor: &Actor,
-    apply: impl FnOnce(&Project) -> Result<ProjectDetails>,
+    caller: &Caller,
+    apply: impl FnOnce(&Project, CurrencyCode) -> Result<ProjectDetails>,
 ) -> Result<Project> {
-    let txn = begin_write(db).await?;
-    lock_organisation(&txn, organisation_id).await?;
-    let current = get(&txn, organisation_id, id).await?;
+    let mut change = Change::begin(db, organisation_id, caller, Action::UpdateProject).await?;
+    let current = change.project_for(id, "project").await?;
     if !etag_matches(etag, current.version) {
         return Err(Error::stale_etag("project"));
     }
-    let details = apply(&current)?;
+    // The cached project carries no tags: read them for the comparison.
+    let current = get(change.conn(), organisation_id, id).await?;
+    let details = apply(&current, change.currency().await?)?;
     if details.sponsor_id != current.details.sponsor_id
         || details.lead_id != current.details.lead_id
     {
-        check_people(&txn, organisation_id, &details).await?;
+        check_people(change.conn(), organisation_id, &details).await?;
     }
     let mut model = project::ActiveModel {
         update_time: Set(Utc::now()),
@@ -623,33 +642,27 @@ pub async fn update(
         .set(model)
         .filter(project::Column::Id.eq(id))
         .filter(project::Column::Version.eq(current.version))
-        .exec(&txn)
+        .exec(change.conn())
         .await
         .map_err(db_error)?;
     if result.rows_affected == 0 {
         return Err(Error::stale_etag("project"));
     }
     if details.tags != current.details.tags {
-        write_tags(&txn, organisation_id, id, &details.tags).await?;
+        write_tags(change.conn(), organisation_id, id, &details.tags).await?;
     }
-    let updated = get(&txn, organisation_id, id).await?;
-    audit::record(
-        &txn,
-        organisation_id,
-        actor,
-        NewEvent {
-            project_id: Some(id),
-            action: "project.updated",
-            resource_type: "project",
-            resource_id: id.to_string(),
-            before: Some(audit_view(&current)),
-            after: audit_view(&updated),
-            chained: false,
-        },
-    )
-    .await?;
-    crate::portfolio::refresh(&txn, organisation_id, [id]).await?;
-    commit(txn).await?;
+    let updated = get(change.conn(), organisation_id, id).await?;
+    change.event(NewEvent {
+        project_id: Some(id),
+        action: "project.updated",
+        resource_type: "project",
+        resource_id: id.to_string(),
+        before: Some(audit_view(&current)),
+        after: audit_view(&updated),
+        chained: false,
+    });
+    change.rewritten(updated.clone());
+    change.commit().await?;
     Ok(updated)
 }
 
@@ -715,36 +728,32 @@ pub async fn lifecycle(
     id: Uuid,
     action: jalon_core::gate::LifecycleAction,
     reason: &str,
-    actor: &Actor,
-    authorise: impl FnOnce(&Project) -> Result<()>,
+    caller: &Caller,
 ) -> Result<Project> {
-    let txn = begin_write(db).await?;
-    lock_organisation(&txn, organisation_id).await?;
-    let current = get(&txn, organisation_id, id).await?;
-    authorise(&current)?;
+    use jalon_core::gate::LifecycleAction;
+    let rule = match action {
+        LifecycleAction::Resume => Action::ResumeProject,
+        LifecycleAction::Retire => Action::RetireProject,
+    };
+    let mut change = Change::begin(db, organisation_id, caller, rule).await?;
+    let current = change.project_for(id, "project").await?;
     let status = jalon_core::gate::lifecycle(&current, action)?;
-    move_project(&txn, &current, current.phase, status).await?;
-    let updated = get(&txn, organisation_id, id).await?;
-    audit::record(
-        &txn,
-        organisation_id,
-        actor,
-        NewEvent {
-            project_id: Some(id),
-            action: match action {
-                jalon_core::gate::LifecycleAction::Resume => "project.resumed",
-                jalon_core::gate::LifecycleAction::Retire => "project.retired",
-            },
-            resource_type: "project",
-            resource_id: id.to_string(),
-            before: Some(serde_json::json!({"status": current.status.as_str()})),
-            after: serde_json::json!({"status": updated.status.as_str(), "reason": reason}),
-            chained: false,
+    move_project(change.conn(), &current, current.phase, status).await?;
+    let updated = get(change.conn(), organisation_id, id).await?;
+    change.event(NewEvent {
+        project_id: Some(id),
+        action: match action {
+            LifecycleAction::Resume => "project.resumed",
+            LifecycleAction::Retire => "project.retired",
         },
-    )
-    .await?;
-    crate::portfolio::refresh(&txn, organisation_id, [id]).await?;
-    commit(txn).await?;
+        resource_type: "project",
+        resource_id: id.to_string(),
+        before: Some(serde_json::json!({"status": current.status.as_str()})),
+        after: serde_json::json!({"status": updated.status.as_str(), "reason": reason}),
+        chained: false,
+    });
+    change.rewritten(updated.clone());
+    change.commit().await?;
     Ok(updated)
 }
 

@@ -2,7 +2,7 @@
 
 use jalon_core::{
     Error, FieldViolation, Result,
-    authz::{Action, Role},
+    authz::Action,
     gate::{CriterionResult, Evaluation, NewCondition, Outcome, Verdict},
     project::Phase,
 };
@@ -17,9 +17,9 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{
-    actor, allow, authorise, caller, conversions as conv, member, parties,
+    allow, authorise, caller, conversions as conv, member, parties,
     projects::{date_in, date_out, phase_in, phase_out, project_to_proto},
-    visible_project,
+    requester, visible_project,
 };
 use crate::error::OrStatus;
 
@@ -159,30 +159,9 @@ impl GateService for GateApi {
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
         let project_id = conv::id("project_id", &req.project_id).or_status()?;
-        let membership = member(
-            authorise(&self.store, &caller, Action::RequestGateReview, org)
-                .await
-                .or_status()?,
-        )
-        .or_status()?;
-        let is_director = membership.role == Role::Director;
-        let review = gates::request(
-            self.store.db(),
-            org,
-            project_id,
-            &actor(&caller, Some(&membership)),
-            is_director,
-            |project| {
-                allow(
-                    &membership,
-                    Action::RequestGateReview,
-                    &parties(project),
-                    "project",
-                )
-            },
-        )
-        .await
-        .or_status()?;
+        let review = gates::request(self.store.db(), org, project_id, &requester(&caller))
+            .await
+            .or_status()?;
         tracing::info!(organisation_id = %org, project_id = %project_id, review_id = %review.review.id, "gate review requested");
         Ok(Response::new(pb::RequestGateReviewResponse {
             review: Some(review_to_proto(review)),
@@ -247,17 +226,13 @@ impl GateService for GateApi {
             .map_err(|d| Error::invalid("verdict", d))
             .or_status()?;
         let comment = text("comment", &req.comment, verdict == Verdict::Reject).or_status()?;
-        let (membership, _) = self
-            .review_access(&caller, Action::SignGate, org, review_id)
-            .await
-            .or_status()?;
         let review = gates::sign(
             self.store.db(),
             org,
             review_id,
             verdict,
             &comment,
-            &actor(&caller, Some(&membership)),
+            &requester(&caller),
         )
         .await
         .or_status()?;
@@ -280,17 +255,13 @@ impl GateService for GateApi {
             return Err(Error::invalid("criterion", "is required")).or_status();
         }
         let reason = text("reason", &req.reason, true).or_status()?;
-        let (membership, _) = self
-            .review_access(&caller, Action::WaiveGateCriterion, org, review_id)
-            .await
-            .or_status()?;
         let review = gates::waive(
             self.store.db(),
             org,
             review_id,
             &req.criterion,
             &reason,
-            &actor(&caller, Some(&membership)),
+            &requester(&caller),
         )
         .await
         .or_status()?;
@@ -366,10 +337,6 @@ impl GateService for GateApi {
         let Some(outcome) = outcome else {
             return Err(Error::invalid("outcome", "is required")).or_status();
         };
-        let (membership, _) = self
-            .review_access(&caller, Action::DecideGate, org, review_id)
-            .await
-            .or_status()?;
         let (review, project) = gates::decide(
             self.store.db(),
             org,
@@ -377,8 +344,7 @@ impl GateService for GateApi {
             outcome,
             &rationale,
             &conditions,
-            &actor(&caller, Some(&membership)),
-            membership.role == Role::Director,
+            &requester(&caller),
         )
         .await
         .or_status()?;
@@ -426,32 +392,9 @@ impl GateService for GateApi {
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
         let id = conv::id("id", &req.id).or_status()?;
         let note = text("note", &req.note, true).or_status()?;
-        let membership = member(
-            authorise(&self.store, &caller, Action::CloseGateCondition, org)
-                .await
-                .or_status()?,
-        )
-        .or_status()?;
-        let closed = gates::close_condition(
-            self.store.db(),
-            org,
-            id,
-            &note,
-            &actor(&caller, Some(&membership)),
-            |condition, project| {
-                allow(
-                    &membership,
-                    Action::CloseGateCondition,
-                    &jalon_core::authz::Parties {
-                        condition_owner: Some(condition.owner_id),
-                        ..parties(project)
-                    },
-                    "condition",
-                )
-            },
-        )
-        .await
-        .or_status()?;
+        let closed = gates::close_condition(self.store.db(), org, id, &note, &requester(&caller))
+            .await
+            .or_status()?;
         Ok(Response::new(pb::CloseGateConditionResponse {
             condition: Some(condition_to_proto(closed)),
         }))
@@ -538,18 +481,12 @@ impl GateService for GateApi {
         let Some(phase) = phase else {
             return Err(Error::invalid("policy.from_phase", "is required")).or_status();
         };
-        let membership = member(
-            authorise(&self.store, &caller, Action::SetGatePolicy, org)
-                .await
-                .or_status()?,
-        )
-        .or_status()?;
         let stored = gates::set_policy(
             self.store.db(),
             org,
             phase,
             &signatories,
-            &actor(&caller, Some(&membership)),
+            &requester(&caller),
         )
         .await
         .or_status()?;

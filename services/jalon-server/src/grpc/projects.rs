@@ -3,7 +3,7 @@
 use chrono::NaiveDate;
 use jalon_core::{
     Error, FieldViolation, Result,
-    authz::{Action, Role},
+    authz::Action,
     gate::LifecycleAction,
     project::{
         self as domain, AiActTier, AlgorithmApproach, DataKind, Execution, Hosting, Phase, Project,
@@ -16,15 +16,13 @@ use jalon_core::{
 };
 use jalon_proto::v1::{self as pb, project_service_server::ProjectService};
 use jalon_store::{
-    Store, organisations, page,
+    Store, page,
     projects::{self, ProjectFilter},
 };
 use tonic::{Request, Response, Status as GrpcStatus};
 use uuid::Uuid;
 
-use super::{
-    actor, allow, authorise, caller, check_standing, conversions as conv, member, parties, visible,
-};
+use super::{authorise, caller, check_standing, conversions as conv, member, requester, visible};
 use crate::error::OrStatus;
 
 /// The handlers of `ProjectService`.
@@ -255,11 +253,6 @@ pub fn project_to_proto(p: Project) -> pb::Project {
     }
 }
 
-async fn currency_of(store: &Store, organisation_id: Uuid) -> Result<CurrencyCode> {
-    let organisation = organisations::get(store.db(), organisation_id).await?;
-    CurrencyCode::parse(&organisation.default_currency).map_err(Error::Internal)
-}
-
 #[tonic::async_trait]
 impl ProjectService for ProjectApi {
     #[tracing::instrument(skip_all)]
@@ -270,32 +263,7 @@ impl ProjectService for ProjectApi {
         let caller = caller(&request)?;
         let req = request.into_inner();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
-        let membership = member(
-            authorise(&self.store, &caller, Action::CreateProject, org)
-                .await
-                .or_status()?,
-        )
-        .or_status()?;
         let wire = conv::required("project", req.project.as_ref()).or_status()?;
-        let currency = currency_of(&self.store, org).await.or_status()?;
-        let mut wire_project = wire.clone();
-        if membership.role == Role::Member && wire_project.lead_id.is_empty() {
-            // A member who proposes a project leads it unless they say otherwise.
-            wire_project.lead_id = membership.person_id.to_string();
-        }
-        let paths: Vec<&str> = domain::UPDATABLE_FIELDS.to_vec();
-        let details = apply(blank_details(), &paths, &wire_project, currency).or_status()?;
-        allow(
-            &membership,
-            Action::CreateProject,
-            &jalon_core::authz::Parties {
-                lead: details.lead_id,
-                sponsor: details.sponsor_id,
-                ..Default::default()
-            },
-            "project",
-        )
-        .or_status()?;
         let key = conv::idempotency_key(
             format!("projects:{org}"),
             &req.request_id,
@@ -305,10 +273,15 @@ impl ProjectService for ProjectApi {
             },
         )
         .or_status()?;
-        let actor = actor(&caller, Some(&membership));
-        let created = projects::create(self.store.db(), org, &details, key.as_ref(), &actor)
-            .await
-            .or_status()?;
+        let created = projects::create(
+            self.store.db(),
+            org,
+            &requester(&caller),
+            key.as_ref(),
+            |currency| apply(blank_details(), domain::UPDATABLE_FIELDS, wire, currency),
+        )
+        .await
+        .or_status()?;
         tracing::info!(organisation_id = %org, project_id = %created.id, "project created");
         Ok(Response::new(pb::CreateProjectResponse {
             project: Some(project_to_proto(created)),
@@ -416,12 +389,6 @@ impl ProjectService for ProjectApi {
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
         let wire = conv::required("project", req.project.as_ref()).or_status()?;
         let id = conv::id("project.id", &wire.id).or_status()?;
-        let membership = member(
-            authorise(&self.store, &caller, Action::UpdateProject, org)
-                .await
-                .or_status()?,
-        )
-        .or_status()?;
         if let Some(mask) = &req.update_mask
             && let Some(path) = mask
                 .paths
@@ -437,17 +404,14 @@ impl ProjectService for ProjectApi {
         let paths =
             conv::mask_paths(req.update_mask.as_ref(), domain::UPDATABLE_FIELDS).or_status()?;
         let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
-        let currency = currency_of(&self.store, org).await.or_status()?;
-        let actor = actor(&caller, Some(&membership));
-        let updated = projects::update(self.store.db(), org, id, &wire.etag, &actor, |current| {
-            allow(
-                &membership,
-                Action::UpdateProject,
-                &parties(current),
-                "project",
-            )?;
-            apply(current.details.clone(), &paths, wire, currency)
-        })
+        let updated = projects::update(
+            self.store.db(),
+            org,
+            id,
+            &wire.etag,
+            &requester(&caller),
+            |current, currency| apply(current.details.clone(), &paths, wire, currency),
+        )
         .await
         .or_status()?;
         Ok(Response::new(pb::UpdateProjectResponse {
@@ -460,9 +424,7 @@ impl ProjectService for ProjectApi {
         &self,
         request: Request<pb::ResumeProjectRequest>,
     ) -> Result<Response<pb::ResumeProjectResponse>, GrpcStatus> {
-        let project = self
-            .lifecycle(request, LifecycleAction::Resume, Action::ResumeProject)
-            .await?;
+        let project = self.lifecycle(request, LifecycleAction::Resume).await?;
         Ok(Response::new(pb::ResumeProjectResponse {
             project: Some(project),
         }))
@@ -478,9 +440,7 @@ impl ProjectService for ProjectApi {
             id: r.id,
             reason: r.reason,
         });
-        let project = self
-            .lifecycle(request, LifecycleAction::Retire, Action::RetireProject)
-            .await?;
+        let project = self.lifecycle(request, LifecycleAction::Retire).await?;
         Ok(Response::new(pb::RetireProjectResponse {
             project: Some(project),
         }))
@@ -493,7 +453,6 @@ impl ProjectApi {
         &self,
         request: Request<pb::ResumeProjectRequest>,
         action: LifecycleAction,
-        rule: Action,
     ) -> Result<pb::Project, GrpcStatus> {
         let caller = caller(&request)?;
         let req = request.into_inner();
@@ -502,21 +461,13 @@ impl ProjectApi {
         if req.reason.trim().is_empty() {
             return Err(Error::invalid("reason", "is required")).or_status();
         }
-        let membership = member(
-            authorise(&self.store, &caller, rule, org)
-                .await
-                .or_status()?,
-        )
-        .or_status()?;
-        let actor = actor(&caller, Some(&membership));
         let moved = projects::lifecycle(
             self.store.db(),
             org,
             id,
             action,
             req.reason.trim(),
-            &actor,
-            |project| allow(&membership, rule, &parties(project), "project"),
+            &requester(&caller),
         )
         .await
         .or_status()?;
