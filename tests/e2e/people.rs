@@ -1046,3 +1046,160 @@ async fn request_ids_are_forgotten_after_their_retention() {
     })
     .await;
 }
+
+/// Every change to a person and to the organisation is in the audit log,
+/// with its actor and the fields changed, never an e-mail address; another
+/// organisation's changes are not in it.
+#[tokio::test]
+async fn people_and_organisation_changes_are_audited() {
+    on_each_backend(async |app: &TestApp| {
+        let (org, alice) = app.create_org("acme", "alice").await;
+        let (other, _) = app.create_org("globex", "gina").await;
+        app.add_person("gina", &other.id, "gus", pb::Role::Member)
+            .await;
+        let mut people = app.people();
+        let mut new = person("bob", pb::Role::Member);
+        new.email = "bob@example.com".into();
+        let bob = people
+            .create_person(authed("alice", create(&org.id, new, "")))
+            .await
+            .expect("create")
+            .into_inner()
+            .person
+            .unwrap();
+        let mut changed = bob.clone();
+        changed.display_name = "Robert Builder".into();
+        changed.email = "robert@example.com".into();
+        changed.role = pb::Role::Director as i32;
+        let bob = people
+            .update_person(authed(
+                "alice",
+                update(&org.id, changed, &["display_name", "email", "role"]),
+            ))
+            .await
+            .expect("update")
+            .into_inner()
+            .person
+            .unwrap();
+        let bob = people
+            .deactivate_person(authed(
+                "alice",
+                pb::DeactivatePersonRequest {
+                    organisation_id: org.id.clone(),
+                    id: bob.id.clone(),
+                    etag: bob.etag.clone(),
+                },
+            ))
+            .await
+            .expect("deactivate")
+            .into_inner()
+            .person
+            .unwrap();
+        people
+            .reactivate_person(authed(
+                "alice",
+                pb::ReactivatePersonRequest {
+                    organisation_id: org.id.clone(),
+                    id: bob.id.clone(),
+                    etag: bob.etag.clone(),
+                },
+            ))
+            .await
+            .expect("reactivate");
+        app.organisations()
+            .update_organisation(authed(
+                "alice",
+                pb::UpdateOrganisationRequest {
+                    organisation: Some(pb::Organisation {
+                        id: org.id.clone(),
+                        display_name: "Acme Corporation".into(),
+                        etag: org.etag.clone(),
+                        ..Default::default()
+                    }),
+                    update_mask: mask(&["display_name"]),
+                },
+            ))
+            .await
+            .expect("rename");
+
+        let events = app
+            .audit()
+            .list_audit_events(authed(
+                "alice",
+                pb::ListAuditEventsRequest {
+                    organisation_id: org.id.clone(),
+                    page_size: 500,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("audit")
+            .into_inner()
+            .events;
+        let summary: Vec<(&str, &str, &str)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.action.as_str(),
+                    e.actor_subject.as_str(),
+                    e.resource_id.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("organisation.created", ROOT, org.id.as_str()),
+                ("person.created", ROOT, alice.id.as_str()),
+                ("person.created", "alice", bob.id.as_str()),
+                ("person.updated", "alice", bob.id.as_str()),
+                ("person.role_changed", "alice", bob.id.as_str()),
+                ("person.deactivated", "alice", bob.id.as_str()),
+                ("person.reactivated", "alice", bob.id.as_str()),
+                ("organisation.updated", "alice", org.id.as_str()),
+            ]
+        );
+        for e in &events {
+            assert!(
+                !e.after_json.contains("@example.com") && !e.before_json.contains("@example.com"),
+                "no e-mail address in {}: {} {}",
+                e.action,
+                e.before_json,
+                e.after_json
+            );
+            if e.actor_subject == "alice" {
+                assert_eq!(e.actor_person_id, alice.id, "{}", e.action);
+            }
+        }
+        let updated: serde_json::Value = serde_json::from_str(&events[3].after_json).expect("json");
+        assert_eq!(updated["display_name"], "Robert Builder");
+        assert_eq!(updated["role"], "DIRECTOR");
+        assert_eq!(updated["email_changed"], true);
+        let before: serde_json::Value = serde_json::from_str(&events[3].before_json).expect("json");
+        assert_eq!(before["role"], "MEMBER");
+        let renamed: serde_json::Value = serde_json::from_str(&events[7].after_json).expect("json");
+        assert_eq!(
+            renamed,
+            serde_json::json!({"display_name": "Acme Corporation"})
+        );
+
+        // The other organisation's log holds only its own changes.
+        let theirs = app
+            .audit()
+            .list_audit_events(authed(
+                "gina",
+                pb::ListAuditEventsRequest {
+                    organisation_id: other.id.clone(),
+                    page_size: 500,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("audit")
+            .into_inner()
+            .events;
+        assert_eq!(theirs.len(), 3, "globex created, gina, gus");
+        assert!(theirs.iter().all(|e| e.resource_id != bob.id));
+    })
+    .await;
+}

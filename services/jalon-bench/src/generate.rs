@@ -228,10 +228,15 @@ async fn organisation(store: &Store, projects: u64) -> Result<(Uuid, Staff), Box
         "Platform owner",
         Role::Admin,
     )?;
-    let (org, _) = organisations::create(db, &new, &admin, None).await?;
+    let admin_caller = jalon_store::change::Caller {
+        subject: "bench-admin".to_owned(),
+        platform_admin: true,
+    };
+    let (org, _) = organisations::create(db, &admin_caller, &new, &admin, None).await?;
     let director = people::create(
         db,
         org.id,
+        &admin_caller,
         &person(
             DIRECTOR,
             "Diane Directrice",
@@ -247,6 +252,7 @@ async fn organisation(store: &Store, projects: u64) -> Result<(Uuid, Staff), Box
         people::create(
             db,
             org.id,
+            &admin_caller,
             &person(
                 &format!("bench-viewer-{v:03}"),
                 &format!("Viewer {v}"),
@@ -264,6 +270,7 @@ async fn organisation(store: &Store, projects: u64) -> Result<(Uuid, Staff), Box
         let p = people::create(
             db,
             org.id,
+            &admin_caller,
             &person(
                 &format!("bench-sponsor-{s:03}"),
                 &format!("Sponsor {s}"),
@@ -282,6 +289,7 @@ async fn organisation(store: &Store, projects: u64) -> Result<(Uuid, Staff), Box
         let p = people::create(
             db,
             org.id,
+            &admin_caller,
             &person(
                 &format!("bench-lead-{l:03}"),
                 &format!("Lead {l}"),
@@ -301,7 +309,7 @@ async fn organisation(store: &Store, projects: u64) -> Result<(Uuid, Staff), Box
         .step_by(SPONSORS / INACTIVE_SPONSORS)
         .take(INACTIVE_SPONSORS)
     {
-        people::set_active(db, org.id, *id, "", false).await?;
+        people::set_active(db, org.id, *id, "", &admin_caller, false).await?;
     }
     for id in leads
         .iter()
@@ -309,7 +317,7 @@ async fn organisation(store: &Store, projects: u64) -> Result<(Uuid, Staff), Box
         .step_by(leads_count / INACTIVE_LEADS)
         .take(INACTIVE_LEADS)
     {
-        people::set_active(db, org.id, *id, "", false).await?;
+        people::set_active(db, org.id, *id, "", &admin_caller, false).await?;
     }
     Ok((
         org.id,

@@ -733,6 +733,20 @@ pub fn check(
     }
 }
 
+/// Whether a member may give `role` to a person they create: an
+/// INTEGRATION account (an HR system) only the roles of
+/// [`crate::person::ROLES_AN_INTEGRATION_MAY_GRANT`].
+pub fn may_grant(member: &Member, role: Role) -> Result<()> {
+    if member.role == Role::Integration
+        && !crate::person::ROLES_AN_INTEGRATION_MAY_GRANT.contains(&role)
+    {
+        return Err(Error::PermissionDenied(format!(
+            "an INTEGRATION account may only create people with the roles MEMBER or VIEWER, not {role}"
+        )));
+    }
+    Ok(())
+}
+
 /// A MEMBER who proposes a project and names no lead leads it (other
 /// roles propose for others).
 pub fn proposer_leads(member: &Member, details: &mut crate::project::ProjectDetails) {

@@ -358,7 +358,12 @@ pub async fn seed(store: &Store) -> Result<bool> {
         "Platform owner",
         Role::Admin,
     )?;
-    let (org, _) = organisations::create(db, &new, &admin, None).await?;
+    // The demo's administrator sets it up, as a platform administrator would.
+    let admin_caller = jalon_store::change::Caller {
+        subject: "demo-admin".to_owned(),
+        platform_admin: true,
+    };
+    let (org, _) = organisations::create(db, &admin_caller, &new, &admin, None).await?;
     let mut ids = std::collections::HashMap::new();
     for (subject, name, department, title, role) in [
         (
@@ -449,6 +454,7 @@ pub async fn seed(store: &Store) -> Result<bool> {
         let p = people::create(
             db,
             org.id,
+            &admin_caller,
             &person(subject, name, department, title, role)?,
             None,
         )
@@ -647,7 +653,12 @@ async fn churn(
     };
     demo_kpi(store, org, &project, &kpi, eur, director).await?;
     projects::backdate_for_demo(db, org, project.id, &[25]).await?;
-    people::set_active(db, org, sponsor, "", false).await?;
+    // The HR system (here the demo's administrator) deactivates them.
+    let hr = jalon_store::change::Caller {
+        subject: "demo-admin".to_owned(),
+        platform_admin: false,
+    };
+    people::set_active(db, org, sponsor, "", &hr, false).await?;
     Ok(())
 }
 

@@ -44,6 +44,22 @@ pub struct NewEvent {
     pub chained: bool,
 }
 
+/// The fields of two audit views (JSON objects) that differ: (before,
+/// after), each holding only those fields.
+pub(crate) fn diff(old: Value, new: Value) -> (Value, Value) {
+    let mut was = serde_json::Map::new();
+    let mut now = serde_json::Map::new();
+    if let (Value::Object(old), Value::Object(new)) = (old, new) {
+        for (key, value) in new {
+            if old.get(&key) != Some(&value) {
+                was.insert(key.clone(), old.get(&key).cloned().unwrap_or(Value::Null));
+                now.insert(key, value);
+            }
+        }
+    }
+    (Value::Object(was), Value::Object(now))
+}
+
 /// An event as stored.
 pub type Event = event::Model;
 

@@ -50,6 +50,7 @@ pub struct Change {
     txn: crate::WriteTxn,
     organisation_id: Uuid,
     action: Action,
+    platform_admin: bool,
     member: Option<Member>,
     actor: Actor,
     locked: BTreeSet<Uuid>,
@@ -113,6 +114,7 @@ impl Change {
             txn,
             organisation_id,
             action,
+            platform_admin: caller.platform_admin,
             member: membership.map(|m| m.member()),
             actor: Actor {
                 person_id: membership.map(|m| m.person_id),
@@ -210,6 +212,20 @@ impl Change {
             Some(member) => authz::check(member, self.action, parties, resource),
             None => Ok(()),
         }
+    }
+
+    /// Applies the role table to a further action the change also
+    /// performs (a role change inside a person's update), with the same
+    /// standing.
+    pub fn authorize_also(&self, action: Action) -> Result<()> {
+        authz::authorize(
+            action,
+            Standing {
+                platform_admin: self.platform_admin,
+                role: self.member.as_ref().map(|m| m.role),
+            },
+            "organisation",
+        )
     }
 
     /// The caller as a member of the organisation (none for a platform

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use jalon_core::{
     Error, Result,
-    authz::Role,
+    authz::{Action, Role},
     organisation::{NewOrganisation, Organisation, OrganisationPatch, etag_matches},
     person::{NewPerson, Person},
 };
@@ -12,10 +12,14 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Query,
 };
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    begin_write, commit,
+    audit::{self, Actor, NewEvent},
+    begin_write,
+    change::{Caller, Change},
+    commit,
     entity::{organisation as org, person},
     error::{db_error, unique_violation},
     idempotency::{Claim, IdempotencyKey, claim},
@@ -57,19 +61,68 @@ fn write_error(err: sea_orm::DbErr) -> Error {
     }
 }
 
-/// Creates an organisation and its first administrator in one transaction.
+/// An organisation as the audit log shows it.
+fn audit_view(o: &Organisation) -> Value {
+    json!({
+        "display_name": o.display_name,
+        "slug": o.slug,
+        "default_currency": o.default_currency,
+        "discount_rate": o.discount_rate,
+        "fiscal_year_start_month": o.fiscal_year_start_month,
+        "gate_overdue_days": o.gate_overdue_days,
+        "external_ref": o.external_ref,
+        "deleted": o.delete_time.is_some(),
+    })
+}
+
+fn organisation_event(
+    action: &'static str,
+    id: Uuid,
+    before: Option<Value>,
+    after: Value,
+) -> NewEvent {
+    NewEvent {
+        project_id: None,
+        action,
+        resource_type: "organisation",
+        resource_id: id.to_string(),
+        before,
+        after,
+        chained: false,
+    }
+}
+
+/// Who acts on an organisation as a platform administrator: their person
+/// there if they are one.
+async fn platform_actor(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    caller: &Caller,
+) -> Result<Actor> {
+    Ok(Actor {
+        person_id: people::membership(conn, organisation_id, &caller.subject)
+            .await?
+            .map(|m| m.person_id),
+        subject: caller.subject.clone(),
+    })
+}
+
+/// Creates an organisation and its first administrator in one transaction
+/// (both in the new organisation's audit log, by `caller`).
 #[tracing::instrument(skip_all, fields(slug = new.slug.as_str()))]
 pub async fn create(
     db: &DatabaseConnection,
+    caller: &Caller,
     new: &NewOrganisation,
     admin: &NewPerson,
     key: Option<&IdempotencyKey>,
 ) -> Result<(Organisation, Person)> {
-    retry_idempotent_race(|| try_create(db, new, admin, key)).await
+    retry_idempotent_race(|| try_create(db, caller, new, admin, key)).await
 }
 
 async fn try_create(
     db: &DatabaseConnection,
+    caller: &Caller,
     new: &NewOrganisation,
     admin: &NewPerson,
     key: Option<&IdempotencyKey>,
@@ -109,8 +162,19 @@ async fn try_create(
     .await
     .map_err(write_error)?;
     let admin = people::insert(&txn, id, admin, Uuid::now_v7()).await?;
+    let created = from_model(model);
+    let actor = Actor {
+        person_id: None,
+        subject: caller.subject.clone(),
+    };
+    for event in [
+        organisation_event("organisation.created", id, None, audit_view(&created)),
+        people::person_event("person.created", admin.id, None, people::audit_view(&admin)),
+    ] {
+        audit::record(&txn, id, &actor, event).await?;
+    }
     commit(txn).await?;
-    Ok((from_model(model), admin))
+    Ok((created, admin))
 }
 
 /// Reads an organisation, deleted or not.
@@ -225,15 +289,13 @@ pub async fn update(
     db: &DatabaseConnection,
     id: Uuid,
     etag: &str,
+    caller: &Caller,
     patch: &OrganisationPatch,
 ) -> Result<Organisation> {
-    let txn = begin_write(db).await?;
-    let current = get(&txn, id).await?;
+    let mut change = Change::begin(db, id, caller, Action::UpdateOrganisation).await?;
+    let current = get(change.conn(), id).await?;
     if !etag_matches(etag, current.version) {
         return Err(Error::stale_etag("organisation"));
-    }
-    if current.is_deleted() {
-        return Err(deleted_precondition(id));
     }
     let mut model = org::ActiveModel {
         update_time: Set(Utc::now()),
@@ -261,9 +323,16 @@ pub async fn update(
     if let Some(v) = &patch.external_ref {
         model.external_ref = Set(v.as_ref().map(|r| r.as_str().to_owned()));
     }
-    swap(&txn, id, current.version, model).await?;
-    let updated = get(&txn, id).await?;
-    commit(txn).await?;
+    swap(change.conn(), id, current.version, model).await?;
+    let updated = get(change.conn(), id).await?;
+    let (before, after) = audit::diff(audit_view(&current), audit_view(&updated));
+    change.event(organisation_event(
+        "organisation.updated",
+        id,
+        Some(before),
+        after,
+    ));
+    change.commit().await?;
     Ok(updated)
 }
 
@@ -273,6 +342,7 @@ pub async fn set_deleted(
     db: &DatabaseConnection,
     id: Uuid,
     etag: &str,
+    caller: &Caller,
     deleted: bool,
 ) -> Result<Organisation> {
     let txn = begin_write(db).await?;
@@ -304,6 +374,18 @@ pub async fn set_deleted(
     };
     swap(&txn, id, current.version, model).await?;
     let updated = get(&txn, id).await?;
+    let actor = platform_actor(&txn, id, caller).await?;
+    let event = organisation_event(
+        if deleted {
+            "organisation.deleted"
+        } else {
+            "organisation.undeleted"
+        },
+        id,
+        Some(json!({"deleted": current.is_deleted()})),
+        json!({"deleted": updated.is_deleted()}),
+    );
+    audit::record(&txn, id, &actor, event).await?;
     commit(txn).await?;
     Ok(updated)
 }

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use jalon_core::{
     Error, Result,
-    authz::Role,
+    authz::{self, Action, Role},
     organisation::etag_matches,
     person::{
         NewPerson, Person, PersonPatch, ensure_an_admin_remains, ensure_no_management_cycle,
@@ -15,10 +15,12 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
     EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    begin_write, commit,
+    audit::NewEvent,
+    change::{Caller, Change},
     entity::{organisation as org, person},
     error::{db_error, unique_violation},
     idempotency::{Claim, IdempotencyKey, claim},
@@ -284,26 +286,69 @@ async fn check_manager(
     ensure_no_management_cycle(person_id, &chain)
 }
 
+/// A person as the audit log shows them: what identifies them and what
+/// they may do, never their e-mail address (events are read by
+/// integrations and auditors).
+pub(crate) fn audit_view(p: &Person) -> Value {
+    json!({
+        "subject": p.subject,
+        "display_name": p.display_name,
+        "department": p.department,
+        "job_title": p.job_title,
+        "manager_id": p.manager_id,
+        "role": p.role.as_str(),
+        "active": p.active,
+        "external_id": p.external_id,
+    })
+}
+
+pub(crate) fn person_event(
+    action: &'static str,
+    id: Uuid,
+    before: Option<Value>,
+    after: Value,
+) -> NewEvent {
+    NewEvent {
+        project_id: None,
+        action,
+        resource_type: "person",
+        resource_id: id.to_string(),
+        before,
+        after,
+        chained: false,
+    }
+}
+
 /// Adds a person to an organisation.
-#[tracing::instrument(skip(db, new, key))]
+#[tracing::instrument(skip(db, caller, new, key))]
 pub async fn create(
     db: &DatabaseConnection,
     organisation_id: Uuid,
+    caller: &Caller,
     new: &NewPerson,
     key: Option<&IdempotencyKey>,
 ) -> Result<Person> {
     retry_idempotent_race(|| async {
-        let txn = begin_write(db).await?;
+        let mut change = Change::begin(db, organisation_id, caller, Action::CreatePerson).await?;
         let id = Uuid::now_v7();
-        if let Claim::Replay(existing) = claim(&txn, key, id).await? {
-            return get(&txn, organisation_id, existing).await;
+        if let Claim::Replay(existing) = claim(change.conn(), key, id).await? {
+            return get(change.conn(), organisation_id, existing).await;
         }
-        lock_organisation(&txn, organisation_id).await?;
+        if let Some(member) = change.member() {
+            authz::may_grant(member, new.role)?;
+        }
+        change.lock_organisation().await?;
         if let Some(manager_id) = new.manager_id {
-            check_manager(&txn, organisation_id, id, manager_id).await?;
+            check_manager(change.conn(), organisation_id, id, manager_id).await?;
         }
-        let created = insert(&txn, organisation_id, new, id).await?;
-        commit(txn).await?;
+        let created = insert(change.conn(), organisation_id, new, id).await?;
+        change.event(person_event(
+            "person.created",
+            id,
+            None,
+            audit_view(&created),
+        ));
+        change.commit().await?;
         Ok(created)
     })
     .await
@@ -398,27 +443,32 @@ async fn count_other_active_admins(
         .map_err(db_error)
 }
 
-/// Applies a patch, compare-and-swap on the version; keeps an active admin.
-#[tracing::instrument(skip(db, patch))]
+/// Applies a patch, compare-and-swap on the version; keeps an active
+/// admin. A role in the patch takes the role-change rule too.
+#[tracing::instrument(skip(db, caller, patch))]
 pub async fn update(
     db: &DatabaseConnection,
     organisation_id: Uuid,
     id: Uuid,
     etag: &str,
+    caller: &Caller,
     patch: &PersonPatch,
 ) -> Result<Person> {
-    let txn = begin_write(db).await?;
-    lock_organisation(&txn, organisation_id).await?;
-    let current = get(&txn, organisation_id, id).await?;
+    let mut change = Change::begin(db, organisation_id, caller, Action::UpdatePerson).await?;
+    if patch.role.is_some() {
+        change.authorize_also(Action::UpdatePersonRole)?;
+    }
+    change.lock_organisation().await?;
+    let current = get(change.conn(), organisation_id, id).await?;
     if !etag_matches(etag, current.version) {
         return Err(Error::stale_etag("person"));
     }
     if removes_an_admin(&current, patch.role, false) {
-        let others = count_other_active_admins(&txn, organisation_id, id).await?;
+        let others = count_other_active_admins(change.conn(), organisation_id, id).await?;
         ensure_an_admin_remains(others, id)?;
     }
     if let Some(Some(manager_id)) = patch.manager_id {
-        check_manager(&txn, organisation_id, id, manager_id).await?;
+        check_manager(change.conn(), organisation_id, id, manager_id).await?;
     }
     let mut model = person::ActiveModel {
         update_time: Set(Utc::now()),
@@ -449,25 +499,47 @@ pub async fn update(
     if let Some(v) = &patch.external_id {
         model.external_id = Set(v.as_ref().map(|e| e.as_str().to_owned()));
     }
-    swap(&txn, id, current.version, model).await?;
-    let updated = get(&txn, organisation_id, id).await?;
-    commit(txn).await?;
+    swap(change.conn(), id, current.version, model).await?;
+    let updated = get(change.conn(), organisation_id, id).await?;
+    let (before, mut after) = crate::audit::diff(audit_view(&current), audit_view(&updated));
+    if current.email != updated.email
+        && let Value::Object(fields) = &mut after
+    {
+        // Named as changed, never shown.
+        fields.insert("email_changed".into(), Value::Bool(true));
+    }
+    change.event(person_event("person.updated", id, Some(before), after));
+    if updated.role != current.role {
+        change.event(person_event(
+            "person.role_changed",
+            id,
+            Some(json!({"role": current.role.as_str()})),
+            json!({"role": updated.role.as_str()}),
+        ));
+    }
+    change.commit().await?;
     Ok(updated)
 }
 
 /// Deactivates (`active = false`) or reactivates a person; keeps an active
-/// admin.
-#[tracing::instrument(skip(db))]
+/// admin. The projects they sponsor are refreshed (their alerts).
+#[tracing::instrument(skip(db, caller))]
 pub async fn set_active(
     db: &DatabaseConnection,
     organisation_id: Uuid,
     id: Uuid,
     etag: &str,
+    caller: &Caller,
     active: bool,
 ) -> Result<Person> {
-    let txn = begin_write(db).await?;
-    lock_organisation(&txn, organisation_id).await?;
-    let current = get(&txn, organisation_id, id).await?;
+    let action = if active {
+        Action::ReactivatePerson
+    } else {
+        Action::DeactivatePerson
+    };
+    let mut change = Change::begin(db, organisation_id, caller, action).await?;
+    change.lock_organisation().await?;
+    let current = get(change.conn(), organisation_id, id).await?;
     if !etag_matches(etag, current.version) {
         return Err(Error::stale_etag("person"));
     }
@@ -487,7 +559,7 @@ pub async fn set_active(
         ));
     }
     if removes_an_admin(&current, None, !active) {
-        let others = count_other_active_admins(&txn, organisation_id, id).await?;
+        let others = count_other_active_admins(change.conn(), organisation_id, id).await?;
         ensure_an_admin_remains(others, id)?;
     }
     let now = Utc::now();
@@ -498,10 +570,20 @@ pub async fn set_active(
         version: Set(current.version + 1),
         ..Default::default()
     };
-    swap(&txn, id, current.version, model).await?;
-    let updated = get(&txn, organisation_id, id).await?;
-    crate::portfolio::refresh_sponsored_by(&txn, organisation_id, id).await?;
-    commit(txn).await?;
+    swap(change.conn(), id, current.version, model).await?;
+    let updated = get(change.conn(), organisation_id, id).await?;
+    crate::portfolio::refresh_sponsored_by(change.conn(), organisation_id, id).await?;
+    change.event(person_event(
+        if active {
+            "person.reactivated"
+        } else {
+            "person.deactivated"
+        },
+        id,
+        Some(json!({"active": current.active})),
+        json!({"active": updated.active}),
+    ));
+    change.commit().await?;
     Ok(updated)
 }
 

@@ -9,7 +9,7 @@ use jalon_proto::v1::{self as pb, organisation_service_server::OrganisationServi
 use jalon_store::{Store, organisations, page};
 use tonic::{Request, Response, Status};
 
-use super::{authorise, caller, conversions as conv};
+use super::{authorise, caller, conversions as conv, requester};
 use crate::error::OrStatus;
 
 /// The handlers of `OrganisationService`.
@@ -51,10 +51,15 @@ impl OrganisationService for OrganisationApi {
             },
         )
         .or_status()?;
-        let (organisation, admin) =
-            organisations::create(self.store.db(), &new, &new_admin, key.as_ref())
-                .await
-                .or_status()?;
+        let (organisation, admin) = organisations::create(
+            self.store.db(),
+            &requester(&caller),
+            &new,
+            &new_admin,
+            key.as_ref(),
+        )
+        .await
+        .or_status()?;
         tracing::info!(organisation_id = %organisation.id, "organisation created");
         Ok(Response::new(pb::CreateOrganisationResponse {
             organisation: Some(conv::organisation_to_proto(organisation)),
@@ -124,13 +129,16 @@ impl OrganisationService for OrganisationApi {
         let req = request.into_inner();
         let organisation = conv::required("organisation", req.organisation.as_ref()).or_status()?;
         let id = conv::id("organisation.id", &organisation.id).or_status()?;
-        authorise(&self.store, &caller, Action::UpdateOrganisation, id)
-            .await
-            .or_status()?;
         let patch = conv::organisation_patch(organisation, req.update_mask.as_ref()).or_status()?;
-        let updated = organisations::update(self.store.db(), id, &organisation.etag, &patch)
-            .await
-            .or_status()?;
+        let updated = organisations::update(
+            self.store.db(),
+            id,
+            &organisation.etag,
+            &requester(&caller),
+            &patch,
+        )
+        .await
+        .or_status()?;
         Ok(Response::new(pb::UpdateOrganisationResponse {
             organisation: Some(conv::organisation_to_proto(updated)),
         }))
@@ -147,9 +155,10 @@ impl OrganisationService for OrganisationApi {
         authorise(&self.store, &caller, Action::DeleteOrganisation, id)
             .await
             .or_status()?;
-        let deleted = organisations::set_deleted(self.store.db(), id, &req.etag, true)
-            .await
-            .or_status()?;
+        let deleted =
+            organisations::set_deleted(self.store.db(), id, &req.etag, &requester(&caller), true)
+                .await
+                .or_status()?;
         tracing::info!(organisation_id = %id, "organisation deleted");
         Ok(Response::new(pb::DeleteOrganisationResponse {
             organisation: Some(conv::organisation_to_proto(deleted)),
@@ -167,9 +176,10 @@ impl OrganisationService for OrganisationApi {
         authorise(&self.store, &caller, Action::UndeleteOrganisation, id)
             .await
             .or_status()?;
-        let restored = organisations::set_deleted(self.store.db(), id, &req.etag, false)
-            .await
-            .or_status()?;
+        let restored =
+            organisations::set_deleted(self.store.db(), id, &req.etag, &requester(&caller), false)
+                .await
+                .or_status()?;
         tracing::info!(organisation_id = %id, "organisation undeleted");
         Ok(Response::new(pb::UndeleteOrganisationResponse {
             organisation: Some(conv::organisation_to_proto(restored)),

@@ -2,9 +2,7 @@
 
 use jalon_core::{
     Error, Result,
-    authz::Role,
-    authz::{Action, Standing, authorize},
-    person::ROLES_AN_INTEGRATION_MAY_GRANT,
+    authz::Action,
     values::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, parse_page_size},
 };
 use jalon_proto::v1::{self as pb, person_service_server::PersonService};
@@ -14,7 +12,7 @@ use jalon_store::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{authorise, caller, conversions as conv, member};
+use super::{authorise, caller, conversions as conv, requester};
 use crate::error::OrStatus;
 
 /// The handlers of `PersonService`.
@@ -40,23 +38,8 @@ impl PersonService for PersonApi {
         let caller = caller(&request)?;
         let req = request.into_inner();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
-        let membership = member(
-            authorise(&self.store, &caller, Action::CreatePerson, org)
-                .await
-                .or_status()?,
-        )
-        .or_status()?;
         let person = conv::required("person", req.person.as_ref()).or_status()?;
         let new = conv::new_person(person, "person", None).or_status()?;
-        if membership.role == Role::Integration
-            && !ROLES_AN_INTEGRATION_MAY_GRANT.contains(&new.role)
-        {
-            return Err(Error::PermissionDenied(format!(
-                "an INTEGRATION account may only create people with the roles MEMBER or VIEWER, not {}",
-                new.role
-            )))
-            .or_status();
-        }
         let key = conv::idempotency_key(
             format!("people:{org}"),
             &req.request_id,
@@ -66,9 +49,15 @@ impl PersonService for PersonApi {
             },
         )
         .or_status()?;
-        let created = people::create(self.store.db(), org, &new, key.as_ref())
-            .await
-            .or_status()?;
+        let created = people::create(
+            self.store.db(),
+            org,
+            &requester(&caller),
+            &new,
+            key.as_ref(),
+        )
+        .await
+        .or_status()?;
         tracing::info!(organisation_id = %org, person_id = %created.id, "person created");
         Ok(person_response(
             |person| pb::CreatePersonResponse { person },
@@ -138,23 +127,17 @@ impl PersonService for PersonApi {
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
         let person = conv::required("person", req.person.as_ref()).or_status()?;
         let id = conv::id("person.id", &person.id).or_status()?;
-        let membership = member(
-            authorise(&self.store, &caller, Action::UpdatePerson, org)
-                .await
-                .or_status()?,
-        )
-        .or_status()?;
         let patch = conv::person_patch(person, req.update_mask.as_ref()).or_status()?;
-        if patch.role.is_some() {
-            let standing = Standing {
-                platform_admin: false,
-                role: Some(membership.role),
-            };
-            authorize(Action::UpdatePersonRole, standing, "organisation").or_status()?;
-        }
-        let updated = people::update(self.store.db(), org, id, &person.etag, &patch)
-            .await
-            .or_status()?;
+        let updated = people::update(
+            self.store.db(),
+            org,
+            id,
+            &person.etag,
+            &requester(&caller),
+            &patch,
+        )
+        .await
+        .or_status()?;
         Ok(person_response(
             |person| pb::UpdatePersonResponse { person },
             updated,
@@ -170,12 +153,16 @@ impl PersonService for PersonApi {
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
         let id = conv::id("id", &req.id).or_status()?;
-        authorise(&self.store, &caller, Action::DeactivatePerson, org)
-            .await
-            .or_status()?;
-        let updated = people::set_active(self.store.db(), org, id, &req.etag, false)
-            .await
-            .or_status()?;
+        let updated = people::set_active(
+            self.store.db(),
+            org,
+            id,
+            &req.etag,
+            &requester(&caller),
+            false,
+        )
+        .await
+        .or_status()?;
         tracing::info!(organisation_id = %org, person_id = %id, "person deactivated");
         Ok(person_response(
             |person| pb::DeactivatePersonResponse { person },
@@ -192,12 +179,16 @@ impl PersonService for PersonApi {
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
         let id = conv::id("id", &req.id).or_status()?;
-        authorise(&self.store, &caller, Action::ReactivatePerson, org)
-            .await
-            .or_status()?;
-        let updated = people::set_active(self.store.db(), org, id, &req.etag, true)
-            .await
-            .or_status()?;
+        let updated = people::set_active(
+            self.store.db(),
+            org,
+            id,
+            &req.etag,
+            &requester(&caller),
+            true,
+        )
+        .await
+        .or_status()?;
         tracing::info!(organisation_id = %org, person_id = %id, "person reactivated");
         Ok(person_response(
             |person| pb::ReactivatePersonResponse { person },
