@@ -24,16 +24,14 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
+    CHUNK,
     entity::{
         assessment_count as count, assessment_item as item, kpi_stats as stat,
         project_money as money,
     },
     error::db_error,
+    error::unknown,
 };
-
-/// Rows per multi-row INSERT or IN list (well under both databases'
-/// parameter limits).
-pub(crate) const CHUNK: usize = 500;
 
 /// A money row's nature.
 pub(crate) const COST: &str = "COST";
@@ -45,12 +43,6 @@ const MAX_TOTAL: i64 = i64::MAX;
 /// The first day of `d`'s month: money is bucketed by month.
 pub(crate) fn month_of(d: NaiveDate) -> NaiveDate {
     NaiveDate::from_ymd_opt(d.year(), d.month(), 1).unwrap_or(d)
-}
-
-/// A stored value the code does not know: an error naming the row, never a
-/// silent default.
-pub(crate) fn unknown(table: &str, key: impl std::fmt::Display, what: String) -> Error {
-    Error::Internal(format!("{table} row {key}: {what}"))
 }
 
 /// The key of a money row.
@@ -405,7 +397,7 @@ pub(crate) async fn recompute_kpi(conn: &impl ConnectionTrait, k: &Kpi) -> Resul
         .exec(conn)
         .await
         .map_err(db_error)?;
-    let ms = crate::kpis::measurements_in_record_order(conn, k.id).await?;
+    let ms = crate::rows::kpis::measurements_in_record_order(conn, k.id).await?;
     let mut stats = KpiStats::new();
     kpi::accumulate(&mut stats, k.cadence, &ms);
     write_stats(
@@ -758,13 +750,13 @@ async fn recompute_item_counts(conn: &impl ConnectionTrait, organisation_id: Uui
 }
 
 async fn recompute_kpi_stats(conn: &impl ConnectionTrait, organisation_id: Uuid) -> Result<()> {
-    let kpis: HashMap<Uuid, Kpi> = crate::kpis::all_of_organisation(conn, organisation_id)
+    let kpis: HashMap<Uuid, Kpi> = crate::rows::kpis::all_of_organisation(conn, organisation_id)
         .await?
         .into_iter()
         .map(|k| (k.id, k))
         .collect();
     let mut stats: BTreeMap<Uuid, KpiStats> = BTreeMap::new();
-    crate::kpis::for_each_measurement(conn, organisation_id, |m| {
+    crate::rows::kpis::for_each_measurement(conn, organisation_id, |m| {
         if let Some(k) = kpis.get(&m.kpi_id) {
             kpi::accumulate(stats.entry(k.id).or_default(), k.cadence, [&m]);
         }

@@ -19,13 +19,10 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    audit::{self, Actor, NewEvent},
-    begin_write,
+    audit::NewEvent,
     change::{Caller, Change},
-    commit,
     entity::{assessment_item as item, bank_question, bank_retirement, question_bank},
     error::{db_error, unique_violation},
-    people::lock_organisation,
 };
 
 /// The current version of an organisation's bank (0: the defaults as
@@ -109,11 +106,11 @@ pub async fn create_question(
     db: &DatabaseConnection,
     organisation_id: Uuid,
     new: &NewQuestion,
-    actor: &Actor,
+    caller: &Caller,
 ) -> Result<(Question, i64)> {
-    let txn = begin_write(db).await?;
-    lock_organisation(&txn, organisation_id).await?;
-    let version = bump_version(&txn, organisation_id).await?;
+    let mut change = Change::begin(db, organisation_id, caller, Action::CreateQuestion).await?;
+    change.lock_organisation().await?;
+    let version = bump_version(change.conn(), organisation_id).await?;
     let inserted = bank_question::ActiveModel {
         organisation_id: Set(organisation_id),
         key: Set(new.key.clone()),
@@ -125,7 +122,7 @@ pub async fn create_question(
         added_version: Set(version),
         retired_version: Set(None),
     }
-    .insert(&txn)
+    .insert(change.conn())
     .await;
     match inserted {
         Ok(_) => {}
@@ -147,7 +144,7 @@ pub async fn create_question(
         default: false,
         retired: false,
     };
-    audit::record(&txn, organisation_id, actor, NewEvent {
+    change.event(NewEvent {
         project_id: None,
         action: "question.created",
         resource_type: "question",
@@ -155,9 +152,8 @@ pub async fn create_question(
         before: None,
         after: json!({"key": new.key, "phase": new.phase.as_str(), "concern": new.concern.as_str(), "kind": new.kind.as_str(), "weight": new.weight, "text": new.text, "bank_version": version}),
         chained: false,
-    })
-    .await?;
-    commit(txn).await?;
+    });
+    change.commit().await?;
     Ok((question, version))
 }
 
@@ -166,11 +162,11 @@ pub async fn retire_question(
     db: &DatabaseConnection,
     organisation_id: Uuid,
     key: &str,
-    actor: &Actor,
+    caller: &Caller,
 ) -> Result<(Question, i64)> {
-    let txn = begin_write(db).await?;
-    lock_organisation(&txn, organisation_id).await?;
-    let (_, questions) = bank(&txn, organisation_id, true).await?;
+    let mut change = Change::begin(db, organisation_id, caller, Action::RetireQuestion).await?;
+    change.lock_organisation().await?;
+    let (_, questions) = bank(change.conn(), organisation_id, true).await?;
     let mut question = questions
         .into_iter()
         .find(|q| q.key == key)
@@ -184,14 +180,14 @@ pub async fn retire_question(
             "the question is already retired",
         ));
     }
-    let version = bump_version(&txn, organisation_id).await?;
+    let version = bump_version(change.conn(), organisation_id).await?;
     if question.default {
         bank_retirement::ActiveModel {
             organisation_id: Set(organisation_id),
             key: Set(key.to_owned()),
             retired_version: Set(version),
         }
-        .insert(&txn)
+        .insert(change.conn())
         .await
         .map_err(db_error)?;
     } else {
@@ -201,27 +197,21 @@ pub async fn retire_question(
             retired_version: Set(Some(version)),
             ..Default::default()
         }
-        .update(&txn)
+        .update(change.conn())
         .await
         .map_err(db_error)?;
     }
     question.retired = true;
-    audit::record(
-        &txn,
-        organisation_id,
-        actor,
-        NewEvent {
-            project_id: None,
-            action: "question.retired",
-            resource_type: "question",
-            resource_id: key.to_owned(),
-            before: Some(json!({"retired": false})),
-            after: json!({"retired": true, "bank_version": version}),
-            chained: false,
-        },
-    )
-    .await?;
-    commit(txn).await?;
+    change.event(NewEvent {
+        project_id: None,
+        action: "question.retired",
+        resource_type: "question",
+        resource_id: key.to_owned(),
+        before: Some(json!({"retired": false})),
+        after: json!({"retired": true, "bank_version": version}),
+        chained: false,
+    });
+    change.commit().await?;
     Ok((question, version))
 }
 
@@ -292,7 +282,7 @@ pub fn domain_items(rows: &[ItemRow]) -> Result<Vec<Item>> {
     rows.iter()
         .map(|r| {
             let bad = |e: String| {
-                crate::aggregates::unknown(
+                crate::error::unknown(
                     "assessment_items",
                     format!("({}, {})", r.project_id, r.key),
                     e,

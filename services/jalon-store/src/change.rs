@@ -19,22 +19,18 @@ use std::collections::{BTreeSet, HashMap};
 
 use jalon_core::{
     Error, Result,
-    authz::{self, Action, Member, Parties, Standing, Visibility},
+    authz::{self, Action, Member, Parties, Standing},
     project::Project,
     values::CurrencyCode,
 };
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::LockType,
-};
+use sea_orm::{DatabaseConnection, EntityTrait, QuerySelect};
 use uuid::Uuid;
 
 use crate::{
     audit::{self, Actor, NewEvent},
     begin_write, commit,
-    entity::{organisation as org, project},
+    entity::organisation as org,
     error::db_error,
-    is_postgres,
 };
 
 /// Who asks for a change: the token's subject, and whether the
@@ -84,7 +80,7 @@ impl Change {
         action: Action,
     ) -> Result<Change> {
         let txn = begin_write(db).await?;
-        let membership = crate::people::membership(&txn, organisation_id, &caller.subject).await?;
+        let membership = crate::access::membership(&txn, organisation_id, &caller.subject).await?;
         authz::authorize(
             action,
             Standing {
@@ -108,7 +104,7 @@ impl Change {
                 .is_some(),
         };
         if deleted {
-            return Err(crate::organisations::deleted_precondition(organisation_id));
+            return Err(crate::access::deleted_precondition(organisation_id));
         }
         Ok(Change {
             txn,
@@ -139,7 +135,7 @@ impl Change {
     ) -> Result<HashMap<Uuid, Result<Project>>> {
         let wanted: BTreeSet<Uuid> = ids.into_iter().collect();
         self.lock_projects(wanted.iter().copied()).await?;
-        let found = crate::projects::get_many(
+        let found = crate::rows::projects::get_many(
             &self.txn,
             self.organisation_id,
             wanted.iter().copied().collect(),
@@ -177,7 +173,7 @@ impl Change {
         resource: &'static str,
     ) -> Result<Project> {
         self.lock_projects([id]).await?;
-        let project = match crate::projects::get(&self.txn, self.organisation_id, id).await {
+        let project = match crate::rows::projects::get(&self.txn, self.organisation_id, id).await {
             Err(Error::NotFound { .. }) => return Err(Error::NotFound { resource }),
             other => other?,
         };
@@ -264,7 +260,7 @@ impl Change {
     /// over the whole organisation (its people, its gate policies), never
     /// for a project's write.
     pub async fn lock_organisation(&mut self) -> Result<()> {
-        crate::people::lock_organisation(&self.txn, self.organisation_id).await
+        crate::access::lock_organisation(&self.txn, self.organisation_id).await
     }
 
     /// A project the change has just created: locked (no other change sees
@@ -304,7 +300,7 @@ impl Change {
     ) -> Result<BTreeSet<Uuid>> {
         let wanted: BTreeSet<Uuid> = ids.into_iter().collect();
         let new: Vec<Uuid> = wanted.difference(&self.locked).copied().collect();
-        let found = lock_project_rows(&self.txn, self.organisation_id, &new).await?;
+        let found = crate::access::lock_project_rows(&self.txn, self.organisation_id, &new).await?;
         self.locked.extend(found);
         Ok(wanted.intersection(&self.locked).copied().collect())
     }
@@ -335,49 +331,5 @@ impl Change {
             audit::record(&self.txn, self.organisation_id, &self.actor, event).await?;
         }
         commit(self.txn).await
-    }
-}
-
-/// Locks the rows of projects of an organisation in id order (on
-/// PostgreSQL, `FOR NO KEY UPDATE`: rows referencing them can still be
-/// inserted by others; on SQLite the write transaction already excludes
-/// other writers) and returns the ids that exist there.
-pub(crate) async fn lock_project_rows(
-    conn: &impl ConnectionTrait,
-    organisation_id: Uuid,
-    ids: &[Uuid],
-) -> Result<Vec<Uuid>> {
-    let mut sorted = ids.to_vec();
-    sorted.sort();
-    sorted.dedup();
-    let mut found = Vec::with_capacity(sorted.len());
-    for chunk in sorted.chunks(crate::aggregates::CHUNK) {
-        let mut query = project::Entity::find()
-            .select_only()
-            .column(project::Column::Id)
-            .filter(project::Column::OrganisationId.eq(organisation_id))
-            .filter(project::Column::Id.is_in(chunk.to_vec()))
-            .order_by_asc(project::Column::Id);
-        if is_postgres(conn) {
-            query = query.lock(LockType::NoKeyUpdate);
-        }
-        let rows: Vec<Uuid> = query.into_tuple().all(conn).await.map_err(db_error)?;
-        found.extend(rows);
-    }
-    Ok(found)
-}
-
-/// The SQL predicate of a [`Visibility`] over a table's lead and sponsor
-/// columns: the one translation every list and roll-up uses.
-pub(crate) fn visibility_condition(
-    visibility: Visibility,
-    lead: impl ColumnTrait,
-    sponsor: impl ColumnTrait,
-) -> sea_orm::Condition {
-    match visibility {
-        Visibility::All => sea_orm::Condition::all(),
-        Visibility::LeadOrSponsor(person) => sea_orm::Condition::any()
-            .add(lead.eq(person))
-            .add(sponsor.eq(person)),
     }
 }

@@ -72,3 +72,9 @@ fn is_busy(err: &DbErr) -> bool {
         _ => false,
     }
 }
+
+/// A stored value the code does not know: an error naming the row, never a
+/// silent default.
+pub(crate) fn unknown(table: &str, key: impl std::fmt::Display, what: String) -> Error {
+    Error::Internal(format!("{table} row {key}: {what}"))
+}

@@ -1,15 +1,12 @@
 //! Costs, budgets and benefits of projects, and their financials.
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    str::FromStr,
-};
+use std::collections::{BTreeSet, HashMap};
 
 use chrono::{NaiveDate, Utc};
 use jalon_core::{
     Error, Result,
     authz::Action,
-    finance::{self, BenefitKind, BenefitLine, CostCategory, CostNature, Financials, MoneyTotals},
+    finance::{BenefitKind, BenefitLine, CostCategory, CostNature, Financials},
     kpi,
     project::Phase,
     values::{CurrencyCode, Money},
@@ -22,6 +19,8 @@ use sea_orm::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+pub use crate::rows::budgets::Budget;
+use crate::rows::budgets::{budget_from, financials_of};
 use crate::{
     aggregates::MoneyKey,
     audit::NewEvent,
@@ -167,7 +166,7 @@ pub async fn record_costs(
         .iter()
         .map(|(_, _, c)| cost::ActiveModel::from(c.clone()))
         .collect();
-    for chunk in models.chunks(crate::aggregates::CHUNK) {
+    for chunk in models.chunks(crate::CHUNK) {
         cost::Entity::insert_many(chunk.to_vec())
             .exec(change.conn())
             .await
@@ -207,73 +206,19 @@ pub async fn costs(
         .map_err(db_error)
 }
 
-/// A project's budget.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Budget {
-    pub total: Money,
-    pub by_category: Vec<(CostCategory, Money)>,
-    pub update_time: chrono::DateTime<Utc>,
-    pub version: i64,
-}
-
-fn budget_from(m: budget::Model) -> Option<Budget> {
-    let currency = CurrencyCode::parse(&m.currency).ok()?;
-    let by_category = match serde_json::from_str::<Value>(&m.by_category).ok()? {
-        Value::Array(items) => items
-            .iter()
-            .filter_map(|v| {
-                Some((
-                    CostCategory::from_str(v["category"].as_str()?).ok()?,
-                    Money::from_minor(v["amount_minor"].as_i64()?, currency),
-                ))
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    Some(Budget {
-        total: Money::from_minor(m.total_minor, currency),
-        by_category,
-        update_time: m.update_time,
-        version: m.version,
-    })
-}
-
 /// Reads a project's budget.
 pub async fn budget(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
     project_id: Uuid,
 ) -> Result<Option<Budget>> {
-    Ok(budget::Entity::find_by_id(project_id)
+    budget::Entity::find_by_id(project_id)
         .filter(budget::Column::OrganisationId.eq(organisation_id))
         .one(conn)
         .await
         .map_err(db_error)?
-        .and_then(budget_from))
-}
-
-/// The budgets of projects of an organisation.
-pub(crate) async fn budgets_of(
-    conn: &impl ConnectionTrait,
-    organisation_id: Uuid,
-    project_ids: &[Uuid],
-) -> Result<HashMap<Uuid, Budget>> {
-    let mut out = HashMap::new();
-    for chunk in project_ids.chunks(crate::aggregates::CHUNK) {
-        for m in budget::Entity::find()
-            .filter(budget::Column::OrganisationId.eq(organisation_id))
-            .filter(budget::Column::ProjectId.is_in(chunk.to_vec()))
-            .all(conn)
-            .await
-            .map_err(db_error)?
-        {
-            let id = m.project_id;
-            if let Some(b) = budget_from(m) {
-                out.insert(id, b);
-            }
-        }
-    }
-    Ok(out)
+        .map(budget_from)
+        .transpose()
 }
 
 /// Sets (creates or replaces) a project's budget.
@@ -311,7 +256,7 @@ pub async fn set_budget(
     }
     .map_err(db_error)?;
     let view = |b: &Budget| json!({"total": b.total.to_string(), "by_category": b.by_category.iter().map(|(c, m)| json!({"category": c.as_str(), "amount": m.to_string()})).collect::<Vec<_>>()});
-    let after = budget_from(stored).ok_or_else(|| Error::Internal("budget not readable".into()))?;
+    let after = budget_from(stored)?;
     change.event(NewEvent {
         project_id: Some(project_id),
         action: "finance.budget_set",
@@ -439,30 +384,4 @@ pub async fn financials(
         &derived,
         b.as_ref(),
     ))
-}
-
-/// The money rules over a project's summed money and budget.
-pub(crate) fn financials_of(
-    currency: CurrencyCode,
-    discount_rate: Decimal,
-    totals: MoneyTotals,
-    derived: &[BenefitLine],
-    b: Option<&Budget>,
-) -> Financials {
-    let by_category: Vec<(CostCategory, i64)> = b
-        .map(|b| {
-            b.by_category
-                .iter()
-                .map(|(c, m)| (*c, m.minor_units()))
-                .collect()
-        })
-        .unwrap_or_default();
-    finance::financials_of_totals(
-        currency,
-        discount_rate,
-        totals,
-        derived,
-        b.map(|b| b.total.minor_units()),
-        &by_category,
-    )
 }

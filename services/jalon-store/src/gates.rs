@@ -29,7 +29,7 @@ use crate::{
         gate_signature as signature, gate_waiver as waiver,
     },
     error::{db_error, unique_violation},
-    people, projects,
+    projects,
 };
 
 /// A review with everything around it.
@@ -106,7 +106,7 @@ struct Facts {
 async fn facts(conn: &impl ConnectionTrait, project: &Project) -> Result<Facts> {
     let rows = assessments::items(conn, project.id, None, None).await?;
     let sponsor_active = match project.details.sponsor_id {
-        Some(id) => people::is_active_member(conn, project.organisation_id, id).await?,
+        Some(id) => crate::access::is_active_member(conn, project.organisation_id, id).await?,
         None => false,
     };
     let open_conditions = condition::Entity::find()
@@ -193,7 +193,7 @@ async fn find(
 fn from_phase(r: &review::Model) -> Result<Phase> {
     r.from_phase
         .parse()
-        .map_err(|e| crate::aggregates::unknown("gate_reviews", r.id, e))
+        .map_err(|e| crate::error::unknown("gate_reviews", r.id, e))
 }
 
 fn is_open(r: &review::Model) -> bool {
@@ -569,7 +569,7 @@ pub async fn decide(
         &sigs,
         conditions,
     )?;
-    let active = people::active_members(
+    let active = crate::access::active_members(
         change.conn(),
         organisation_id,
         conditions.iter().map(|c| c.owner_id),
@@ -787,7 +787,7 @@ pub async fn set_policy(
 ) -> Result<Vec<PolicySignatory>> {
     let mut change = Change::begin(db, organisation_id, caller, Action::SetGatePolicy).await?;
     change.lock_organisation().await?;
-    let active = people::active_members(
+    let active = crate::access::active_members(
         change.conn(),
         organisation_id,
         signatories.iter().map(|s| s.person_id),

@@ -3,6 +3,7 @@
 //!
 //! The same code runs on SQLite (the embedded default) and PostgreSQL.
 
+pub mod access;
 pub mod aggregates;
 pub mod assessments;
 pub mod audit;
@@ -19,6 +20,7 @@ pub mod people;
 pub mod portfolio;
 pub mod projects;
 pub mod readers;
+mod rows;
 
 use std::time::Duration;
 
@@ -262,3 +264,7 @@ where
         other => other,
     }
 }
+
+/// Rows per multi-row INSERT or IN list (well under both databases'
+/// parameter limits).
+pub(crate) const CHUNK: usize = 500;

@@ -15,6 +15,9 @@ use sea_orm::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+pub use crate::access::deleted_precondition;
+use crate::rows::organisations::from_model;
+pub use crate::rows::organisations::get;
 use crate::{
     audit::{self, Actor, NewEvent},
     begin_write,
@@ -26,23 +29,6 @@ use crate::{
     page::{Page, paginate},
     people, retry_idempotent_race,
 };
-
-pub(crate) fn from_model(m: org::Model) -> Organisation {
-    Organisation {
-        id: m.id,
-        display_name: m.display_name,
-        slug: m.slug,
-        default_currency: m.default_currency,
-        discount_rate: m.discount_rate,
-        fiscal_year_start_month: u8::try_from(m.fiscal_year_start_month).unwrap_or(1),
-        external_ref: m.external_ref,
-        create_time: m.create_time,
-        update_time: m.update_time,
-        delete_time: m.delete_time,
-        version: m.version,
-        gate_overdue_days: u32::try_from(m.gate_overdue_days).unwrap_or(365),
-    }
-}
 
 fn conflict(message: &str) -> Error {
     if message.contains("slug") {
@@ -100,7 +86,7 @@ async fn platform_actor(
     caller: &Caller,
 ) -> Result<Actor> {
     Ok(Actor {
-        person_id: people::membership(conn, organisation_id, &caller.subject)
+        person_id: crate::access::membership(conn, organisation_id, &caller.subject)
             .await?
             .map(|m| m.person_id),
         subject: caller.subject.clone(),
@@ -177,19 +163,6 @@ async fn try_create(
     Ok((created, admin))
 }
 
-/// Reads an organisation, deleted or not.
-#[tracing::instrument(skip(conn))]
-pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Organisation> {
-    org::Entity::find_by_id(id)
-        .one(conn)
-        .await
-        .map_err(db_error)?
-        .map(from_model)
-        .ok_or(Error::NotFound {
-            resource: "organisation",
-        })
-}
-
 /// The caller's active membership and their organisation, read in one
 /// statement through the readers (what every portfolio call needs first).
 /// No membership: `(None, None)`, and nothing of the organisation is read.
@@ -197,7 +170,7 @@ pub async fn get_as_member(
     readers: &crate::readers::Readers,
     id: Uuid,
     subject: &str,
-) -> Result<(Option<crate::people::Membership>, Option<Organisation>)> {
+) -> Result<(Option<crate::access::Membership>, Option<Organisation>)> {
     use crate::readers::Arg;
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
@@ -213,7 +186,7 @@ pub async fn get_as_member(
     else {
         return Ok((None, None));
     };
-    let Some(membership) = crate::people::caller_membership(&row, "delete_time")? else {
+    let Some(membership) = crate::access::caller_membership(&row, "delete_time")? else {
         return Ok((None, None));
     };
     let model =
@@ -388,15 +361,6 @@ pub async fn set_deleted(
     audit::record(&txn, id, &actor, event).await?;
     commit(txn).await?;
     Ok(updated)
-}
-
-/// The precondition every write into a deleted organisation fails.
-pub fn deleted_precondition(id: Uuid) -> Error {
-    Error::precondition(
-        "ORGANISATION_DELETED",
-        format!("organisations/{id}"),
-        "the organisation is deleted and read-only; a platform administrator can undelete it",
-    )
 }
 
 /// Writes `model` over the row if its version is still `version`.

@@ -18,13 +18,13 @@ use sea_orm::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+pub use crate::access::{Membership, is_active_member, membership};
 use crate::{
     audit::NewEvent,
     change::{Caller, Change},
-    entity::{organisation as org, person},
+    entity::person,
     error::{db_error, unique_violation},
     idempotency::{Claim, IdempotencyKey, claim},
-    is_postgres, organisations,
     page::{Page, paginate},
     retry_idempotent_race,
 };
@@ -33,7 +33,7 @@ pub(crate) fn from_model(m: person::Model) -> Result<Person> {
     let role = m
         .role
         .parse()
-        .map_err(|e| crate::aggregates::unknown("people", m.id, e))?;
+        .map_err(|e| crate::error::unknown("people", m.id, e))?;
     Ok(Person {
         id: m.id,
         organisation_id: m.organisation_id,
@@ -76,124 +76,6 @@ fn write_error(err: sea_orm::DbErr) -> Error {
     }
 }
 
-/// What the caller is in an organisation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Membership {
-    /// The caller's person id in the organisation.
-    pub person_id: Uuid,
-    pub role: Role,
-    pub organisation_deleted: bool,
-}
-
-impl Membership {
-    /// The member as the access policy sees them.
-    pub fn member(&self) -> jalon_core::authz::Member {
-        jalon_core::authz::Member {
-            person_id: self.person_id,
-            role: self.role,
-        }
-    }
-}
-
-/// The active membership of `subject` in `organisation_id`, if any.
-#[tracing::instrument(skip(db))]
-pub async fn membership(
-    db: &impl ConnectionTrait,
-    organisation_id: Uuid,
-    subject: &str,
-) -> Result<Option<Membership>> {
-    let found = person::Entity::find()
-        .select_only()
-        .column(person::Column::Id)
-        .column(person::Column::Role)
-        .column_as(org::Column::DeleteTime, "delete_time")
-        .join(
-            sea_orm::JoinType::InnerJoin,
-            person::Entity::belongs_to(org::Entity)
-                .from(person::Column::OrganisationId)
-                .to(org::Column::Id)
-                .into(),
-        )
-        .filter(person::Column::OrganisationId.eq(organisation_id))
-        .filter(person::Column::Subject.eq(subject))
-        .filter(person::Column::Active.eq(true))
-        .into_tuple::<(Uuid, String, Option<chrono::DateTime<Utc>>)>()
-        .one(db)
-        .await
-        .map_err(db_error)?;
-    Ok(found.and_then(|(person_id, role, deleted)| {
-        role.parse().ok().map(|role| Membership {
-            person_id,
-            role,
-            organisation_deleted: deleted.is_some(),
-        })
-    }))
-}
-
-/// The caller's membership from a row of a combined read, whose columns
-/// `caller_person_id`, `caller_role` and `delete_time_column` (the
-/// organisation's) come from `people` joined to `organisations`. An unknown
-/// role is no membership, as in [`membership`].
-pub(crate) fn caller_membership(
-    row: &sea_orm::QueryResult,
-    delete_time_column: &str,
-) -> Result<Option<Membership>> {
-    let person_id: Uuid = row.try_get("", "caller_person_id").map_err(db_error)?;
-    let role: String = row.try_get("", "caller_role").map_err(db_error)?;
-    let deleted: Option<chrono::DateTime<Utc>> =
-        row.try_get("", delete_time_column).map_err(db_error)?;
-    Ok(role.parse().ok().map(|role| Membership {
-        person_id,
-        role,
-        organisation_deleted: deleted.is_some(),
-    }))
-}
-
-/// Whether `person_id` is an active person of the organisation.
-pub async fn is_active_member(
-    conn: &impl ConnectionTrait,
-    organisation_id: Uuid,
-    person_id: Uuid,
-) -> Result<bool> {
-    Ok(person::Entity::find_by_id(person_id)
-        .filter(person::Column::OrganisationId.eq(organisation_id))
-        .filter(person::Column::Active.eq(true))
-        .count(conn)
-        .await
-        .map_err(db_error)?
-        > 0)
-}
-
-/// Which of `ids` are active people of the organisation, for a write that
-/// names them (a sponsor, a condition owner, a signatory). On PostgreSQL
-/// their rows are locked `FOR SHARE` until the change ends, so a concurrent
-/// deactivation waits for it instead of slipping in between the check and
-/// the write (on SQLite the write transaction excludes it).
-pub(crate) async fn active_members(
-    conn: &impl ConnectionTrait,
-    organisation_id: Uuid,
-    ids: impl IntoIterator<Item = Uuid>,
-) -> Result<std::collections::BTreeSet<Uuid>> {
-    let mut wanted: Vec<Uuid> = ids.into_iter().collect();
-    wanted.sort();
-    wanted.dedup();
-    if wanted.is_empty() {
-        return Ok(std::collections::BTreeSet::new());
-    }
-    let mut query = person::Entity::find()
-        .select_only()
-        .column(person::Column::Id)
-        .filter(person::Column::OrganisationId.eq(organisation_id))
-        .filter(person::Column::Id.is_in(wanted))
-        .filter(person::Column::Active.eq(true))
-        .order_by_asc(person::Column::Id);
-    if is_postgres(conn) {
-        query = query.lock(sea_orm::sea_query::LockType::Share);
-    }
-    let found: Vec<Uuid> = query.into_tuple().all(conn).await.map_err(db_error)?;
-    Ok(found.into_iter().collect())
-}
-
 /// Inserts a person (inside the caller's transaction).
 pub(crate) async fn insert(
     conn: &impl ConnectionTrait,
@@ -223,31 +105,6 @@ pub(crate) async fn insert(
     .await
     .map_err(write_error)
     .and_then(from_model)
-}
-
-/// Locks the organisation row for the rest of the transaction, so that rules
-/// counting its people (the last admin) hold under concurrent writers. On
-/// SQLite the write transaction already holds the database's write lock.
-pub(crate) async fn lock_organisation(
-    conn: &impl ConnectionTrait,
-    organisation_id: Uuid,
-) -> Result<()> {
-    let mut query = org::Entity::find_by_id(organisation_id);
-    if is_postgres(conn) {
-        // NO KEY UPDATE, not UPDATE: writes of other tables that reference
-        // the organisation (their foreign keys take KEY SHARE) go on.
-        query = query.lock(sea_orm::sea_query::LockType::NoKeyUpdate);
-    }
-    let found = query.one(conn).await.map_err(db_error)?;
-    match found {
-        Some(o) if o.delete_time.is_some() => {
-            Err(organisations::deleted_precondition(organisation_id))
-        }
-        Some(_) => Ok(()),
-        None => Err(Error::NotFound {
-            resource: "organisation",
-        }),
-    }
 }
 
 /// Checks that `manager_id` is a person of the organisation and that making

@@ -33,15 +33,14 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    aggregates::{self, CHUNK},
-    begin_write, commit,
+    CHUNK, aggregates, begin_write, commit,
     entity::{
         aggregate_rebuild, gate_condition, gate_review, person,
         portfolio_contribution as contribution, portfolio_counter as counter, project,
         project_alert, project_figures as fig, project_tag,
     },
     error::db_error,
-    finance, kpis, organisations, page, projects,
+    page,
 };
 
 /// Projects gathered and written together by a rebuild.
@@ -64,7 +63,7 @@ async fn gather_many(
         .filter(|id| !known.contains_key(id))
         .copied()
         .collect();
-    let mut found = projects::get_many(conn, organisation_id, unknown).await?;
+    let mut found = crate::rows::projects::get_many(conn, organisation_id, unknown).await?;
     found.extend(ids.iter().filter_map(|id| known.get(id).cloned()));
     let sponsor_ids: Vec<Uuid> = found
         .iter()
@@ -104,13 +103,13 @@ async fn gather_many(
             let phase: Phase = r
                 .from_phase
                 .parse()
-                .map_err(|e| aggregates::unknown("gate_reviews", r.id, e))?;
+                .map_err(|e| crate::error::unknown("gate_reviews", r.id, e))?;
             let outcome: Outcome = r
                 .outcome
                 .as_deref()
                 .unwrap_or_default()
                 .parse()
-                .map_err(|e| aggregates::unknown("gate_reviews", r.id, e))?;
+                .map_err(|e| crate::error::unknown("gate_reviews", r.id, e))?;
             decisions
                 .entry(r.project_id)
                 .or_default()
@@ -128,12 +127,12 @@ async fn gather_many(
         }
     }
     let mut kpis_of: HashMap<Uuid, Vec<jalon_core::kpi::Kpi>> = HashMap::new();
-    for k in kpis::active_of_projects(conn, organisation_id, ids).await? {
+    for k in crate::rows::kpis::active_of_projects(conn, organisation_id, ids).await? {
         kpis_of.entry(k.project_id).or_default().push(k);
     }
     let stats = aggregates::load_kpi_stats(conn, ids).await?;
     let mut money = aggregates::load_money(conn, ids, false).await?;
-    let mut budgets = finance::budgets_of(conn, organisation_id, ids).await?;
+    let mut budgets = crate::rows::budgets::budgets_of(conn, organisation_id, ids).await?;
     let mut out = Vec::with_capacity(found.len());
     for p in found {
         let mut readiness = ItemCounts::default();
@@ -164,7 +163,7 @@ async fn gather_many(
                 relative_change: r.relative_change,
             });
         }
-        let f = finance::financials_of(
+        let f = crate::rows::budgets::financials_of(
             currency,
             rate,
             money.remove(&p.id).unwrap_or_default(),
@@ -259,7 +258,7 @@ fn figures_model(organisation_id: Uuid, f: &Figures, now: DateTime<Utc>) -> fig:
 }
 
 fn figures_from(m: fig::Model) -> Result<Figures> {
-    let bad = |e: String| aggregates::unknown("project_figures", m.project_id, e);
+    let bad = |e: String| crate::error::unknown("project_figures", m.project_id, e);
     Ok(Figures {
         project_id: m.project_id,
         name: m.name,
@@ -341,7 +340,7 @@ pub(crate) async fn refresh(
     // On SQLite the write transaction already excludes other writers: the
     // lock would be one more read for nothing.
     if crate::is_postgres(conn) {
-        crate::change::lock_project_rows(conn, organisation_id, &ids).await?;
+        crate::access::lock_project_rows(conn, organisation_id, &ids).await?;
     }
     refresh_locked(conn, organisation_id, &ids).await
 }
@@ -387,7 +386,7 @@ async fn refresh_with(
     if ids.is_empty() {
         return Ok(());
     }
-    let org = organisations::get(conn, organisation_id).await?;
+    let org = crate::rows::organisations::get(conn, organisation_id).await?;
     let currency = CurrencyCode::parse(&org.default_currency)
         .map_err(|e| Error::Internal(format!("stored currency: {e}")))?;
     let rate = DiscountRate::parse(&org.discount_rate)
@@ -668,7 +667,7 @@ async fn plan_for_tables_growing_in(txn: &crate::WriteTxn) -> Result<()> {
 pub async fn rebuild(db: &DatabaseConnection, organisation_id: Uuid) -> Result<u64> {
     let txn = begin_write(db).await?;
     plan_for_tables_growing_in(&txn).await?;
-    crate::people::lock_organisation(&txn, organisation_id).await?;
+    crate::access::lock_organisation(&txn, organisation_id).await?;
     let n = rebuild_in(&txn, organisation_id).await?;
     aggregate_rebuild::Entity::delete_by_id(organisation_id)
         .exec(&txn)
@@ -774,7 +773,7 @@ pub async fn backfill(db: &DatabaseConnection) -> Result<u64> {
         for (org, ids) in by_org {
             let txn = begin_write(db).await?;
             plan_for_tables_growing_in(&txn).await?;
-            crate::people::lock_organisation(&txn, org).await?;
+            crate::access::lock_organisation(&txn, org).await?;
             done += ids.len() as u64;
             refresh(&txn, org, ids).await?;
             commit(txn).await?;
@@ -848,7 +847,7 @@ impl Filter {
         if let Some(v) = self.created_to {
             c = c.add(C::ProjectCreateTime.lt(v));
         }
-        c = c.add(crate::change::visibility_condition(
+        c = c.add(crate::access::visibility_condition(
             self.visibility,
             C::LeadId,
             C::SponsorId,

@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{
-    allow, authorise, caller, conversions as conv, member, parties,
+    allow, authorise, caller, conversions as conv, member,
     projects::{date_in, date_out, phase_in, phase_out, project_to_proto},
     requester, visible_project,
 };
@@ -140,7 +140,7 @@ impl GateApi {
             action,
             &jalon_core::authz::Parties {
                 signatory: signatories.contains(&membership.person_id),
-                ..parties(&project)
+                ..jalon_core::authz::Parties::of(&project)
             },
             "gate review",
         )?;

@@ -104,14 +104,6 @@ pub fn member(membership: Option<Membership>) -> Result<Membership> {
     })
 }
 
-/// Who acts, for the audit log.
-pub fn actor(caller: &Caller, membership: Option<&Membership>) -> jalon_store::audit::Actor {
-    jalon_store::audit::Actor {
-        person_id: membership.map(|m| m.person_id),
-        subject: caller.subject.clone(),
-    }
-}
-
 /// The store's view of the caller, for the changes that read the
 /// membership and apply the access policy inside their transaction.
 pub fn requester(caller: &Caller) -> jalon_store::change::Caller {
@@ -121,19 +113,13 @@ pub fn requester(caller: &Caller) -> jalon_store::change::Caller {
     }
 }
 
-/// The parties of a project, for the access policy.
-pub fn parties(project: &jalon_core::project::Project) -> jalon_core::authz::Parties {
-    jalon_core::authz::Parties {
-        lead: project.details.lead_id,
-        sponsor: project.details.sponsor_id,
-        ..Default::default()
-    }
-}
-
 /// Whether the member sees the project (the access policy's rule:
 /// `jalon_core::authz::sees`).
 pub fn visible(membership: &Membership, project: &jalon_core::project::Project) -> bool {
-    jalon_core::authz::sees(&membership.member(), &parties(project))
+    jalon_core::authz::sees(
+        &membership.member(),
+        &jalon_core::authz::Parties::of(project),
+    )
 }
 
 /// The access policy of `action` on a project (see `jalon_core::authz::check`).
