@@ -147,17 +147,89 @@ impl DatabaseSettings {
         (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
     }
 
-    /// The URL with any password masked, for logs.
+    /// The URL with every password masked (the user-info password and any
+    /// `password`-like query parameter), for logs and errors. Works on URLs
+    /// that do not parse, too.
     pub fn redacted_url(&self) -> String {
+        redact_url(self.url.expose())
+    }
+
+    /// `text` with the database URL replaced by its redacted form and every
+    /// password of the URL (as written and percent-decoded) masked: for any
+    /// message that may quote the URL (a driver's error, a log line).
+    pub fn redact(&self, text: &str) -> String {
         let url = self.url.expose();
-        match (url.find("://"), url.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                let userinfo = &url[scheme + 3..at];
-                let user = userinfo.split(':').next().unwrap_or_default();
-                format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-            }
-            _ => url.to_owned(),
+        let mut out = if url.is_empty() {
+            text.to_owned()
+        } else {
+            text.replace(url, &redact_url(url))
+        };
+        for secret in url_secrets(url) {
+            out = out.replace(&secret, REDACTED);
         }
+        out
+    }
+
+    /// Checks the URL's form before any connection: a scheme Jalon supports
+    /// and, for PostgreSQL, a host and a port that parse. The error quotes
+    /// the URL redacted.
+    pub fn check_url(&self) -> Result<(), String> {
+        let url = self.url.expose();
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(()),
+            "postgres" | "postgresql" => self.postgres_endpoint().map(|_| ()),
+            _ => Err(format!(
+                "database.url {}: unsupported scheme {:?}: use sqlite://FILE?mode=rwc or \
+                 postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+                redact_url(url),
+                scheme
+            )),
+        }
+    }
+
+    /// PostgreSQL's `host:port` (the `host` and `port` query parameters win,
+    /// as in libpq; port 5432 by default), never the password. An error
+    /// when the port is not a number from 1 to 65535.
+    pub fn postgres_endpoint(&self) -> Result<String, String> {
+        let url = self.url.expose();
+        let parts = UrlParts::of(url);
+        let authority = parts.host_port;
+        let (mut host, mut port) = if let Some(rest) = authority.strip_prefix('[') {
+            // [v6]:port
+            match rest.split_once(']') {
+                Some((h, p)) => (format!("[{h}]"), p.strip_prefix(':').map(str::to_owned)),
+                None => (authority.to_owned(), None),
+            }
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h.to_owned(), Some(p.to_owned())),
+                None => (authority.to_owned(), None),
+            }
+        };
+        for (key, value) in parts.query_pairs() {
+            match key.as_str() {
+                "host" => host = percent_decode(value),
+                "port" => port = Some(percent_decode(value)),
+                _ => {}
+            }
+        }
+        if host.is_empty() {
+            host = "localhost".into();
+        }
+        let port = match port.filter(|p| !p.is_empty()) {
+            None => 5432,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(format!(
+                        "database.url {}: the port {p:?} is not a number from 1 to 65535",
+                        redact_url(url)
+                    ));
+                }
+            },
+        };
+        Ok(format!("{host}:{port}"))
     }
 
     /// The directory the database lives in (the current one for a server).
@@ -167,6 +239,158 @@ impl DatabaseSettings {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("."))
     }
+}
+
+/// What replaces a password.
+const REDACTED: &str = "***";
+
+/// The pieces of a database URL, found without a full parse (a URL that
+/// does not parse must still be redacted).
+struct UrlParts<'a> {
+    /// Everything up to and including `://` (empty when there is none).
+    scheme: &'a str,
+    /// `user[:password]`, without the `@`.
+    userinfo: Option<&'a str>,
+    /// `host[:port]`.
+    host_port: &'a str,
+    /// `/path`, possibly empty.
+    path: &'a str,
+    /// After the `?`.
+    query: Option<&'a str>,
+}
+
+impl<'a> UrlParts<'a> {
+    fn of(url: &'a str) -> Self {
+        let (scheme, rest) = match url.find("://") {
+            Some(i) => url.split_at(i + 3),
+            None => ("", url),
+        };
+        // The user info ends at the last `@` before the query (a password
+        // may hold an unescaped `/` or `@`), or at the last `@` at all when
+        // the password holds a `?`.
+        let at = rest[..rest.find('?').unwrap_or(rest.len())]
+            .rfind('@')
+            .or_else(|| rest.rfind('@'));
+        let (userinfo, rest) = match at {
+            Some(at) if !scheme.is_empty() => (Some(&rest[..at]), &rest[at + 1..]),
+            _ => (None, rest),
+        };
+        let (before_query, query) = match rest.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (rest, None),
+        };
+        let (host_port, path) = match before_query.find('/') {
+            Some(slash) if !scheme.is_empty() => before_query.split_at(slash),
+            _ => (before_query, ""),
+        };
+        Self {
+            scheme,
+            userinfo,
+            host_port,
+            path,
+            query,
+        }
+    }
+
+    fn query_pairs(&self) -> impl Iterator<Item = (String, &'a str)> {
+        self.query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (percent_decode(k).to_ascii_lowercase(), v)
+            })
+    }
+}
+
+/// Whether a query parameter holds a secret (`password`, `sslpassword`).
+fn is_secret_param(key: &str) -> bool {
+    key.contains("password")
+}
+
+/// The URL with its passwords masked.
+pub fn redact_url(url: &str) -> String {
+    if url.starts_with("sqlite:") {
+        return url.to_owned();
+    }
+    let parts = UrlParts::of(url);
+    let mut out = String::from(parts.scheme);
+    if let Some(userinfo) = parts.userinfo {
+        match userinfo.split_once(':') {
+            Some((user, _)) => {
+                out.push_str(user);
+                out.push(':');
+                out.push_str(REDACTED);
+            }
+            None => out.push_str(userinfo),
+        }
+        out.push('@');
+    }
+    out.push_str(parts.host_port);
+    out.push_str(parts.path);
+    if let Some(query) = parts.query {
+        out.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if is_secret_param(&percent_decode(k).to_ascii_lowercase()) => {
+                    format!("{k}={REDACTED}")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+/// The passwords a URL holds, as written and percent-decoded.
+fn url_secrets(url: &str) -> Vec<String> {
+    if url.starts_with("sqlite:") {
+        return Vec::new();
+    }
+    let parts = UrlParts::of(url);
+    let mut raw = Vec::new();
+    if let Some((_, password)) = parts.userinfo.and_then(|u| u.split_once(':')) {
+        raw.push(password);
+    }
+    for (key, value) in parts.query_pairs() {
+        if is_secret_param(&key) {
+            raw.push(value);
+        }
+    }
+    let mut secrets: Vec<String> = Vec::new();
+    for value in raw {
+        for form in [value.to_owned(), percent_decode(value)] {
+            if !form.is_empty() && !secrets.contains(&form) {
+                secrets.push(form);
+            }
+        }
+    }
+    // Longest first, so that a password containing another is masked whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets
+}
+
+/// `%XX` decoded (and `+` kept): invalid escapes stay as written.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = text.get(i + 1..i + 3)
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `[auth]`
@@ -302,22 +526,40 @@ impl TracingSettings {
     }
 }
 
-/// Loads the settings: defaults, then `file` (when given), then
-/// `JALON__…` variables, then `overrides` (flags, as a partial TOML-like
-/// tree).
-pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Settings, String> {
+/// The layers, merged: defaults, then `file` (when given), then `JALON__…`
+/// variables, then `overrides`.
+fn figment(file: Option<&Path>, overrides: Figment) -> Figment {
     let mut figment = Figment::from(Serialized::defaults(Settings::default()));
     if let Some(file) = file {
-        if !file.exists() {
-            return Err(format!("configuration file {} not found", file.display()));
-        }
         figment = figment.merge(Toml::file(file));
     }
     figment
         .merge(Env::prefixed("JALON__").split("__"))
         .merge(overrides)
+}
+
+/// Loads the settings: defaults, then `file` (when given), then
+/// `JALON__…` variables, then `overrides` (flags, as a partial TOML-like
+/// tree). Every unknown key is reported, with its path and where it came
+/// from.
+pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Settings, String> {
+    if let Some(file) = file
+        && !file.exists()
+    {
+        return Err(format!("configuration file {} not found", file.display()));
+    }
+    let figment = figment(file, overrides);
+    let unknown = unknown_keys(&figment)?;
+    if !unknown.is_empty() {
+        return Err(format!(
+            "invalid configuration: unknown key{} {}",
+            if unknown.len() == 1 { "" } else { "s" },
+            unknown.join(", ")
+        ));
+    }
+    figment
         .extract::<Settings>()
-        .map_err(|e| format!("invalid configuration: {e}"))
+        .map_err(|e| format!("invalid configuration: {}", describe(e)))
         .and_then(|settings| {
             let ratio = settings.tracing.sample_ratio;
             if !(0.0..=1.0).contains(&ratio) {
@@ -333,6 +575,94 @@ pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Settings, String>
             }
             Ok(settings)
         })
+}
+
+/// The log format the layers ask for, even when the rest of the
+/// configuration is invalid (a fatal error is then printed in that format);
+/// text when it cannot be read.
+pub fn log_format(file: Option<&Path>, overrides: Figment) -> LogFormat {
+    let file = file.filter(|f| f.exists());
+    figment(file, overrides)
+        .extract_inner::<LogFormat>("log.format")
+        .unwrap_or(LogFormat::Text)
+}
+
+/// Every key of the merged layers that no setting has, as `section.key`
+/// followed by where it was set.
+fn unknown_keys(figment: &Figment) -> Result<Vec<String>, String> {
+    let known = serde_json::to_value(Settings::default())
+        .map_err(|e| format!("cannot list the settings: {e}"))?;
+    let given: figment::value::Dict = figment
+        .extract()
+        .map_err(|e| format!("invalid configuration: {}", describe(e)))?;
+    let mut unknown = Vec::new();
+    collect_unknown(figment, &given, &known, &mut Vec::new(), &mut unknown);
+    Ok(unknown)
+}
+
+fn collect_unknown(
+    figment: &Figment,
+    given: &figment::value::Dict,
+    known: &serde_json::Value,
+    path: &mut Vec<String>,
+    unknown: &mut Vec<String>,
+) {
+    for (key, value) in given {
+        path.push(key.clone());
+        match known.get(key) {
+            None => {
+                let dotted = path.join(".");
+                unknown.push(format!("{dotted} ({})", origin(figment, &dotted, path)));
+            }
+            Some(inner @ serde_json::Value::Object(_)) => {
+                if let figment::value::Value::Dict(_, dict) = value {
+                    collect_unknown(figment, dict, inner, path, unknown);
+                }
+            }
+            Some(_) => {}
+        }
+        path.pop();
+    }
+}
+
+/// Where a key was set: the file, the environment variable, or the layer's
+/// name.
+fn origin(figment: &Figment, dotted: &str, path: &[String]) -> String {
+    match figment.find_metadata(dotted) {
+        Some(md) => match &md.source {
+            Some(figment::Source::File(file)) => format!("in {}", file.display()),
+            _ if md.name.contains("environment") => format!(
+                "environment variable JALON__{}",
+                path.iter()
+                    .map(|k| k.to_ascii_uppercase())
+                    .collect::<Vec<_>>()
+                    .join("__")
+            ),
+            _ => format!("from {}", md.name),
+        },
+        None => "from an unknown source".into(),
+    }
+}
+
+/// A figment error as `key: what is wrong (where)`, one line each, without
+/// figment's profile prefix (`default.`).
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let place = match e.metadata.as_ref().map(|md| (&md.source, &md.name)) {
+                Some((Some(figment::Source::File(file)), _)) => format!(" (in {})", file.display()),
+                Some((_, name)) => format!(" (from {name})"),
+                None => String::new(),
+            };
+            if e.path.is_empty() {
+                format!("{}{place}", e.kind)
+            } else {
+                format!("{}: {}{place}", e.path.join("."), e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[cfg(test)]
