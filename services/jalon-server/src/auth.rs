@@ -602,4 +602,131 @@ mod tests {
         assert!(parse_ttl("1w").is_err());
         assert!(parse_ttl("abc").is_err());
     }
+
+    fn hs256_token(claims: &serde_json::Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret("x".repeat(32).as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn claims_with_aud(aud: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "sub": "ada",
+            "iss": "iss",
+            "aud": aud,
+            "exp": jsonwebtoken::get_current_timestamp() + 600,
+        })
+    }
+
+    #[test]
+    fn aud_may_be_a_string_or_an_array_holding_ours() {
+        let (auth, db) = hs256_settings();
+        let authn = Authenticator::from_settings(&auth, &db).unwrap();
+        for aud in [
+            serde_json::json!("aud"),
+            serde_json::json!(["aud"]),
+            serde_json::json!(["aud", "account"]),
+            serde_json::json!(["account", "aud"]),
+        ] {
+            let caller = authn.authenticate(&hs256_token(&claims_with_aud(aud.clone())));
+            assert_eq!(caller.map(|c| c.subject), Some("ada".into()), "{aud}");
+        }
+        for aud in [
+            serde_json::json!("account"),
+            serde_json::json!(["account"]),
+            serde_json::json!(["account", "other"]),
+            serde_json::json!([]),
+            serde_json::json!(42),
+        ] {
+            let caller = authn.authenticate(&hs256_token(&claims_with_aud(aud.clone())));
+            assert_eq!(caller, None, "{aud}");
+        }
+    }
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures")
+            .join(name)
+    }
+
+    fn rs256_token(kid: &str, key_file: &str) -> String {
+        let pem = fs::read(fixture(key_file)).unwrap();
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.to_owned());
+        let claims = claims_with_aud(serde_json::json!("aud"));
+        encode(&header, &claims, &EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "jalon-auth-{tag}-{}",
+            uuid::Uuid::now_v7().simple()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_key_removed_from_the_jwks_file_stops_working_after_the_interval() {
+        let dir = temp_dir("jwks");
+        let file = dir.join("jwks.json");
+        let full: serde_json::Value =
+            serde_json::from_slice(&fs::read(fixture("jwks.json")).unwrap()).unwrap();
+        fs::write(&file, full.to_string()).unwrap();
+        let auth = AuthSettings {
+            jwks_file: Some(file.clone()),
+            issuer: Some("iss".into()),
+            audience: Some("aud".into()),
+            jwks_reload_interval_secs: 1,
+            ..Default::default()
+        };
+        let authn = Authenticator::from_settings(&auth, &DatabaseSettings::default()).unwrap();
+        let old = rs256_token("key-2026-01", "rsa1.key");
+        let new = rs256_token("key-2026-07", "rsa2.key");
+        assert!(authn.authenticate(&old).is_some());
+        assert!(authn.authenticate(&new).is_some());
+        // The old key is rotated out: its kid is one the file no longer
+        // holds, and no unknown kid is ever presented.
+        let only_new = serde_json::json!({ "keys": [full["keys"][1].clone()] });
+        fs::write(&file, only_new.to_string()).unwrap();
+        // Within the interval the keys held are used as they are...
+        assert!(authn.authenticate(&new).is_some());
+        // ...after it, the file is read again and the old key is gone.
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(authn.authenticate(&new).is_some());
+        assert_eq!(authn.authenticate(&old), None);
+        // A file left with no usable key refuses every token.
+        fs::write(&file, r#"{"keys": []}"#).unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(authn.authenticate(&new), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn tools_never_create_the_development_secret() {
+        let dir = temp_dir("dev");
+        let database = DatabaseSettings {
+            url: Secret::new(format!("sqlite://{}/jalon.db?mode=rwc", dir.display())),
+            ..Default::default()
+        };
+        let auth = AuthSettings::default();
+        let e = Authenticator::load(&auth, &database, DevSecret::MustExist)
+            .err()
+            .expect("refused");
+        let path = dir.join(DEV_SECRET_FILE);
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(e.contains("jalon serve"), "{e}");
+        assert!(!path.exists(), "nothing was created");
+        // The server creates it; the tool then reads the same one.
+        let server = Authenticator::from_settings(&auth, &database).unwrap();
+        assert!(path.exists());
+        let tool = Authenticator::load(&auth, &database, DevSecret::MustExist).unwrap();
+        assert!(tool.secret_source().contains(&path.display().to_string()));
+        let token = tool.mint("dev-admin", Duration::from_secs(60)).unwrap();
+        assert!(server.authenticate(&token).is_some_and(|c| c.platform_admin));
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

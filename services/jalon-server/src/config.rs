@@ -265,12 +265,10 @@ impl<'a> UrlParts<'a> {
             Some(i) => url.split_at(i + 3),
             None => ("", url),
         };
-        // The user info ends at the last `@` before the query (a password
-        // may hold an unescaped `/` or `@`), or at the last `@` at all when
-        // the password holds a `?`.
-        let at = rest[..rest.find('?').unwrap_or(rest.len())]
-            .rfind('@')
-            .or_else(|| rest.rfind('@'));
+        // The user info ends at the last `@`: a password may hold an
+        // unescaped `/`, `?` or `@`. (An `@` in the query makes more of the
+        // URL count as the password: redacted too much, never too little.)
+        let at = rest.rfind('@');
         let (userinfo, rest) = match at {
             Some(at) if !scheme.is_empty() => (Some(&rest[..at]), &rest[at + 1..]),
             _ => (None, rest),
@@ -327,22 +325,34 @@ pub fn redact_url(url: &str) -> String {
         }
         out.push('@');
     }
-    out.push_str(parts.host_port);
-    out.push_str(parts.path);
-    if let Some(query) = parts.query {
-        out.push('?');
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if is_secret_param(&percent_decode(k).to_ascii_lowercase()) => {
-                    format!("{k}={REDACTED}")
-                }
-                _ => pair.to_owned(),
-            })
-            .collect();
-        out.push_str(&pairs.join("&"));
+    let rest = &url[parts.scheme.len() + parts.userinfo.map_or(0, |u| u.len() + 1)..];
+    // Every `key=value` after a `?` or `&` whose key names a password,
+    // wherever it is (an `@` in the query moves the parts around).
+    let mut masked = String::with_capacity(rest.len());
+    let mut start = 0;
+    for segment in rest.split(['?', '&']) {
+        if start > 0 {
+            // The delimiter before this segment.
+            masked.push_str(&rest[start - 1..start]);
+        }
+        match secret_param(segment).filter(|_| start > 0) {
+            Some((key, _)) => {
+                masked.push_str(key);
+                masked.push('=');
+                masked.push_str(REDACTED);
+            }
+            None => masked.push_str(segment),
+        }
+        start += segment.len() + 1;
     }
+    out.push_str(&masked);
     out
+}
+
+/// `key=value` whose key names a password: its key and value.
+fn secret_param(segment: &str) -> Option<(&str, &str)> {
+    let (key, value) = segment.split_once('=')?;
+    is_secret_param(&percent_decode(key).to_ascii_lowercase()).then_some((key, value))
 }
 
 /// The passwords a URL holds, as written and percent-decoded.
@@ -355,8 +365,8 @@ fn url_secrets(url: &str) -> Vec<String> {
     if let Some((_, password)) = parts.userinfo.and_then(|u| u.split_once(':')) {
         raw.push(password);
     }
-    for (key, value) in parts.query_pairs() {
-        if is_secret_param(&key) {
+    for segment in url.split(['?', '&']).skip(1) {
+        if let Some((_, value)) = secret_param(segment) {
             raw.push(value);
         }
     }
@@ -812,6 +822,138 @@ mod tests {
             jail.create_file("bad.toml", "[tracing]\nsample_ratio = 1.5")?;
             let e = load(Some(Path::new("bad.toml")), Figment::new()).expect_err("refused");
             assert!(e.contains("tracing.sample_ratio"), "{e}");
+            Ok(())
+        });
+    }
+
+    fn db(url: &str) -> DatabaseSettings {
+        DatabaseSettings {
+            url: Secret::new(url),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted_in_every_form() {
+        let cases = [
+            // user-info password
+            ("postgres://u:s3cret@host:5432/db", "postgres://u:***@host:5432/db"),
+            // a URL that does not parse (port out of range)
+            ("postgres://u:s3cret@host:99999/db", "postgres://u:***@host:99999/db"),
+            // a scheme typo, another database
+            ("postgress://u:s3cret@host/db", "postgress://u:***@host/db"),
+            ("mysql://u:s3cret@host/db", "mysql://u:***@host/db"),
+            // as a query parameter (libpq), alone or among others
+            (
+                "postgres://u@host/db?password=s3cret",
+                "postgres://u@host/db?password=***",
+            ),
+            (
+                "postgres://host/db?user=u&Password=s3cret&sslmode=require&sslpassword=s3cret",
+                "postgres://host/db?user=u&Password=***&sslmode=require&sslpassword=***",
+            ),
+            // a password holding `@`, `/` and `?`
+            ("postgres://u:s3c@r/e?t@host/db", "postgres://u:***@host/db"),
+            // percent-encoded
+            ("postgres://u:s3cr%40t@host/db", "postgres://u:***@host/db"),
+        ];
+        for (url, redacted) in cases {
+            let d = db(url);
+            assert_eq!(d.redacted_url(), redacted, "{url}");
+            let message = format!("The connection string '{url}' cannot be parsed.");
+            let scrubbed = d.redact(&message);
+            assert!(!scrubbed.contains("s3c"), "{url}: {scrubbed}");
+            assert!(scrubbed.contains(redacted), "{url}: {scrubbed}");
+        }
+        // A password quoted apart from its URL, decoded or not, is masked.
+        let d = db("postgres://u:s3cr%40t@host/db?password=other-pw");
+        let scrubbed = d.redact("auth failed for s3cr@t, s3cr%40t and other-pw");
+        assert_eq!(scrubbed, "auth failed for ***, *** and ***");
+        // An `@` in the query: more is masked, never less.
+        let d = db("postgres://u:s3cret@host/db?application_name=a@b&password=s3cret2");
+        assert!(!d.redacted_url().contains("s3c"), "{}", d.redacted_url());
+        assert!(!d.redact(d.url.expose()).contains("s3c"));
+        // SQLite URLs have no password: nothing is touched.
+        let d = db("sqlite:///tmp/a:b@c/jalon.db?mode=rwc");
+        assert_eq!(d.redacted_url(), "sqlite:///tmp/a:b@c/jalon.db?mode=rwc");
+        assert_eq!(d.redact("b and c"), "b and c");
+    }
+
+    #[test]
+    fn database_urls_are_checked_before_connecting() {
+        assert!(db("sqlite://jalon.db?mode=rwc").check_url().is_ok());
+        assert!(db("postgres://u:pw@db/jalon").check_url().is_ok());
+        assert!(db("postgresql://u:pw@db:6543/jalon").check_url().is_ok());
+        for (url, expected) in [
+            ("postgres://u:s3cret@host:99999/db", "port \"99999\""),
+            ("postgress://u:s3cret@host/db", "unsupported scheme \"postgress\""),
+            ("mysql://u:s3cret@host/db", "unsupported scheme \"mysql\""),
+            ("jalon.db", "unsupported scheme"),
+        ] {
+            let e = db(url).check_url().expect_err(url);
+            assert!(e.contains(expected), "{url}: {e}");
+            assert!(!e.contains("s3cret"), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn postgres_endpoints_name_host_and_port_only() {
+        let endpoint = |url: &str| db(url).postgres_endpoint();
+        assert_eq!(endpoint("postgres://u:pw@db/j"), Ok("db:5432".into()));
+        assert_eq!(endpoint("postgres://u:pw@db:6543/j"), Ok("db:6543".into()));
+        assert_eq!(endpoint("postgres://[::1]:6543/j"), Ok("[::1]:6543".into()));
+        assert_eq!(endpoint("postgres:///j"), Ok("localhost:5432".into()));
+        assert_eq!(
+            endpoint("postgres://u@/j?host=/run/postgresql&port=5433"),
+            Ok("/run/postgresql:5433".into())
+        );
+        assert!(endpoint("postgres://u:pw@db:0/j").is_err());
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_with_its_path() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "typos.toml",
+                "[databse]\nurl = \"x\"\n[database]\nurll = \"y\"\n[server]\nlisten = \"127.0.0.1:1\"",
+            )?;
+            jail.set_env("JALON__AUTH__AUDIENCES", "jalon");
+            let e = load(Some(Path::new("typos.toml")), Figment::new()).expect_err("refused");
+            assert!(e.contains("databse (in "), "{e}");
+            assert!(e.contains("database.urll (in "), "{e}");
+            assert!(e.contains("typos.toml"), "{e}");
+            assert!(
+                e.contains("auth.audiences (environment variable JALON__AUTH__AUDIENCES)"),
+                "{e}"
+            );
+            assert!(!e.contains("default."), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn other_errors_name_the_key_without_the_profile() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[server]\nrequest_timeout_secs = \"soon\"")?;
+            let e = load(Some(Path::new("bad.toml")), Figment::new()).expect_err("refused");
+            assert!(e.contains("server.request_timeout_secs: invalid type"), "{e}");
+            assert!(!e.contains("default."), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_log_format_is_read_even_from_an_invalid_configuration() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[log]\nformat = \"json\"\n[databse]\nurl = \"x\"")?;
+            assert!(load(Some(Path::new("bad.toml")), Figment::new()).is_err());
+            assert_eq!(
+                log_format(Some(Path::new("bad.toml")), Figment::new()),
+                LogFormat::Json
+            );
+            assert_eq!(log_format(None, Figment::new()), LogFormat::Text);
+            jail.set_env("JALON__LOG__FORMAT", "json");
+            assert_eq!(log_format(None, Figment::new()), LogFormat::Json);
             Ok(())
         });
     }
