@@ -726,7 +726,11 @@ mod tests {
         let tool = Authenticator::load(&auth, &database, DevSecret::MustExist).unwrap();
         assert!(tool.secret_source().contains(&path.display().to_string()));
         let token = tool.mint("dev-admin", Duration::from_secs(60)).unwrap();
-        assert!(server.authenticate(&token).is_some_and(|c| c.platform_admin));
+        assert!(
+            server
+                .authenticate(&token)
+                .is_some_and(|c| c.platform_admin)
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 }

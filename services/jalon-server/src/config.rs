@@ -253,8 +253,6 @@ struct UrlParts<'a> {
     userinfo: Option<&'a str>,
     /// `host[:port]`.
     host_port: &'a str,
-    /// `/path`, possibly empty.
-    path: &'a str,
     /// After the `?`.
     query: Option<&'a str>,
 }
@@ -277,15 +275,14 @@ impl<'a> UrlParts<'a> {
             Some((b, q)) => (b, Some(q)),
             None => (rest, None),
         };
-        let (host_port, path) = match before_query.find('/') {
-            Some(slash) if !scheme.is_empty() => before_query.split_at(slash),
-            _ => (before_query, ""),
+        let host_port = match before_query.find('/') {
+            Some(slash) if !scheme.is_empty() => &before_query[..slash],
+            _ => before_query,
         };
         Self {
             scheme,
             userinfo,
             host_port,
-            path,
             query,
         }
     }
@@ -837,9 +834,15 @@ mod tests {
     fn passwords_are_redacted_in_every_form() {
         let cases = [
             // user-info password
-            ("postgres://u:s3cret@host:5432/db", "postgres://u:***@host:5432/db"),
+            (
+                "postgres://u:s3cret@host:5432/db",
+                "postgres://u:***@host:5432/db",
+            ),
             // a URL that does not parse (port out of range)
-            ("postgres://u:s3cret@host:99999/db", "postgres://u:***@host:99999/db"),
+            (
+                "postgres://u:s3cret@host:99999/db",
+                "postgres://u:***@host:99999/db",
+            ),
             // a scheme typo, another database
             ("postgress://u:s3cret@host/db", "postgress://u:***@host/db"),
             ("mysql://u:s3cret@host/db", "mysql://u:***@host/db"),
@@ -886,7 +889,10 @@ mod tests {
         assert!(db("postgresql://u:pw@db:6543/jalon").check_url().is_ok());
         for (url, expected) in [
             ("postgres://u:s3cret@host:99999/db", "port \"99999\""),
-            ("postgress://u:s3cret@host/db", "unsupported scheme \"postgress\""),
+            (
+                "postgress://u:s3cret@host/db",
+                "unsupported scheme \"postgress\"",
+            ),
             ("mysql://u:s3cret@host/db", "unsupported scheme \"mysql\""),
             ("jalon.db", "unsupported scheme"),
         ] {
@@ -936,7 +942,10 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file("bad.toml", "[server]\nrequest_timeout_secs = \"soon\"")?;
             let e = load(Some(Path::new("bad.toml")), Figment::new()).expect_err("refused");
-            assert!(e.contains("server.request_timeout_secs: invalid type"), "{e}");
+            assert!(
+                e.contains("server.request_timeout_secs: invalid type"),
+                "{e}"
+            );
             assert!(!e.contains("default."), "{e}");
             Ok(())
         });
@@ -945,7 +954,10 @@ mod tests {
     #[test]
     fn the_log_format_is_read_even_from_an_invalid_configuration() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("bad.toml", "[log]\nformat = \"json\"\n[databse]\nurl = \"x\"")?;
+            jail.create_file(
+                "bad.toml",
+                "[log]\nformat = \"json\"\n[databse]\nurl = \"x\"",
+            )?;
             assert!(load(Some(Path::new("bad.toml")), Figment::new()).is_err());
             assert_eq!(
                 log_format(Some(Path::new("bad.toml")), Figment::new()),

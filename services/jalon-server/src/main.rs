@@ -7,8 +7,8 @@ use figment::{Figment, providers::Serialized};
 use jalon_server::{
     Application,
     auth::{Authenticator, DEV_ADMIN_SUBJECT, DevSecret, parse_ttl},
-    config::{self, LogFormat, Settings},
-    startup::{connect, shutdown_signal},
+    config::{self, Settings},
+    startup::{connect, migrate, shutdown_signal},
     telemetry,
 };
 use jalon_store::{PoolOptions, Store};
@@ -110,7 +110,6 @@ async fn execute(command: Command, settings: Settings) -> Result<(), String> {
             if let Some(endpoint) = settings.tracing.endpoint() {
                 tracing::info!(%endpoint, sample_ratio = settings.tracing.sample_ratio, "exporting traces over OTLP");
             }
-            tracing::info!(database = %settings.database.redacted_url(), "starting jalon");
             let app = Application::build(settings).await?;
             let addr = app.local_addr();
             if demo {
@@ -167,13 +166,7 @@ async fn execute(command: Command, settings: Settings) -> Result<(), String> {
         }
         Command::Migrate => {
             telemetry::init(&settings.log, None);
-            let store = connect(&settings.database, &PoolOptions::default()).await?;
-            let applied = store.migrate().await?;
-            println!(
-                "{applied} migration(s) applied to {}",
-                settings.database.redacted_url()
-            );
-            store.close().await;
+            println!("{}", migrate(&settings.database).await?);
             Ok(())
         }
         Command::RebuildPortfolio { organisation } => {
@@ -227,25 +220,6 @@ async fn rebuild_portfolio(store: &Store, organisation: &str) -> Result<(), Stri
     Ok(())
 }
 
-/// Prints a fatal error on stderr: a JSON line, shaped as the log's, when
-/// JSON logging is configured; `jalon: message` otherwise.
-fn print_fatal(format: LogFormat, message: &str) {
-    match format {
-        LogFormat::Json => {
-            let line = serde_json::json!({
-                "timestamp": chrono::Utc::now()
-                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                "level": "ERROR",
-                "message": message,
-                "target": "jalon",
-                "fatal": true,
-            });
-            eprintln!("{line}");
-        }
-        LogFormat::Text => eprintln!("jalon: {message}"),
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -255,7 +229,8 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            print_fatal(format, &message);
+            // A JSON line shaped as the log's when JSON logging is configured.
+            eprintln!("{}", telemetry::fatal_line(format, &message));
             ExitCode::FAILURE
         }
     }

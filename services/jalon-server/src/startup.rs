@@ -66,6 +66,7 @@ impl Application {
     /// (tests).
     pub async fn build(settings: Settings) -> Result<Self, String> {
         settings.database.check_url()?;
+        tracing::info!(database = %settings.database.redacted_url(), "starting jalon");
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .map_err(|e| {
@@ -416,6 +417,19 @@ pub async fn connect(database: &DatabaseSettings, pool: &PoolOptions) -> Result<
             Err(database.redact(&message))
         }
     }
+}
+
+/// `jalon migrate`: applies the pending migrations and says how many, to
+/// which database (its URL redacted).
+pub async fn migrate(database: &DatabaseSettings) -> Result<String, String> {
+    let store = connect(database, &PoolOptions::default()).await?;
+    let applied = store.migrate().await.map_err(|e| database.redact(&e));
+    store.close().await;
+    Ok(format!(
+        "{} migration(s) applied to {}",
+        applied?,
+        database.redacted_url()
+    ))
 }
 
 /// Why PostgreSQL cannot be reached. The pool retries a refused
