@@ -401,7 +401,10 @@ pub async fn connect(database: &DatabaseSettings, pool: &PoolOptions) -> Result<
         Err(error) => {
             let error = error
                 .strip_prefix("cannot connect to the database: ")
-                .unwrap_or(&error)
+                .unwrap_or(&error);
+            let error = error
+                .strip_prefix("Connection Error: ")
+                .unwrap_or(error)
                 .to_owned();
             let message = if database.is_sqlite() {
                 let file = database
