@@ -8,10 +8,10 @@ use jalon_server::{
     Application,
     auth::{Authenticator, DEV_ADMIN_SUBJECT, DevSecret, parse_ttl},
     config::{self, Settings},
-    startup::{connect, migrate, shutdown_signal},
+    startup::{connect, migrate, pool_options, shutdown_signal},
     telemetry,
 };
-use jalon_store::{PoolOptions, Store};
+use jalon_store::Store;
 
 /// Jalon: run an enterprise's AI projects from idea to production as a
 /// portfolio.
@@ -171,7 +171,7 @@ async fn execute(command: Command, settings: Settings) -> Result<(), String> {
         }
         Command::RebuildPortfolio { organisation } => {
             telemetry::init(&settings.log, None);
-            let store = connect(&settings.database, &PoolOptions::default()).await?;
+            let store = connect(&settings.database, &pool_options(&settings.database)).await?;
             let result = rebuild_portfolio(&store, &organisation).await;
             store.close().await;
             result

@@ -104,12 +104,7 @@ impl Application {
             &settings.auth,
             &settings.database,
         )?);
-        let pool = PoolOptions {
-            max_connections: settings.database.max_connections,
-            acquire_timeout: Duration::from_secs(settings.database.acquire_timeout_secs),
-            ..PoolOptions::default()
-        };
-        let store = connect(&settings.database, &pool).await?;
+        let store = connect(&settings.database, &pool_options(&settings.database)).await?;
         let pending = store.pending_migrations().await?;
         if !pending.is_empty() {
             let migrate = settings
@@ -422,10 +417,19 @@ pub async fn connect(database: &DatabaseSettings, pool: &PoolOptions) -> Result<
     }
 }
 
+/// The pool the database settings describe.
+pub fn pool_options(database: &DatabaseSettings) -> PoolOptions {
+    PoolOptions {
+        max_connections: database.max_connections,
+        acquire_timeout: Duration::from_secs(database.acquire_timeout_secs),
+        ..PoolOptions::default()
+    }
+}
+
 /// `jalon migrate`: applies the pending migrations and says how many, to
 /// which database (its URL redacted).
 pub async fn migrate(database: &DatabaseSettings) -> Result<String, String> {
-    let store = connect(database, &PoolOptions::default()).await?;
+    let store = connect(database, &pool_options(database)).await?;
     let applied = store.migrate().await.map_err(|e| database.redact(&e));
     store.close().await;
     Ok(format!(
