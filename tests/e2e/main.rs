@@ -6,6 +6,7 @@ mod aggregates;
 mod auth;
 mod demo;
 mod gates;
+mod hardening_auth;
 mod helpers;
 mod imports;
 mod kpis;

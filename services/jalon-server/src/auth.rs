@@ -46,7 +46,7 @@ struct Claims {
     #[serde(skip_serializing_if = "Option::is_none")]
     iss: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    aud: Option<String>,
+    aud: Option<Audience>,
     #[serde(skip_serializing_if = "Option::is_none")]
     iat: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -54,15 +54,29 @@ struct Claims {
     exp: u64,
 }
 
+/// RFC 7519 §4.1.3: `aud` is one string or an array of strings (identity
+/// providers such as Keycloak send `["jalon", "account"]`). jsonwebtoken's
+/// validation accepts either when one of them is ours; this type only lets
+/// the claims be read.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
 enum Keys {
     One(DecodingKey),
     Jwks(Jwks),
 }
 
-/// A JWKS file, read again when a token names a `kid` it does not hold and
-/// the file changed (at most once per `reload_interval`): an identity
-/// provider that rotates its keys, with the file updated by a Kubernetes
-/// Secret or a sidecar, needs no restart.
+/// A JWKS file, checked again at most once per `reload_interval` (when a
+/// token arrives): when its content changed, its keys replace the ones held.
+/// A key the identity provider rotated out (or that was compromised) stops
+/// working within the interval, and a new key works without a restart (the
+/// file updated by a Kubernetes Secret or a sidecar). A file that cannot be
+/// read or parsed keeps the previous keys (a write in progress); a valid
+/// file with no usable key leaves none.
 struct Jwks {
     file: PathBuf,
     algorithm: Algorithm,
@@ -71,61 +85,85 @@ struct Jwks {
 }
 
 struct JwksState {
-    keys: HashMap<String, std::sync::Arc<DecodingKey>>,
-    modified: Option<std::time::SystemTime>,
+    keys: HashMap<String, Arc<DecodingKey>>,
+    /// The file's content when `keys` were read from it.
+    content: Vec<u8>,
     checked: std::time::Instant,
-}
-
-fn modified(file: &Path) -> Option<std::time::SystemTime> {
-    fs::metadata(file).and_then(|m| m.modified()).ok()
 }
 
 impl Jwks {
     fn load(file: &Path, algorithm: Algorithm, reload_interval: Duration) -> Result<Self, String> {
-        let keys = load_jwks(file, algorithm)?;
+        let content = fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let keys = parse_jwks(file, &content, algorithm)?;
+        if keys.is_empty() {
+            return Err(format!(
+                "{} has no {algorithm:?} key with a kid",
+                file.display()
+            ));
+        }
         Ok(Self {
             file: file.to_path_buf(),
             algorithm,
             reload_interval,
             state: std::sync::RwLock::new(JwksState {
-                keys: keys
-                    .into_iter()
-                    .map(|(k, v)| (k, std::sync::Arc::new(v)))
-                    .collect(),
-                modified: modified(file),
+                keys,
+                content,
                 checked: std::time::Instant::now(),
             }),
         })
     }
 
-    fn get(&self, kid: &str) -> Option<std::sync::Arc<DecodingKey>> {
-        if let Some(key) = self.state.read().ok()?.keys.get(kid) {
-            return Some(key.clone());
+    fn get(&self, kid: &str) -> Option<Arc<DecodingKey>> {
+        let due = self
+            .state
+            .read()
+            .map(|state| state.checked.elapsed() >= self.reload_interval)
+            .unwrap_or(true);
+        if due {
+            self.reload_if_changed();
         }
-        self.reload_if_changed();
-        self.state.read().ok()?.keys.get(kid).cloned()
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys
+            .get(kid)
+            .cloned()
     }
 
     fn reload_if_changed(&self) {
-        let Ok(mut state) = self.state.write() else {
-            return;
-        };
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Another call may have checked meanwhile.
         if state.checked.elapsed() < self.reload_interval {
             return;
         }
         state.checked = std::time::Instant::now();
-        let now = modified(&self.file);
-        if now == state.modified {
+        let content = match fs::read(&self.file) {
+            Ok(content) => content,
+            Err(e) => {
+                tracing::warn!(file = %self.file.display(), error = %e, "cannot read the jwks file: keeping the previous keys");
+                return;
+            }
+        };
+        if content == state.content {
             return;
         }
-        match load_jwks(&self.file, self.algorithm) {
+        match parse_jwks(&self.file, &content, self.algorithm) {
             Ok(keys) => {
-                tracing::info!(keys = keys.len(), "jwks file changed: keys reloaded");
-                state.keys = keys
-                    .into_iter()
-                    .map(|(k, v)| (k, std::sync::Arc::new(v)))
-                    .collect();
-                state.modified = now;
+                let removed = state.keys.keys().filter(|k| !keys.contains_key(*k)).count();
+                if keys.is_empty() {
+                    tracing::error!(file = %self.file.display(), algorithm = ?self.algorithm, "jwks file changed and holds no usable key: every token is refused");
+                } else {
+                    tracing::info!(
+                        keys = keys.len(),
+                        removed,
+                        "jwks file changed: keys reloaded"
+                    );
+                }
+                state.keys = keys;
+                state.content = content;
             }
             Err(error) => {
                 tracing::warn!(%error, "jwks file changed but cannot be used: keeping the previous keys")
@@ -142,6 +180,8 @@ pub struct Authenticator {
     /// The HS256 secret when tokens can be minted here (development mode or
     /// a configured shared secret).
     minting_secret: Option<Vec<u8>>,
+    /// Where the HS256 secret was read from, for messages.
+    secret_source: String,
     /// True in development mode.
     pub development: bool,
 }
@@ -157,20 +197,48 @@ fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
     }
 }
 
-/// Reads the development secret beside the database, creating it (random,
-/// owner-only permissions) the first time.
-pub fn dev_secret(directory: &Path) -> Result<Vec<u8>, String> {
+/// Whether the development secret may be created when it is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevSecret {
+    /// `jalon serve`: the first start creates it.
+    CreateIfMissing,
+    /// `jalon token` and other tools: a secret made here would sign tokens
+    /// that no server accepts.
+    MustExist,
+}
+
+/// The development secret's file for a database directory, made absolute
+/// when it can be (for messages).
+pub fn dev_secret_path(directory: &Path) -> PathBuf {
     let path = directory.join(DEV_SECRET_FILE);
+    std::path::absolute(&path).unwrap_or(path)
+}
+
+/// Reads the development secret beside the database, creating it (random,
+/// owner-only permissions) the first time when `mode` allows it.
+pub fn dev_secret(directory: &Path, mode: DevSecret) -> Result<Vec<u8>, String> {
+    let path = dev_secret_path(directory);
     match fs::read_to_string(&path) {
         Ok(text) => STANDARD
             .decode(text.trim())
             .map_err(|_| format!("{} is corrupt: delete it to get a new one", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_dev_secret(&path),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match mode {
+            DevSecret::CreateIfMissing => create_dev_secret(&path),
+            DevSecret::MustExist => Err(format!(
+                "no development secret at {}: `jalon serve` creates it beside its database on \
+                 its first start. Run this command in the server's directory, or with the \
+                 server's --database-url or --config, so that it finds the same secret",
+                path.display()
+            )),
+        },
+        Err(e) => Err(format!(
+            "cannot read the development secret {}: {e}",
+            path.display()
+        )),
     }
 }
 
-fn create_dev_secret(path: &PathBuf) -> Result<Vec<u8>, String> {
+fn create_dev_secret(path: &Path) -> Result<Vec<u8>, String> {
     let mut secret = vec![0u8; 32];
     getrandom::fill(&mut secret).map_err(|e| format!("no randomness available: {e}"))?;
     let mut options = fs::OpenOptions::new();
@@ -183,20 +251,41 @@ fn create_dev_secret(path: &PathBuf) -> Result<Vec<u8>, String> {
     match options.open(path) {
         Ok(mut file) => {
             file.write_all(STANDARD.encode(&secret).as_bytes())
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                .map_err(|e| {
+                    format!(
+                        "cannot write the development secret {}: {e}",
+                        path.display()
+                    )
+                })?;
+            tracing::info!(file = %path.display(), "development secret created");
             Ok(secret)
         }
         // Another process created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            dev_secret(path.parent().unwrap_or(Path::new(".")))
-        }
-        Err(e) => Err(format!("cannot create {}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => dev_secret(
+            path.parent().unwrap_or(Path::new(".")),
+            DevSecret::MustExist,
+        ),
+        Err(e) => Err(format!(
+            "cannot create the development secret {} (beside the database): {e}",
+            path.display()
+        )),
     }
 }
 
 impl Authenticator {
-    /// Builds the authenticator the settings describe.
+    /// Builds the authenticator the settings describe, creating the
+    /// development secret when it is missing (`jalon serve`).
     pub fn from_settings(auth: &AuthSettings, database: &DatabaseSettings) -> Result<Self, String> {
+        Self::load(auth, database, DevSecret::CreateIfMissing)
+    }
+
+    /// Builds the authenticator the settings describe; `dev_secret` says
+    /// whether a missing development secret may be created.
+    pub fn load(
+        auth: &AuthSettings,
+        database: &DatabaseSettings,
+        dev_secret_mode: DevSecret,
+    ) -> Result<Self, String> {
         let development = auth.development_mode();
         let mut platform_admins: HashSet<String> = auth.platform_admins.iter().cloned().collect();
         if auth.public_key_file.is_some() && auth.jwks_file.is_some() {
@@ -220,14 +309,25 @@ impl Authenticator {
             }
         };
 
+        let mut secret_source = String::new();
         let (algorithm, keys, minting_secret) = if development || auth.hs256_secret.is_some() {
             let algorithm = parse_algorithm(auth.algorithm.as_deref().unwrap_or("HS256"))?;
             if algorithm != Algorithm::HS256 {
                 return Err("a shared secret only works with auth.algorithm = HS256".into());
             }
             let secret = match &auth.hs256_secret {
-                Some(secret) => secret.expose().as_bytes().to_vec(),
-                None => dev_secret(&database.directory())?,
+                Some(secret) => {
+                    secret_source = "auth.hs256_secret".to_owned();
+                    secret.expose().as_bytes().to_vec()
+                }
+                None => {
+                    let directory = database.directory();
+                    secret_source = format!(
+                        "the development secret {}",
+                        dev_secret_path(&directory).display()
+                    );
+                    dev_secret(&directory, dev_secret_mode)?
+                }
             };
             if secret.len() < 32 {
                 return Err("auth.hs256_secret must be at least 32 bytes".into());
@@ -275,8 +375,15 @@ impl Authenticator {
             validation,
             platform_admins,
             minting_secret,
+            secret_source,
             development,
         })
+    }
+
+    /// Where the HS256 secret comes from (`auth.hs256_secret`, or the
+    /// development secret's file), empty with a public key.
+    pub fn secret_source(&self) -> &str {
+        &self.secret_source
     }
 
     /// Checks a bearer token; `None` for a bad one, whatever the reason.
@@ -293,7 +400,19 @@ impl Authenticator {
         let claims = match decode::<Claims>(token, key, &self.validation) {
             Ok(data) => data.claims,
             Err(e) => {
-                tracing::debug!(reason = refusal(e.kind()), "token refused");
+                let reason = refusal(e.kind());
+                if self.development && reason == "bad signature" {
+                    // The usual cause: a token minted with another
+                    // directory's secret (`jalon token` run elsewhere).
+                    tracing::info!(
+                        reason,
+                        secret = %self.secret_source,
+                        "token refused: in development mode tokens are signed with this secret; \
+                         run `jalon token` with the server's --database-url or --config"
+                    );
+                } else {
+                    tracing::debug!(reason, "token refused");
+                }
                 return None;
             }
         };
@@ -325,7 +444,8 @@ impl Authenticator {
                 .validation
                 .aud
                 .as_ref()
-                .and_then(|s| s.iter().next().cloned()),
+                .and_then(|s| s.iter().next().cloned())
+                .map(Audience::One),
             iat: Some(now),
             nbf: Some(now),
             exp: now + ttl.as_secs(),
@@ -335,10 +455,14 @@ impl Authenticator {
     }
 }
 
-fn load_jwks(file: &Path, algorithm: Algorithm) -> Result<HashMap<String, DecodingKey>, String> {
-    let text =
-        fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let set: JwkSet = serde_json::from_str(&text)
+/// The usable keys of a JWKS document (possibly none): those with a `kid`,
+/// of the pinned algorithm's family, declaring no other algorithm.
+fn parse_jwks(
+    file: &Path,
+    content: &[u8],
+    algorithm: Algorithm,
+) -> Result<HashMap<String, Arc<DecodingKey>>, String> {
+    let set: JwkSet = serde_json::from_slice(content)
         .map_err(|e| format!("{} is not a JWKS document: {e}", file.display()))?;
     let mut keys = HashMap::new();
     for jwk in &set.keys {
@@ -353,16 +477,10 @@ fn load_jwks(file: &Path, algorithm: Algorithm) -> Result<HashMap<String, Decodi
         }
         match DecodingKey::from_jwk(jwk) {
             Ok(key) if key.family() == algorithm.family() => {
-                keys.insert(kid, key);
+                keys.insert(kid, Arc::new(key));
             }
             _ => {}
         }
-    }
-    if keys.is_empty() {
-        return Err(format!(
-            "{} has no {algorithm:?} key with a kid",
-            file.display()
-        ));
     }
     Ok(keys)
 }
@@ -483,5 +601,136 @@ mod tests {
         assert!(parse_ttl("0").is_err());
         assert!(parse_ttl("1w").is_err());
         assert!(parse_ttl("abc").is_err());
+    }
+
+    fn hs256_token(claims: &serde_json::Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret("x".repeat(32).as_bytes()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn claims_with_aud(aud: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "sub": "ada",
+            "iss": "iss",
+            "aud": aud,
+            "exp": jsonwebtoken::get_current_timestamp() + 600,
+        })
+    }
+
+    #[test]
+    fn aud_may_be_a_string_or_an_array_holding_ours() {
+        let (auth, db) = hs256_settings();
+        let authn = Authenticator::from_settings(&auth, &db).unwrap();
+        for aud in [
+            serde_json::json!("aud"),
+            serde_json::json!(["aud"]),
+            serde_json::json!(["aud", "account"]),
+            serde_json::json!(["account", "aud"]),
+        ] {
+            let caller = authn.authenticate(&hs256_token(&claims_with_aud(aud.clone())));
+            assert_eq!(caller.map(|c| c.subject), Some("ada".into()), "{aud}");
+        }
+        for aud in [
+            serde_json::json!("account"),
+            serde_json::json!(["account"]),
+            serde_json::json!(["account", "other"]),
+            serde_json::json!([]),
+            serde_json::json!(42),
+        ] {
+            let caller = authn.authenticate(&hs256_token(&claims_with_aud(aud.clone())));
+            assert_eq!(caller, None, "{aud}");
+        }
+    }
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures")
+            .join(name)
+    }
+
+    fn rs256_token(kid: &str, key_file: &str) -> String {
+        let pem = fs::read(fixture(key_file)).unwrap();
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(kid.to_owned());
+        let claims = claims_with_aud(serde_json::json!("aud"));
+        encode(&header, &claims, &EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "jalon-auth-{tag}-{}",
+            uuid::Uuid::now_v7().simple()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_key_removed_from_the_jwks_file_stops_working_after_the_interval() {
+        let dir = temp_dir("jwks");
+        let file = dir.join("jwks.json");
+        let full: serde_json::Value =
+            serde_json::from_slice(&fs::read(fixture("jwks.json")).unwrap()).unwrap();
+        fs::write(&file, full.to_string()).unwrap();
+        let auth = AuthSettings {
+            jwks_file: Some(file.clone()),
+            issuer: Some("iss".into()),
+            audience: Some("aud".into()),
+            jwks_reload_interval_secs: 1,
+            ..Default::default()
+        };
+        let authn = Authenticator::from_settings(&auth, &DatabaseSettings::default()).unwrap();
+        let old = rs256_token("key-2026-01", "rsa1.key");
+        let new = rs256_token("key-2026-07", "rsa2.key");
+        assert!(authn.authenticate(&old).is_some());
+        assert!(authn.authenticate(&new).is_some());
+        // The old key is rotated out: its kid is one the file no longer
+        // holds, and no unknown kid is ever presented.
+        let only_new = serde_json::json!({ "keys": [full["keys"][1].clone()] });
+        fs::write(&file, only_new.to_string()).unwrap();
+        // Within the interval the keys held are used as they are...
+        assert!(authn.authenticate(&new).is_some());
+        // ...after it, the file is read again and the old key is gone.
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(authn.authenticate(&new).is_some());
+        assert_eq!(authn.authenticate(&old), None);
+        // A file left with no usable key refuses every token.
+        fs::write(&file, r#"{"keys": []}"#).unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(authn.authenticate(&new), None);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn tools_never_create_the_development_secret() {
+        let dir = temp_dir("dev");
+        let database = DatabaseSettings {
+            url: Secret::new(format!("sqlite://{}/jalon.db?mode=rwc", dir.display())),
+            ..Default::default()
+        };
+        let auth = AuthSettings::default();
+        let e = Authenticator::load(&auth, &database, DevSecret::MustExist)
+            .err()
+            .expect("refused");
+        let path = dir.join(DEV_SECRET_FILE);
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(e.contains("jalon serve"), "{e}");
+        assert!(!path.exists(), "nothing was created");
+        // The server creates it; the tool then reads the same one.
+        let server = Authenticator::from_settings(&auth, &database).unwrap();
+        assert!(path.exists());
+        let tool = Authenticator::load(&auth, &database, DevSecret::MustExist).unwrap();
+        assert!(tool.secret_source().contains(&path.display().to_string()));
+        let token = tool.mint("dev-admin", Duration::from_secs(60)).unwrap();
+        assert!(
+            server
+                .authenticate(&token)
+                .is_some_and(|c| c.platform_admin)
+        );
+        let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -147,17 +147,89 @@ impl DatabaseSettings {
         (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
     }
 
-    /// The URL with any password masked, for logs.
+    /// The URL with every password masked (the user-info password and any
+    /// `password`-like query parameter), for logs and errors. Works on URLs
+    /// that do not parse, too.
     pub fn redacted_url(&self) -> String {
+        redact_url(self.url.expose())
+    }
+
+    /// `text` with the database URL replaced by its redacted form and every
+    /// password of the URL (as written and percent-decoded) masked: for any
+    /// message that may quote the URL (a driver's error, a log line).
+    pub fn redact(&self, text: &str) -> String {
         let url = self.url.expose();
-        match (url.find("://"), url.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                let userinfo = &url[scheme + 3..at];
-                let user = userinfo.split(':').next().unwrap_or_default();
-                format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-            }
-            _ => url.to_owned(),
+        let mut out = if url.is_empty() {
+            text.to_owned()
+        } else {
+            text.replace(url, &redact_url(url))
+        };
+        for secret in url_secrets(url) {
+            out = out.replace(&secret, REDACTED);
         }
+        out
+    }
+
+    /// Checks the URL's form before any connection: a scheme Jalon supports
+    /// and, for PostgreSQL, a host and a port that parse. The error quotes
+    /// the URL redacted.
+    pub fn check_url(&self) -> Result<(), String> {
+        let url = self.url.expose();
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or_default();
+        match scheme {
+            "sqlite" => Ok(()),
+            "postgres" | "postgresql" => self.postgres_endpoint().map(|_| ()),
+            _ => Err(format!(
+                "database.url {}: unsupported scheme {:?}: use sqlite://FILE?mode=rwc or \
+                 postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+                redact_url(url),
+                scheme
+            )),
+        }
+    }
+
+    /// PostgreSQL's `host:port` (the `host` and `port` query parameters win,
+    /// as in libpq; port 5432 by default), never the password. An error
+    /// when the port is not a number from 1 to 65535.
+    pub fn postgres_endpoint(&self) -> Result<String, String> {
+        let url = self.url.expose();
+        let parts = UrlParts::of(url);
+        let authority = parts.host_port;
+        let (mut host, mut port) = if let Some(rest) = authority.strip_prefix('[') {
+            // [v6]:port
+            match rest.split_once(']') {
+                Some((h, p)) => (format!("[{h}]"), p.strip_prefix(':').map(str::to_owned)),
+                None => (authority.to_owned(), None),
+            }
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h.to_owned(), Some(p.to_owned())),
+                None => (authority.to_owned(), None),
+            }
+        };
+        for (key, value) in parts.query_pairs() {
+            match key.as_str() {
+                "host" => host = percent_decode(value),
+                "port" => port = Some(percent_decode(value)),
+                _ => {}
+            }
+        }
+        if host.is_empty() {
+            host = "localhost".into();
+        }
+        let port = match port.filter(|p| !p.is_empty()) {
+            None => 5432,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    return Err(format!(
+                        "database.url {}: the port {p:?} is not a number from 1 to 65535",
+                        redact_url(url)
+                    ));
+                }
+            },
+        };
+        Ok(format!("{host}:{port}"))
     }
 
     /// The directory the database lives in (the current one for a server).
@@ -167,6 +239,165 @@ impl DatabaseSettings {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("."))
     }
+}
+
+/// What replaces a password.
+const REDACTED: &str = "***";
+
+/// The pieces of a database URL, found without a full parse (a URL that
+/// does not parse must still be redacted).
+struct UrlParts<'a> {
+    /// Everything up to and including `://` (empty when there is none).
+    scheme: &'a str,
+    /// `user[:password]`, without the `@`.
+    userinfo: Option<&'a str>,
+    /// `host[:port]`.
+    host_port: &'a str,
+    /// After the `?`.
+    query: Option<&'a str>,
+}
+
+impl<'a> UrlParts<'a> {
+    fn of(url: &'a str) -> Self {
+        let (scheme, rest) = match url.find("://") {
+            Some(i) => url.split_at(i + 3),
+            None => ("", url),
+        };
+        // The user info ends at the last `@`: a password may hold an
+        // unescaped `/`, `?` or `@`. (An `@` in the query makes more of the
+        // URL count as the password: redacted too much, never too little.)
+        let at = rest.rfind('@');
+        let (userinfo, rest) = match at {
+            Some(at) if !scheme.is_empty() => (Some(&rest[..at]), &rest[at + 1..]),
+            _ => (None, rest),
+        };
+        let (before_query, query) = match rest.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (rest, None),
+        };
+        let host_port = match before_query.find('/') {
+            Some(slash) if !scheme.is_empty() => &before_query[..slash],
+            _ => before_query,
+        };
+        Self {
+            scheme,
+            userinfo,
+            host_port,
+            query,
+        }
+    }
+
+    fn query_pairs(&self) -> impl Iterator<Item = (String, &'a str)> {
+        self.query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (percent_decode(k).to_ascii_lowercase(), v)
+            })
+    }
+}
+
+/// Whether a query parameter holds a secret (`password`, `sslpassword`).
+fn is_secret_param(key: &str) -> bool {
+    key.contains("password")
+}
+
+/// The URL with its passwords masked.
+pub fn redact_url(url: &str) -> String {
+    if url.starts_with("sqlite:") {
+        return url.to_owned();
+    }
+    let parts = UrlParts::of(url);
+    let mut out = String::from(parts.scheme);
+    if let Some(userinfo) = parts.userinfo {
+        match userinfo.split_once(':') {
+            Some((user, _)) => {
+                out.push_str(user);
+                out.push(':');
+                out.push_str(REDACTED);
+            }
+            None => out.push_str(userinfo),
+        }
+        out.push('@');
+    }
+    let rest = &url[parts.scheme.len() + parts.userinfo.map_or(0, |u| u.len() + 1)..];
+    // Every `key=value` after a `?` or `&` whose key names a password,
+    // wherever it is (an `@` in the query moves the parts around).
+    let mut masked = String::with_capacity(rest.len());
+    let mut start = 0;
+    for segment in rest.split(['?', '&']) {
+        if start > 0 {
+            // The delimiter before this segment.
+            masked.push_str(&rest[start - 1..start]);
+        }
+        match secret_param(segment).filter(|_| start > 0) {
+            Some((key, _)) => {
+                masked.push_str(key);
+                masked.push('=');
+                masked.push_str(REDACTED);
+            }
+            None => masked.push_str(segment),
+        }
+        start += segment.len() + 1;
+    }
+    out.push_str(&masked);
+    out
+}
+
+/// `key=value` whose key names a password: its key and value.
+fn secret_param(segment: &str) -> Option<(&str, &str)> {
+    let (key, value) = segment.split_once('=')?;
+    is_secret_param(&percent_decode(key).to_ascii_lowercase()).then_some((key, value))
+}
+
+/// The passwords a URL holds, as written and percent-decoded.
+fn url_secrets(url: &str) -> Vec<String> {
+    if url.starts_with("sqlite:") {
+        return Vec::new();
+    }
+    let parts = UrlParts::of(url);
+    let mut raw = Vec::new();
+    if let Some((_, password)) = parts.userinfo.and_then(|u| u.split_once(':')) {
+        raw.push(password);
+    }
+    for segment in url.split(['?', '&']).skip(1) {
+        if let Some((_, value)) = secret_param(segment) {
+            raw.push(value);
+        }
+    }
+    let mut secrets: Vec<String> = Vec::new();
+    for value in raw {
+        for form in [value.to_owned(), percent_decode(value)] {
+            if !form.is_empty() && !secrets.contains(&form) {
+                secrets.push(form);
+            }
+        }
+    }
+    // Longest first, so that a password containing another is masked whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets
+}
+
+/// `%XX` decoded (and `+` kept): invalid escapes stay as written.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = text.get(i + 1..i + 3)
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `[auth]`
@@ -302,22 +533,40 @@ impl TracingSettings {
     }
 }
 
-/// Loads the settings: defaults, then `file` (when given), then
-/// `JALON__…` variables, then `overrides` (flags, as a partial TOML-like
-/// tree).
-pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Settings, String> {
+/// The layers, merged: defaults, then `file` (when given), then `JALON__…`
+/// variables, then `overrides`.
+fn figment(file: Option<&Path>, overrides: Figment) -> Figment {
     let mut figment = Figment::from(Serialized::defaults(Settings::default()));
     if let Some(file) = file {
-        if !file.exists() {
-            return Err(format!("configuration file {} not found", file.display()));
-        }
         figment = figment.merge(Toml::file(file));
     }
     figment
         .merge(Env::prefixed("JALON__").split("__"))
         .merge(overrides)
+}
+
+/// Loads the settings: defaults, then `file` (when given), then
+/// `JALON__…` variables, then `overrides` (flags, as a partial TOML-like
+/// tree). Every unknown key is reported, with its path and where it came
+/// from.
+pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Settings, String> {
+    if let Some(file) = file
+        && !file.exists()
+    {
+        return Err(format!("configuration file {} not found", file.display()));
+    }
+    let figment = figment(file, overrides);
+    let unknown = unknown_keys(&figment)?;
+    if !unknown.is_empty() {
+        return Err(format!(
+            "invalid configuration: unknown key{} {}",
+            if unknown.len() == 1 { "" } else { "s" },
+            unknown.join(", ")
+        ));
+    }
+    figment
         .extract::<Settings>()
-        .map_err(|e| format!("invalid configuration: {e}"))
+        .map_err(|e| format!("invalid configuration: {}", describe(e)))
         .and_then(|settings| {
             let ratio = settings.tracing.sample_ratio;
             if !(0.0..=1.0).contains(&ratio) {
@@ -333,6 +582,94 @@ pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Settings, String>
             }
             Ok(settings)
         })
+}
+
+/// The log format the layers ask for, even when the rest of the
+/// configuration is invalid (a fatal error is then printed in that format);
+/// text when it cannot be read.
+pub fn log_format(file: Option<&Path>, overrides: Figment) -> LogFormat {
+    let file = file.filter(|f| f.exists());
+    figment(file, overrides)
+        .extract_inner::<LogFormat>("log.format")
+        .unwrap_or(LogFormat::Text)
+}
+
+/// Every key of the merged layers that no setting has, as `section.key`
+/// followed by where it was set.
+fn unknown_keys(figment: &Figment) -> Result<Vec<String>, String> {
+    let known = serde_json::to_value(Settings::default())
+        .map_err(|e| format!("cannot list the settings: {e}"))?;
+    let given: figment::value::Dict = figment
+        .extract()
+        .map_err(|e| format!("invalid configuration: {}", describe(e)))?;
+    let mut unknown = Vec::new();
+    collect_unknown(figment, &given, &known, &mut Vec::new(), &mut unknown);
+    Ok(unknown)
+}
+
+fn collect_unknown(
+    figment: &Figment,
+    given: &figment::value::Dict,
+    known: &serde_json::Value,
+    path: &mut Vec<String>,
+    unknown: &mut Vec<String>,
+) {
+    for (key, value) in given {
+        path.push(key.clone());
+        match known.get(key) {
+            None => {
+                let dotted = path.join(".");
+                unknown.push(format!("{dotted} ({})", origin(figment, &dotted, path)));
+            }
+            Some(inner @ serde_json::Value::Object(_)) => {
+                if let figment::value::Value::Dict(_, dict) = value {
+                    collect_unknown(figment, dict, inner, path, unknown);
+                }
+            }
+            Some(_) => {}
+        }
+        path.pop();
+    }
+}
+
+/// Where a key was set: the file, the environment variable, or the layer's
+/// name.
+fn origin(figment: &Figment, dotted: &str, path: &[String]) -> String {
+    match figment.find_metadata(dotted) {
+        Some(md) => match &md.source {
+            Some(figment::Source::File(file)) => format!("in {}", file.display()),
+            _ if md.name.contains("environment") => format!(
+                "environment variable JALON__{}",
+                path.iter()
+                    .map(|k| k.to_ascii_uppercase())
+                    .collect::<Vec<_>>()
+                    .join("__")
+            ),
+            _ => format!("from {}", md.name),
+        },
+        None => "from an unknown source".into(),
+    }
+}
+
+/// A figment error as `key: what is wrong (where)`, one line each, without
+/// figment's profile prefix (`default.`).
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let place = match e.metadata.as_ref().map(|md| (&md.source, &md.name)) {
+                Some((Some(figment::Source::File(file)), _)) => format!(" (in {})", file.display()),
+                Some((_, name)) => format!(" (from {name})"),
+                None => String::new(),
+            };
+            if e.path.is_empty() {
+                format!("{}{place}", e.kind)
+            } else {
+                format!("{}: {}{place}", e.path.join("."), e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[cfg(test)]
@@ -482,6 +819,153 @@ mod tests {
             jail.create_file("bad.toml", "[tracing]\nsample_ratio = 1.5")?;
             let e = load(Some(Path::new("bad.toml")), Figment::new()).expect_err("refused");
             assert!(e.contains("tracing.sample_ratio"), "{e}");
+            Ok(())
+        });
+    }
+
+    fn db(url: &str) -> DatabaseSettings {
+        DatabaseSettings {
+            url: Secret::new(url),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted_in_every_form() {
+        let cases = [
+            // user-info password
+            (
+                "postgres://u:s3cret@host:5432/db",
+                "postgres://u:***@host:5432/db",
+            ),
+            // a URL that does not parse (port out of range)
+            (
+                "postgres://u:s3cret@host:99999/db",
+                "postgres://u:***@host:99999/db",
+            ),
+            // a scheme typo, another database
+            ("postgress://u:s3cret@host/db", "postgress://u:***@host/db"),
+            ("mysql://u:s3cret@host/db", "mysql://u:***@host/db"),
+            // as a query parameter (libpq), alone or among others
+            (
+                "postgres://u@host/db?password=s3cret",
+                "postgres://u@host/db?password=***",
+            ),
+            (
+                "postgres://host/db?user=u&Password=s3cret&sslmode=require&sslpassword=s3cret",
+                "postgres://host/db?user=u&Password=***&sslmode=require&sslpassword=***",
+            ),
+            // a password holding `@`, `/` and `?`
+            ("postgres://u:s3c@r/e?t@host/db", "postgres://u:***@host/db"),
+            // percent-encoded
+            ("postgres://u:s3cr%40t@host/db", "postgres://u:***@host/db"),
+        ];
+        for (url, redacted) in cases {
+            let d = db(url);
+            assert_eq!(d.redacted_url(), redacted, "{url}");
+            let message = format!("The connection string '{url}' cannot be parsed.");
+            let scrubbed = d.redact(&message);
+            assert!(!scrubbed.contains("s3c"), "{url}: {scrubbed}");
+            assert!(scrubbed.contains(redacted), "{url}: {scrubbed}");
+        }
+        // A password quoted apart from its URL, decoded or not, is masked.
+        let d = db("postgres://u:s3cr%40t@host/db?password=other-pw");
+        let scrubbed = d.redact("auth failed for s3cr@t, s3cr%40t and other-pw");
+        assert_eq!(scrubbed, "auth failed for ***, *** and ***");
+        // An `@` in the query: more is masked, never less.
+        let d = db("postgres://u:s3cret@host/db?application_name=a@b&password=s3cret2");
+        assert!(!d.redacted_url().contains("s3c"), "{}", d.redacted_url());
+        assert!(!d.redact(d.url.expose()).contains("s3c"));
+        // SQLite URLs have no password: nothing is touched.
+        let d = db("sqlite:///tmp/a:b@c/jalon.db?mode=rwc");
+        assert_eq!(d.redacted_url(), "sqlite:///tmp/a:b@c/jalon.db?mode=rwc");
+        assert_eq!(d.redact("b and c"), "b and c");
+    }
+
+    #[test]
+    fn database_urls_are_checked_before_connecting() {
+        assert!(db("sqlite://jalon.db?mode=rwc").check_url().is_ok());
+        assert!(db("postgres://u:pw@db/jalon").check_url().is_ok());
+        assert!(db("postgresql://u:pw@db:6543/jalon").check_url().is_ok());
+        for (url, expected) in [
+            ("postgres://u:s3cret@host:99999/db", "port \"99999\""),
+            (
+                "postgress://u:s3cret@host/db",
+                "unsupported scheme \"postgress\"",
+            ),
+            ("mysql://u:s3cret@host/db", "unsupported scheme \"mysql\""),
+            ("jalon.db", "unsupported scheme"),
+        ] {
+            let e = db(url).check_url().expect_err(url);
+            assert!(e.contains(expected), "{url}: {e}");
+            assert!(!e.contains("s3cret"), "{url}: {e}");
+        }
+    }
+
+    #[test]
+    fn postgres_endpoints_name_host_and_port_only() {
+        let endpoint = |url: &str| db(url).postgres_endpoint();
+        assert_eq!(endpoint("postgres://u:pw@db/j"), Ok("db:5432".into()));
+        assert_eq!(endpoint("postgres://u:pw@db:6543/j"), Ok("db:6543".into()));
+        assert_eq!(endpoint("postgres://[::1]:6543/j"), Ok("[::1]:6543".into()));
+        assert_eq!(endpoint("postgres:///j"), Ok("localhost:5432".into()));
+        assert_eq!(
+            endpoint("postgres://u@/j?host=/run/postgresql&port=5433"),
+            Ok("/run/postgresql:5433".into())
+        );
+        assert!(endpoint("postgres://u:pw@db:0/j").is_err());
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_with_its_path() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "typos.toml",
+                "[databse]\nurl = \"x\"\n[database]\nurll = \"y\"\n[server]\nlisten = \"127.0.0.1:1\"",
+            )?;
+            jail.set_env("JALON__AUTH__AUDIENCES", "jalon");
+            let e = load(Some(Path::new("typos.toml")), Figment::new()).expect_err("refused");
+            assert!(e.contains("databse (in "), "{e}");
+            assert!(e.contains("database.urll (in "), "{e}");
+            assert!(e.contains("typos.toml"), "{e}");
+            assert!(
+                e.contains("auth.audiences (environment variable JALON__AUTH__AUDIENCES)"),
+                "{e}"
+            );
+            assert!(!e.contains("default."), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn other_errors_name_the_key_without_the_profile() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[server]\nrequest_timeout_secs = \"soon\"")?;
+            let e = load(Some(Path::new("bad.toml")), Figment::new()).expect_err("refused");
+            assert!(
+                e.contains("server.request_timeout_secs: invalid type"),
+                "{e}"
+            );
+            assert!(!e.contains("default."), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_log_format_is_read_even_from_an_invalid_configuration() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "bad.toml",
+                "[log]\nformat = \"json\"\n[databse]\nurl = \"x\"",
+            )?;
+            assert!(load(Some(Path::new("bad.toml")), Figment::new()).is_err());
+            assert_eq!(
+                log_format(Some(Path::new("bad.toml")), Figment::new()),
+                LogFormat::Json
+            );
+            assert_eq!(log_format(None, Figment::new()), LogFormat::Text);
+            jail.set_env("JALON__LOG__FORMAT", "json");
+            assert_eq!(log_format(None, Figment::new()), LogFormat::Json);
             Ok(())
         });
     }

@@ -6,12 +6,12 @@ use clap::{Parser, Subcommand};
 use figment::{Figment, providers::Serialized};
 use jalon_server::{
     Application,
-    auth::{Authenticator, DEV_ADMIN_SUBJECT, parse_ttl},
+    auth::{Authenticator, DEV_ADMIN_SUBJECT, DevSecret, parse_ttl},
     config::{self, Settings},
-    startup::shutdown_signal,
+    startup::{connect, migrate, pool_options, shutdown_signal},
     telemetry,
 };
-use jalon_store::{PoolOptions, Store};
+use jalon_store::Store;
 
 /// Jalon: run an enterprise's AI projects from idea to production as a
 /// portfolio.
@@ -68,7 +68,8 @@ enum Command {
     },
 }
 
-fn settings(cli: &Cli) -> Result<Settings, String> {
+/// The flags, as a layer over the configuration.
+fn overrides(cli: &Cli) -> Figment {
     let mut overrides = Figment::new();
     if let Some(url) = &cli.database_url {
         overrides = overrides.merge(Serialized::default("database.url", url));
@@ -89,19 +90,26 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
         }
         Command::Migrate | Command::RebuildPortfolio { .. } | Command::Token { .. } => {}
     }
-    config::load(cli.config.as_deref(), overrides)
+    overrides
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let settings = settings(&cli)?;
-    match cli.command {
+    let settings = config::load(cli.config.as_deref(), overrides(&cli))?;
+    // Whatever fails below, the message never holds the database password.
+    let database = settings.database.clone();
+    execute(cli.command, settings)
+        .await
+        .map_err(|message| database.redact(&message))
+}
+
+async fn execute(command: Command, settings: Settings) -> Result<(), String> {
+    match command {
         Command::Serve { demo, .. } => {
             let traces = telemetry::Traces::new(&settings.tracing)?;
             telemetry::init(&settings.log, traces.as_ref());
             if let Some(endpoint) = settings.tracing.endpoint() {
                 tracing::info!(%endpoint, sample_ratio = settings.tracing.sample_ratio, "exporting traces over OTLP");
             }
-            tracing::info!(database = %settings.database.redacted_url(), "starting jalon");
             let app = Application::build(settings).await?;
             let addr = app.local_addr();
             if demo {
@@ -158,28 +166,24 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Migrate => {
             telemetry::init(&settings.log, None);
-            let store =
-                Store::connect(settings.database.url.expose(), &PoolOptions::default()).await?;
-            let applied = store.migrate().await?;
-            println!(
-                "{applied} migration(s) applied to {}",
-                settings.database.redacted_url()
-            );
-            store.close().await;
+            println!("{}", migrate(&settings.database).await?);
             Ok(())
         }
         Command::RebuildPortfolio { organisation } => {
             telemetry::init(&settings.log, None);
-            let store =
-                Store::connect(settings.database.url.expose(), &PoolOptions::default()).await?;
+            let store = connect(&settings.database, &pool_options(&settings.database)).await?;
             let result = rebuild_portfolio(&store, &organisation).await;
             store.close().await;
             result
         }
         Command::Token { subject, ttl } => {
             let ttl = parse_ttl(&ttl)?;
-            let authenticator = Authenticator::from_settings(&settings.auth, &settings.database)?;
+            // A secret created here would sign tokens no server accepts.
+            let authenticator =
+                Authenticator::load(&settings.auth, &settings.database, DevSecret::MustExist)?;
             let token = authenticator.mint(&subject, ttl)?;
+            // On stderr, so that `TOKEN=$(jalon token)` takes the token only.
+            eprintln!("jalon: token signed with {}", authenticator.secret_source());
             println!("{token}");
             Ok(())
         }
@@ -218,10 +222,15 @@ async fn rebuild_portfolio(store: &Store, organisation: &str) -> Result<(), Stri
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    // Read apart from the rest, so that an invalid configuration is still
+    // reported in the configured format.
+    let format = config::log_format(cli.config.as_deref(), overrides(&cli));
+    match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("jalon: {message}");
+            // A JSON line shaped as the log's when JSON logging is configured.
+            eprintln!("{}", telemetry::fatal_line(format, &message));
             ExitCode::FAILURE
         }
     }

@@ -35,7 +35,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
     auth::{AuthInterceptor, Authenticator},
-    config::Settings,
+    config::{DatabaseSettings, Settings},
     grpc::{
         assessments::AssessmentApi, audit::AuditApi, finance::FinanceApi, gates::GateApi,
         import::ImportLimits, kpis::KpiApi, organisations::OrganisationApi, people::PersonApi,
@@ -59,46 +59,22 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects the database (migrating it when allowed), loads the keys and
-    /// binds the listener. Port 0 picks a free port (tests).
+    /// Binds the listeners first (a busy port is reported before the
+    /// database is touched), checks the database URL (and, on SQLite, that
+    /// the file can be created and written), loads the keys, then connects
+    /// the database (migrating it when allowed). Port 0 picks a free port
+    /// (tests).
     pub async fn build(settings: Settings) -> Result<Self, String> {
-        let authenticator = Arc::new(Authenticator::from_settings(
-            &settings.auth,
-            &settings.database,
-        )?);
-        let pool = PoolOptions {
-            max_connections: settings.database.max_connections,
-            acquire_timeout: Duration::from_secs(settings.database.acquire_timeout_secs),
-            ..PoolOptions::default()
-        };
-        let store = Store::connect(settings.database.url.expose(), &pool).await?;
-        let pending = store.pending_migrations().await?;
-        if !pending.is_empty() {
-            let migrate = settings
-                .database
-                .migrate
-                .unwrap_or(settings.database.is_sqlite());
-            if !migrate {
-                return Err(format!(
-                    "the database schema is behind: {} pending migration(s) ({}). \
-                     Run `jalon migrate`, or start with --migrate",
-                    pending.len(),
-                    pending.join(", ")
-                ));
-            }
-            let applied = store.migrate().await?;
-            tracing::info!(applied, "database migrated");
-        }
-        // Projects created before the portfolio existed get their figures.
-        let backfilled = jalon_store::portfolio::backfill(store.db())
-            .await
-            .map_err(|e| format!("cannot compute the portfolio figures: {e}"))?;
-        if backfilled > 0 {
-            tracing::info!(backfilled, "portfolio figures computed");
-        }
+        settings.database.check_url()?;
+        tracing::info!(database = %settings.database.redacted_url(), "starting jalon");
         let listener = TcpListener::bind(settings.server.listen)
             .await
-            .map_err(|e| format!("cannot listen on {}: {e}", settings.server.listen))?;
+            .map_err(|e| {
+                format!(
+                    "cannot listen on {} (server.listen, --listen): {e}",
+                    settings.server.listen
+                )
+            })?;
         let addr = listener
             .local_addr()
             .map_err(|e| format!("cannot read the bound address: {e}"))?;
@@ -123,6 +99,36 @@ impl Application {
         } else {
             None
         };
+        check_sqlite_file(&settings.database)?;
+        let authenticator = Arc::new(Authenticator::from_settings(
+            &settings.auth,
+            &settings.database,
+        )?);
+        let store = connect(&settings.database, &pool_options(&settings.database)).await?;
+        let pending = store.pending_migrations().await?;
+        if !pending.is_empty() {
+            let migrate = settings
+                .database
+                .migrate
+                .unwrap_or(settings.database.is_sqlite());
+            if !migrate {
+                return Err(format!(
+                    "the database schema is behind: {} pending migration(s) ({}). \
+                     Run `jalon migrate`, or start with --migrate",
+                    pending.len(),
+                    pending.join(", ")
+                ));
+            }
+            let applied = store.migrate().await?;
+            tracing::info!(applied, "database migrated");
+        }
+        // Projects created before the portfolio existed get their figures.
+        let backfilled = jalon_store::portfolio::backfill(store.db())
+            .await
+            .map_err(|e| format!("cannot compute the portfolio figures: {e}"))?;
+        if backfilled > 0 {
+            tracing::info!(backfilled, "portfolio figures computed");
+        }
         Ok(Self {
             listener,
             addr,
@@ -377,6 +383,159 @@ impl Application {
         tracing::info!("stopped");
         result
     }
+}
+
+/// Connects to the configured database. The URL's form is checked first,
+/// and every error names the database without its password: on SQLite the
+/// file, on PostgreSQL `host:port` with the cause (a refused or timed-out
+/// connection, which the pool reports only as "pool timed out").
+pub async fn connect(database: &DatabaseSettings, pool: &PoolOptions) -> Result<Store, String> {
+    database.check_url()?;
+    match Store::connect(database.url.expose(), pool).await {
+        Ok(store) => Ok(store),
+        Err(error) => {
+            let error = error
+                .strip_prefix("cannot connect to the database: ")
+                .unwrap_or(&error);
+            let error = error
+                .strip_prefix("Connection Error: ")
+                .unwrap_or(error)
+                .to_owned();
+            let message = if database.is_sqlite() {
+                let file = database
+                    .sqlite_path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| ":memory:".into());
+                format!("cannot open the SQLite database {file}: {error}")
+            } else {
+                let endpoint = database.postgres_endpoint()?;
+                let cause = postgres_cause(database, pool.connect_timeout, error).await;
+                format!("cannot connect to PostgreSQL at {endpoint}: {cause}")
+            };
+            Err(database.redact(&message))
+        }
+    }
+}
+
+/// The pool the database settings describe.
+pub fn pool_options(database: &DatabaseSettings) -> PoolOptions {
+    PoolOptions {
+        max_connections: database.max_connections,
+        acquire_timeout: Duration::from_secs(database.acquire_timeout_secs),
+        ..PoolOptions::default()
+    }
+}
+
+/// `jalon migrate`: applies the pending migrations and says how many, to
+/// which database (its URL redacted).
+pub async fn migrate(database: &DatabaseSettings) -> Result<String, String> {
+    let store = connect(database, &pool_options(database)).await?;
+    let applied = store.migrate().await.map_err(|e| database.redact(&e));
+    store.close().await;
+    Ok(format!(
+        "{} migration(s) applied to {}",
+        applied?,
+        database.redacted_url()
+    ))
+}
+
+/// Why PostgreSQL cannot be reached. The pool retries a refused
+/// connection until its acquire timeout and then says only "pool timed
+/// out": one direct connection attempt tells the cause.
+async fn postgres_cause(
+    database: &DatabaseSettings,
+    timeout: Duration,
+    pool_error: String,
+) -> String {
+    use sea_orm::sqlx::{Connection, postgres::PgConnection};
+    if !pool_error.contains("timed out") {
+        return pool_error;
+    }
+    let attempt = tokio::time::timeout(timeout, PgConnection::connect(database.url.expose())).await;
+    match attempt {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            format!("{pool_error} (a direct connection succeeded: the server may be overloaded)")
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!(
+            "no answer within {} s (connect timeout): is the host reachable and the port open?",
+            timeout.as_secs()
+        ),
+    }
+}
+
+/// On SQLite, checks that the database file can be created (its directory
+/// exists and is writable) and, when it exists, written: the error names
+/// the file and the reason, before anything else (such as the development
+/// secret, kept beside it) tries to write there. A read-only URL
+/// (`mode=ro`) is not checked.
+pub fn check_sqlite_file(database: &DatabaseSettings) -> Result<(), String> {
+    let Some(path) = database.sqlite_path() else {
+        return Ok(());
+    };
+    if database.url.expose().contains("mode=ro") {
+        return Ok(());
+    }
+    let shown = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+    let directory = database.directory();
+    let cannot = |what: &str, why: String| {
+        format!(
+            "the SQLite database {} (database.url) cannot be {what}: {why}",
+            shown.display()
+        )
+    };
+    match std::fs::metadata(&directory) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(cannot(
+                "created",
+                format!("{} is not a directory", directory.display()),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(cannot(
+                "created",
+                format!("its directory {} does not exist", directory.display()),
+            ));
+        }
+        Err(e) => {
+            return Err(cannot(
+                "created",
+                format!("its directory {}: {e}", directory.display()),
+            ));
+        }
+    }
+    // SQLite writes its journal (-wal, -shm) beside the file: the directory
+    // must be writable even when the file exists.
+    let probe = directory.join(format!(
+        ".jalon-write-check-{}",
+        uuid::Uuid::now_v7().simple()
+    ));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(e) => {
+            return Err(cannot(
+                if path.exists() { "written" } else { "created" },
+                format!(
+                    "its directory {} is not writable ({e})",
+                    directory.display()
+                ),
+            ));
+        }
+    }
+    if path.exists()
+        && let Err(e) = std::fs::OpenOptions::new().write(true).open(&path)
+    {
+        return Err(cannot("written", e.to_string()));
+    }
+    Ok(())
 }
 
 /// Reflection over our API, health, and the `google.rpc` error details.

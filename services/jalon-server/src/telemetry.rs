@@ -52,6 +52,23 @@ pub fn init(settings: &LogSettings, traces: Option<&Traces>) {
     let _ = subscriber(settings.format, &filter, io::stderr, ansi, traces).try_init();
 }
 
+/// A fatal error as printed on stderr: with JSON logging, one JSON line
+/// shaped as the log's (`timestamp`, `level`, `message`, `target`) so that a
+/// log pipeline parses it; otherwise `jalon: message`.
+pub fn fatal_line(format: LogFormat, message: &str) -> String {
+    match format {
+        LogFormat::Json => serde_json::json!({
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "level": "ERROR",
+            "message": message,
+            "target": "jalon",
+            "fatal": true,
+        })
+        .to_string(),
+        LogFormat::Text => format!("jalon: {message}"),
+    }
+}
+
 /// Where sqlx reports the time each connection took to leave the pool.
 const POOL_ACQUIRE_TARGET: &str = "sqlx::pool::acquire";
 
