@@ -7,9 +7,9 @@ use std::{path::PathBuf, time::Duration};
 
 use jalon_proto::v1::{
     self as pb, assessment_service_client::AssessmentServiceClient,
-    audit_service_client::AuditServiceClient, finance_service_client::FinanceServiceClient,
-    gate_service_client::GateServiceClient, kpi_service_client::KpiServiceClient,
-    organisation_service_client::OrganisationServiceClient,
+    audit_service_client::AuditServiceClient, event_service_client::EventServiceClient,
+    finance_service_client::FinanceServiceClient, gate_service_client::GateServiceClient,
+    kpi_service_client::KpiServiceClient, organisation_service_client::OrganisationServiceClient,
     person_service_client::PersonServiceClient, portfolio_service_client::PortfolioServiceClient,
     project_service_client::ProjectServiceClient,
 };
@@ -243,6 +243,10 @@ impl TestApp {
 
     pub fn portfolio(&self) -> PortfolioServiceClient<Channel> {
         PortfolioServiceClient::new(self.channel.clone())
+    }
+
+    pub fn events(&self) -> EventServiceClient<Channel> {
+        EventServiceClient::new(self.channel.clone())
     }
 
     /// Sends the shutdown signal and waits for the server to stop.

@@ -5,6 +5,7 @@
 mod aggregates;
 mod auth;
 mod demo;
+mod events;
 mod gates;
 mod hardening_auth;
 mod helpers;

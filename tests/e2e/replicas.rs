@@ -294,3 +294,55 @@ async fn one_request_id_through_both_replicas_creates_one_project() {
     }
     stop(a, b).await;
 }
+
+/// A watcher on one replica receives what is committed through the other
+/// (PostgreSQL NOTIFY wakes every replica's watchers), in order and once.
+#[tokio::test]
+async fn a_watcher_on_one_replica_sees_the_other_replicas_commits() {
+    let Some((a, b)) = two_replicas().await else {
+        return;
+    };
+    let (org, sponsor, lead) = cast(&a, &b).await;
+    let mut stream = a
+        .events()
+        .watch_events(authed(
+            "dina",
+            pb::WatchEventsRequest {
+                organisation_id: org.clone(),
+                from_now: true,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("watch on the first replica")
+        .into_inner();
+    let created = b
+        .projects()
+        .create_project(authed(
+            "dina",
+            pb::CreateProjectRequest {
+                organisation_id: org.clone(),
+                project: Some(callbot(&sponsor, &lead)),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .expect("create through the second replica")
+        .into_inner()
+        .project
+        .expect("project");
+    let event = loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(5), stream.message())
+            .await
+            .expect("the event arrives within 5 s")
+            .expect("the stream stays open")
+            .expect("a message");
+        if let Some(pb::watch_events_response::Kind::Event(e)) = message.kind {
+            break e;
+        }
+    };
+    assert_eq!(event.r#type, "project.created");
+    assert_eq!(event.project_id, created.id);
+    drop(stream);
+    stop(a, b).await;
+}

@@ -114,6 +114,7 @@ pub enum Action {
     SetGatePolicy,
     ListAuditEvents,
     VerifyAuditLog,
+    WatchEvents,
     CreateKpi,
     GetKpi,
     ListKpis,
@@ -359,6 +360,12 @@ pub const RULES: &[(Action, &str, Rule, &str)] = &[
         "AuditService/VerifyAuditLog",
         Rule::Roles(&[Role::Admin, Role::Director]),
         "ADMIN, DIRECTOR",
+    ),
+    (
+        Action::WatchEvents,
+        "EventService/WatchEvents",
+        Rule::Roles(ANY_MEMBER),
+        "any active member; a MEMBER sees the events of the projects they lead or sponsor, and the organisation-wide ones",
     ),
     (
         Action::CreateKpi,

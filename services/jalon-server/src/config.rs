@@ -47,6 +47,28 @@ pub struct Settings {
     pub log: LogSettings,
     pub metrics: MetricsSettings,
     pub tracing: TracingSettings,
+    pub events: EventSettings,
+}
+
+/// `[events]`: the outbox that `EventService.WatchEvents` streams.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventSettings {
+    /// How long events are kept, in days; a watch resuming before the
+    /// oldest kept answers FAILED_PRECONDITION (HISTORY_EXPIRED).
+    pub retention_days: u32,
+    /// A watch with nothing to send sends a heartbeat (the current position)
+    /// after this many seconds, so idle proxies keep the stream open.
+    pub heartbeat_secs: u64,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            retention_days: 30,
+            heartbeat_secs: 15,
+        }
+    }
 }
 
 /// `[server]`
@@ -573,6 +595,12 @@ pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Settings, String>
                 return Err(format!(
                     "invalid configuration: tracing.sample_ratio must be between 0.0 and 1.0, not {ratio}"
                 ));
+            }
+            if settings.events.heartbeat_secs == 0 || settings.events.retention_days == 0 {
+                return Err(
+                    "invalid configuration: events.heartbeat_secs and events.retention_days must be at least 1"
+                        .into(),
+                );
             }
             if settings.server.import_idle_timeout_secs == 0 {
                 return Err(

@@ -11,8 +11,9 @@ use jalon_proto::{
     FILE_DESCRIPTOR_SET, SERVICE_NAMES,
     v1::{
         assessment_service_server::AssessmentServiceServer,
-        audit_service_server::AuditServiceServer, finance_service_server::FinanceServiceServer,
-        gate_service_server::GateServiceServer, kpi_service_server::KpiServiceServer,
+        audit_service_server::AuditServiceServer, event_service_server::EventServiceServer,
+        finance_service_server::FinanceServiceServer, gate_service_server::GateServiceServer,
+        kpi_service_server::KpiServiceServer,
         organisation_service_server::OrganisationServiceServer,
         person_service_server::PersonServiceServer,
         portfolio_service_server::PortfolioServiceServer,
@@ -37,9 +38,9 @@ use crate::{
     auth::{AuthInterceptor, Authenticator},
     config::{DatabaseSettings, Settings},
     grpc::{
-        assessments::AssessmentApi, audit::AuditApi, finance::FinanceApi, gates::GateApi,
-        import::ImportLimits, kpis::KpiApi, organisations::OrganisationApi, people::PersonApi,
-        portfolio::PortfolioApi, projects::ProjectApi,
+        assessments::AssessmentApi, audit::AuditApi, events::EventApi, finance::FinanceApi,
+        gates::GateApi, import::ImportLimits, kpis::KpiApi, organisations::OrganisationApi,
+        people::PersonApi, portfolio::PortfolioApi, projects::ProjectApi,
     },
     metrics::{self, Metrics, MetricsLayer},
     telemetry,
@@ -243,6 +244,15 @@ impl Application {
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+        // Turns true when the drain starts: watch streams end UNAVAILABLE.
+        let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
+        let events = EventServiceServer::new(EventApi {
+            store: store.clone(),
+            heartbeat: Duration::from_secs(settings.events.heartbeat_secs),
+            shutdown: stopping_rx,
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
         let imports = ImportLimits::new(max);
         let finance = FinanceServiceServer::new(FinanceApi {
             store: store.clone(),
@@ -324,6 +334,7 @@ impl Application {
             .add_service(InterceptedService::new(audit, interceptor.clone()))
             .add_service(InterceptedService::new(kpis, interceptor.clone()))
             .add_service(InterceptedService::new(finance, interceptor.clone()))
+            .add_service(InterceptedService::new(events, interceptor.clone()))
             .add_service(InterceptedService::new(portfolio, interceptor));
         let server = router.serve_with_incoming_shutdown(
             // TCP_NODELAY, as `Server::serve` sets it: without it a small
@@ -358,12 +369,39 @@ impl Application {
             })
         };
 
+        // Other replicas' commits wake this one's watchers (PostgreSQL);
+        // events past their retention are purged.
+        let listener_task = tokio::spawn(jalon_store::events::listen(store.db().clone()));
+        let event_retention = chrono::Duration::days(i64::from(settings.events.retention_days));
+        let event_purger = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    every.tick().await;
+                    match jalon_store::events::purge(
+                        store.db(),
+                        chrono::Utc::now() - event_retention,
+                    )
+                    .await
+                    {
+                        Ok(0) => {}
+                        Ok(purged) => tracing::info!(purged, "events past their retention purged"),
+                        Err(error) => tracing::warn!(%error, "cannot purge old events"),
+                    }
+                }
+            })
+        };
+
         let drain = settings.server.drain_timeout();
         let result = tokio::select! {
             result = &mut server => result.map_err(|e| format!("server error: {e}")),
             () = shutdown => {
                 tracing::info!(drain_timeout_secs = drain.as_secs(), "shutting down: draining in-flight calls");
                 set_health(&health, ServingStatus::NotServing).await;
+                // Watch streams end now (UNAVAILABLE): their clients resume
+                // on another replica instead of holding the drain.
+                let _ = stopping.send(true);
                 let _ = stop_tx.send(());
                 match tokio::time::timeout(drain, &mut server).await {
                     Ok(result) => result.map_err(|e| format!("server error: {e}")),
@@ -379,6 +417,8 @@ impl Application {
             let _ = task.await;
         }
         purger.abort();
+        event_purger.abort();
+        listener_task.abort();
         store.close().await;
         tracing::info!("stopped");
         result

@@ -23,7 +23,7 @@ use jalon_core::{
     project::Project,
     values::CurrencyCode,
 };
-use sea_orm::{DatabaseConnection, EntityTrait, QuerySelect};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, QuerySelect};
 use uuid::Uuid;
 
 use crate::{
@@ -31,6 +31,7 @@ use crate::{
     begin_write, commit,
     entity::organisation as org,
     error::db_error,
+    events::{self, Notice},
 };
 
 /// Who asks for a change: the token's subject, and whether the
@@ -322,14 +323,31 @@ impl Change {
     }
 
     /// Refreshes the touched projects' figures, writes the audit events and
-    /// commits.
+    /// the outbox's events (those the audit records stand for, and the
+    /// alerts the refresh raised or cleared), commits, and wakes this
+    /// process's watchers.
     pub async fn commit(self) -> Result<()> {
         let touched: Vec<Uuid> = self.touched.into_iter().collect();
-        crate::portfolio::refresh_known(&self.txn, self.organisation_id, &touched, &self.projects)
-            .await?;
+        let alerts = crate::portfolio::refresh_known(
+            &self.txn,
+            self.organisation_id,
+            &touched,
+            &self.projects,
+        )
+        .await?;
+        let mut notices: Vec<Notice> = self.events.iter().flat_map(events::notices_of).collect();
+        notices.extend(alerts);
         for event in self.events {
             audit::record(&self.txn, self.organisation_id, &self.actor, event).await?;
         }
-        commit(self.txn).await
+        // Last: the outbox's positions are taken under its head's lock,
+        // held from here to the commit.
+        events::append(&self.txn, self.organisation_id, &self.actor, &notices).await?;
+        let backend = self.txn.get_database_backend();
+        commit(self.txn).await?;
+        if !notices.is_empty() {
+            events::committed(backend, self.organisation_id);
+        }
+        Ok(())
     }
 }

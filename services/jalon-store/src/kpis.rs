@@ -396,7 +396,7 @@ pub async fn record(
         resource_type: "kpi_measurement",
         resource_id: format!("{} measurement(s)", accepted.len()),
         before: None,
-        after: json!(accepted.iter().map(|m| json!({"kpi_id": m.kpi_id, "id": m.id, "value": m.value, "stage": m.stage.as_str(), "late_baseline": m.late_baseline})).collect::<Vec<_>>()),
+        after: json!(pairs.iter().map(|(k, m)| json!({"kpi_id": m.kpi_id, "project_id": k.project_id, "id": m.id, "value": m.value, "stage": m.stage.as_str(), "late_baseline": m.late_baseline})).collect::<Vec<_>>()),
         chained: false,
     });
     for project_id in touched {

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod change;
 pub mod entity;
 mod error;
+pub mod events;
 pub mod finance;
 pub mod gates;
 pub mod idempotency;
@@ -109,6 +110,29 @@ impl Store {
     /// The connection pool.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// A read-only transaction whose statements all see one snapshot of the
+    /// database (REPEATABLE READ on PostgreSQL; on SQLite a read transaction
+    /// in WAL mode): a list and the event position it reflects are read
+    /// together. Dropping it ends it.
+    pub async fn snapshot(&self) -> Result<DatabaseTransaction> {
+        let options = if self.backend() == DbBackend::Postgres {
+            TransactionOptions {
+                isolation_level: Some(sea_orm::IsolationLevel::RepeatableRead),
+                access_mode: Some(sea_orm::AccessMode::ReadOnly),
+                ..Default::default()
+            }
+        } else {
+            TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Deferred),
+                ..Default::default()
+            }
+        };
+        self.db
+            .begin_with_options(options)
+            .await
+            .map_err(error::db_error)
     }
 
     /// Which database this is.

@@ -25,6 +25,7 @@ use crate::{
     commit,
     entity::{organisation as org, person},
     error::{db_error, unique_violation},
+    events,
     idempotency::{Claim, IdempotencyKey, claim},
     page::{Page, paginate},
     people, retry_idempotent_race,
@@ -153,13 +154,18 @@ async fn try_create(
         person_id: None,
         subject: caller.subject.clone(),
     };
-    for event in [
+    let records = [
         organisation_event("organisation.created", id, None, audit_view(&created)),
         people::person_event("person.created", admin.id, None, people::audit_view(&admin)),
-    ] {
+    ];
+    let notices: Vec<_> = records.iter().flat_map(events::notices_of).collect();
+    for event in records {
         audit::record(&txn, id, &actor, event).await?;
     }
+    events::append(&txn, id, &actor, &notices).await?;
+    let backend = txn.get_database_backend();
     commit(txn).await?;
+    events::committed(backend, id);
     Ok((created, admin))
 }
 

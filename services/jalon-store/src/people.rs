@@ -429,7 +429,19 @@ pub async fn set_active(
     };
     swap(change.conn(), id, current.version, model).await?;
     let updated = get(change.conn(), organisation_id, id).await?;
-    crate::portfolio::refresh_sponsored_by(change.conn(), organisation_id, id).await?;
+    // The projects they sponsor: their alerts follow (refreshed at commit).
+    let sponsored: Vec<Uuid> = crate::entity::project::Entity::find()
+        .select_only()
+        .column(crate::entity::project::Column::Id)
+        .filter(crate::entity::project::Column::OrganisationId.eq(organisation_id))
+        .filter(crate::entity::project::Column::SponsorId.eq(id))
+        .into_tuple()
+        .all(change.conn())
+        .await
+        .map_err(db_error)?;
+    for project_id in change.lock_projects(sponsored).await? {
+        change.touch(project_id);
+    }
     change.event(person_event(
         if active {
             "person.reactivated"

@@ -40,6 +40,7 @@ use crate::{
         project_alert, project_figures as fig, project_tag,
     },
     error::db_error,
+    events::Notice,
     page,
 };
 
@@ -351,7 +352,9 @@ pub(crate) async fn refresh_locked(
     organisation_id: Uuid,
     ids: &[Uuid],
 ) -> Result<()> {
-    refresh_known(conn, organisation_id, ids, &HashMap::new()).await
+    refresh_known(conn, organisation_id, ids, &HashMap::new())
+        .await
+        .map(drop)
 }
 
 /// [`refresh_locked`] for a rebuild: a project's figures row is written
@@ -362,17 +365,19 @@ async fn refresh_for_rebuild(
     organisation_id: Uuid,
     ids: &[Uuid],
 ) -> Result<()> {
-    refresh_with(conn, organisation_id, ids, &HashMap::new(), true).await
+    refresh_with(conn, organisation_id, ids, &HashMap::new(), true)
+        .await
+        .map(drop)
 }
 
 /// [`refresh_locked`], with some of the projects already read (current)
-/// by the transaction.
+/// by the transaction. Returns the events of the alerts raised and cleared.
 pub(crate) async fn refresh_known(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
     ids: &[Uuid],
     known: &HashMap<Uuid, jalon_core::project::Project>,
-) -> Result<()> {
+) -> Result<Vec<Notice>> {
     refresh_with(conn, organisation_id, ids, known, false).await
 }
 
@@ -382,9 +387,10 @@ async fn refresh_with(
     ids: &[Uuid],
     known: &HashMap<Uuid, jalon_core::project::Project>,
     only_changed_figures: bool,
-) -> Result<()> {
+) -> Result<Vec<Notice>> {
+    let mut notices = Vec::new();
     if ids.is_empty() {
-        return Ok(());
+        return Ok(notices);
     }
     let org = crate::rows::organisations::get(conn, organisation_id).await?;
     let currency = CurrencyCode::parse(&org.default_currency)
@@ -406,30 +412,13 @@ async fn refresh_with(
             &facts,
             now,
             &mut deltas,
+            &mut notices,
             only_changed_figures,
         )
         .await?;
     }
-    add_to_counters(conn, organisation_id, &deltas).await
-}
-
-/// Recomputes the figures of the projects a person sponsors (after the
-/// person was deactivated or reactivated).
-pub(crate) async fn refresh_sponsored_by(
-    conn: &impl ConnectionTrait,
-    organisation_id: Uuid,
-    person_id: Uuid,
-) -> Result<()> {
-    let ids: Vec<Uuid> = project::Entity::find()
-        .select_only()
-        .column(project::Column::Id)
-        .filter(project::Column::OrganisationId.eq(organisation_id))
-        .filter(project::Column::SponsorId.eq(person_id))
-        .into_tuple()
-        .all(conn)
-        .await
-        .map_err(db_error)?;
-    refresh(conn, organisation_id, ids).await
+    add_to_counters(conn, organisation_id, &deltas).await?;
+    Ok(notices)
 }
 
 /// Writes projects' figures, contributions and alerts (a fixed number of
@@ -441,6 +430,7 @@ async fn apply_many(
     facts: &[ProjectFacts],
     now: DateTime<Utc>,
     deltas: &mut BTreeMap<String, i64>,
+    notices: &mut Vec<Notice>,
     only_changed_figures: bool,
 ) -> Result<()> {
     use sea_orm::ActiveValue::Set;
@@ -535,6 +525,12 @@ async fn apply_many(
             .filter(|a| !raised.contains_key(a.kind.as_str()))
             .map(|a| a.kind.clone())
             .collect();
+        let new_kinds: Vec<&str> = raised
+            .keys()
+            .filter(|kind| !existing.iter().any(|a| a.kind == **kind))
+            .copied()
+            .collect();
+        notices.extend(crate::events::alert_notices(f.id, &new_kinds, &cleared));
         if !cleared.is_empty() {
             alerts_cleared.push((f.id, cleared));
         }
@@ -904,7 +900,7 @@ struct NamedSum {
 /// The summary of the projects `filter` covers, at `now`.
 #[tracing::instrument(skip(db))]
 pub async fn summary(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     org: &Organisation,
     filter: &Filter,
     now: DateTime<Utc>,
@@ -1086,7 +1082,7 @@ async fn stored_alerts(
 #[allow(clippy::too_many_arguments)]
 #[tracing::instrument(skip(db))]
 pub async fn list(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     org: &Organisation,
     filter: &Filter,
     sort: SortKey,
@@ -1272,7 +1268,7 @@ pub struct AlertRow {
 /// One page of the alerts raised now, by project id then kind.
 #[tracing::instrument(skip(db))]
 pub async fn alerts(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     org: &Organisation,
     filter: &Filter,
     kind: Option<AlertKind>,

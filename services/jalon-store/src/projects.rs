@@ -392,7 +392,7 @@ impl ProjectFilter {
 /// Lists projects in creation order.
 #[tracing::instrument(skip(db))]
 pub async fn list(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     organisation_id: Uuid,
     filter: &ProjectFilter,
     page_size: u32,
@@ -680,4 +680,38 @@ pub async fn backdate_for_demo(
     }
     crate::portfolio::refresh(&txn, organisation_id, [id]).await?;
     commit(txn).await
+}
+
+/// The lead and sponsor of projects of an organisation, for the access
+/// policy (absent projects are left out).
+pub async fn parties(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Parties>> {
+    let mut out = std::collections::HashMap::new();
+    for chunk in ids.chunks(crate::CHUNK) {
+        let rows: Vec<(Uuid, Option<Uuid>, Option<Uuid>)> = project::Entity::find()
+            .select_only()
+            .column(project::Column::Id)
+            .column(project::Column::LeadId)
+            .column(project::Column::SponsorId)
+            .filter(project::Column::OrganisationId.eq(organisation_id))
+            .filter(project::Column::Id.is_in(chunk.to_vec()))
+            .into_tuple()
+            .all(conn)
+            .await
+            .map_err(db_error)?;
+        out.extend(rows.into_iter().map(|(id, lead, sponsor)| {
+            (
+                id,
+                Parties {
+                    lead,
+                    sponsor,
+                    ..Parties::default()
+                },
+            )
+        }));
+    }
+    Ok(out)
 }

@@ -40,6 +40,7 @@ macro_rules! wire_enum {
 pub mod assessments;
 pub mod audit;
 pub mod conversions;
+pub mod events;
 pub mod finance;
 pub mod gates;
 pub mod import;

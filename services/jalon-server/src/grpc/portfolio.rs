@@ -310,11 +310,16 @@ impl PortfolioService for PortfolioApi {
         let filter = filter_in(req.filter.as_ref(), &mut v, visible_to);
         v.finish().or_status()?;
         let now = Utc::now();
-        let summary = portfolio::summary(self.store.db(), &org, &filter, now)
+        let snapshot = self.store.snapshot().await.or_status()?;
+        let (event_position, _) = jalon_store::events::head(&snapshot, org.id)
+            .await
+            .or_status()?;
+        let summary = portfolio::summary(&snapshot, &org, &filter, now)
             .await
             .or_status()?;
         Ok(Response::new(pb::GetPortfolioSummaryResponse {
             summary: Some(summary_out(summary, now)),
+            event_position,
         }))
     }
 
@@ -339,8 +344,12 @@ impl PortfolioService for PortfolioApi {
         );
         v.finish().or_status()?;
         let now = Utc::now();
+        let snapshot = self.store.snapshot().await.or_status()?;
+        let (event_position, _) = jalon_store::events::head(&snapshot, org.id)
+            .await
+            .or_status()?;
         let page = portfolio::list(
-            self.store.db(),
+            &snapshot,
             &org,
             &filter,
             sort.unwrap_or(SortKey::Name),
@@ -359,6 +368,7 @@ impl PortfolioService for PortfolioApi {
                 .collect(),
             next_page_token: page.next_page_token,
             total_size: page.total_size,
+            event_position,
         }))
     }
 
@@ -382,8 +392,12 @@ impl PortfolioService for PortfolioApi {
             parse_page_size(req.page_size, DEFAULT_ALERTS, MAX_ALERTS),
         );
         v.finish().or_status()?;
+        let snapshot = self.store.snapshot().await.or_status()?;
+        let (event_position, _) = jalon_store::events::head(&snapshot, org.id)
+            .await
+            .or_status()?;
         let (alerts, next_page_token) = portfolio::alerts(
-            self.store.db(),
+            &snapshot,
             &org,
             &filter,
             kind,
@@ -405,6 +419,7 @@ impl PortfolioService for PortfolioApi {
                 })
                 .collect(),
             next_page_token,
+            event_position,
         }))
     }
 

@@ -364,8 +364,12 @@ impl ProjectService for ProjectApi {
             visibility: jalon_core::authz::visibility(&membership.member()),
         };
         let after = page::decode(&req.page_token, &filter.key(), "page_token").or_status()?;
+        let snapshot = self.store.snapshot().await.or_status()?;
+        let (event_position, _) = jalon_store::events::head(&snapshot, org)
+            .await
+            .or_status()?;
         let page = projects::list(
-            self.store.db(),
+            &snapshot,
             org,
             &filter,
             size.unwrap_or(DEFAULT_PAGE_SIZE),
@@ -376,6 +380,7 @@ impl ProjectService for ProjectApi {
         Ok(Response::new(pb::ListProjectsResponse {
             projects: page.items.into_iter().map(project_to_proto).collect(),
             next_page_token: page.next_page_token,
+            event_position,
         }))
     }
 

@@ -1,0 +1,535 @@
+//! The outbox: what changed, for the systems that follow an organisation
+//! (`EventService.WatchEvents`, webhooks). Every change writes its events in
+//! its own transaction (`change::Change::commit`), derived from what it
+//! records in the audit log plus the alerts its refresh raised or cleared;
+//! the payloads are thin (ids, what changed, who), never tokens, secrets or
+//! e-mail addresses.
+//!
+//! Positions: each organisation's events are numbered 1, 2, ... from
+//! `event_heads`, taken as the last statement of the writing transaction
+//! under that row's lock. A position is therefore assigned in commit order:
+//! no event with a lower position can commit after one with a higher
+//! position, and a reader resuming "after N" never skips one. The lock is
+//! held from that statement to the commit only.
+
+use std::{collections::BTreeMap, sync::LazyLock};
+
+use chrono::{DateTime, Utc};
+use jalon_core::{Error, Result};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{
+    CHUNK,
+    audit::{Actor, NewEvent},
+    entity::{event_head as head, outbox_event as event},
+    error::db_error,
+    is_postgres,
+};
+
+/// The PostgreSQL channel that wakes the watchers of every replica; the
+/// payload is the organisation's id.
+pub const CHANNEL: &str = "jalon_events";
+
+/// Every event type, with what its `data` carries (also in the README).
+pub const TYPES: &[(&str, &str)] = &[
+    ("project.created", "name, phase, status"),
+    ("project.updated", "fields: the names of the fields changed"),
+    ("project.phase_changed", "from, to: phases"),
+    (
+        "project.status_changed",
+        "from, to: statuses; reason when given",
+    ),
+    ("gate.review_requested", "review_id, from_phase"),
+    ("gate.signed", "review_id, verdict"),
+    ("gate.waived", "review_id, criterion"),
+    ("gate.decided", "review_id, outcome, phase, status"),
+    ("gate.condition_closed", "condition_id"),
+    ("assessment.answered", "item, status"),
+    ("kpi.created", "kpi_id"),
+    ("kpi.updated", "kpi_id, fields"),
+    ("kpi.archived", "kpi_id"),
+    (
+        "kpi.measurements_recorded",
+        "count, kpi_ids: one event per project and batch",
+    ),
+    (
+        "kpi.underperforming",
+        "kpis: the names of the KPIs below target",
+    ),
+    ("kpi.recovered", "(none)"),
+    (
+        "finance.costs_posted",
+        "count: one event per project and batch",
+    ),
+    ("finance.benefit_recorded", "benefit_id"),
+    ("finance.budget_set", "(none)"),
+    ("alert.raised", "kind"),
+    ("alert.cleared", "kind"),
+    ("person.created", "person_id, role"),
+    ("person.updated", "person_id, fields"),
+    ("person.role_changed", "person_id, from, to"),
+    ("person.deactivated", "person_id"),
+    ("person.reactivated", "person_id"),
+    ("organisation.updated", "fields"),
+];
+
+/// Whether `kind` is an event type.
+pub fn is_type(kind: &str) -> bool {
+    TYPES.iter().any(|(t, _)| *t == kind)
+}
+
+/// An event to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub kind: &'static str,
+    pub project_id: Option<Uuid>,
+    /// The resource the event is about, e.g. `projects/<id>`.
+    pub subject: String,
+    pub data: Value,
+}
+
+/// An event as stored.
+pub type Event = event::Model;
+
+fn notice(kind: &'static str, project_id: Option<Uuid>, subject: String, data: Value) -> Notice {
+    Notice {
+        kind,
+        project_id,
+        subject,
+        data,
+    }
+}
+
+/// The names of the fields that differ between two JSON objects.
+fn fields_changed(before: Option<&Value>, after: &Value) -> Vec<String> {
+    let (Some(Value::Object(before)), Value::Object(after)) = (before, after) else {
+        return Vec::new();
+    };
+    after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// The events an audit record stands for (none for those no one follows:
+/// question bank and gate policy edits stay in the audit log).
+pub(crate) fn notices_of(audit: &NewEvent) -> Vec<Notice> {
+    let id = audit.resource_id.as_str();
+    let project = audit.project_id;
+    let after = &audit.after;
+    let before = audit.before.as_ref();
+    let pick = |v: &Value, key: &str| v.get(key).cloned().unwrap_or(Value::Null);
+    let project_subject = || format!("projects/{}", project.unwrap_or_default());
+    match audit.action {
+        "project.created" => vec![notice(
+            "project.created",
+            project,
+            project_subject(),
+            json!({"name": pick(after, "name"), "phase": pick(after, "phase"), "status": pick(after, "status")}),
+        )],
+        "project.updated" => vec![notice(
+            "project.updated",
+            project,
+            project_subject(),
+            json!({"fields": fields_changed(before, after)}),
+        )],
+        "project.resumed" | "project.retired" => vec![notice(
+            "project.status_changed",
+            project,
+            project_subject(),
+            json!({"from": before.map(|b| pick(b, "status")), "to": pick(after, "status"), "reason": pick(after, "reason")}),
+        )],
+        "gate.requested" => vec![notice(
+            "gate.review_requested",
+            project,
+            format!("gate_reviews/{id}"),
+            json!({"review_id": id, "from_phase": pick(after, "from_phase")}),
+        )],
+        "gate.signed" => vec![notice(
+            "gate.signed",
+            project,
+            format!("gate_reviews/{id}"),
+            json!({"review_id": id, "verdict": pick(after, "verdict")}),
+        )],
+        "gate.waived" => vec![notice(
+            "gate.waived",
+            project,
+            format!("gate_reviews/{id}"),
+            json!({"review_id": id, "criterion": pick(after, "criterion")}),
+        )],
+        "gate.decided" => {
+            let mut out = vec![notice(
+                "gate.decided",
+                project,
+                format!("gate_reviews/{id}"),
+                json!({"review_id": id, "outcome": pick(after, "outcome"), "phase": pick(after, "phase"), "status": pick(after, "status")}),
+            )];
+            for (field, kind) in [
+                ("phase", "project.phase_changed"),
+                ("status", "project.status_changed"),
+            ] {
+                let from = before.map(|b| pick(b, field)).unwrap_or(Value::Null);
+                let to = pick(after, field);
+                if from != to {
+                    out.push(notice(
+                        kind,
+                        project,
+                        project_subject(),
+                        json!({"from": from, "to": to}),
+                    ));
+                }
+            }
+            out
+        }
+        "gate.condition_closed" => vec![notice(
+            "gate.condition_closed",
+            project,
+            format!("gate_conditions/{id}"),
+            json!({"condition_id": id}),
+        )],
+        "assessment.answered" => vec![notice(
+            "assessment.answered",
+            project,
+            project_subject(),
+            json!({"item": id, "status": pick(after, "status")}),
+        )],
+        "kpi.created" | "kpi.archived" => vec![notice(
+            if audit.action == "kpi.created" {
+                "kpi.created"
+            } else {
+                "kpi.archived"
+            },
+            project,
+            format!("kpis/{id}"),
+            json!({"kpi_id": id}),
+        )],
+        "kpi.updated" => vec![notice(
+            "kpi.updated",
+            project,
+            format!("kpis/{id}"),
+            json!({"kpi_id": id, "fields": fields_changed(before, after)}),
+        )],
+        "kpi.measurements_recorded" => per_project(after, |p, rows| {
+            let mut kpis: Vec<&str> = rows.iter().filter_map(|r| r["kpi_id"].as_str()).collect();
+            kpis.sort_unstable();
+            kpis.dedup();
+            notice(
+                "kpi.measurements_recorded",
+                Some(p),
+                format!("projects/{p}"),
+                json!({"count": rows.len(), "kpi_ids": kpis}),
+            )
+        }),
+        "project.underperformance_flagged" => vec![notice(
+            "kpi.underperforming",
+            project,
+            project_subject(),
+            json!({"kpis": pick(after, "kpis")}),
+        )],
+        "project.underperformance_cleared" => vec![notice(
+            "kpi.recovered",
+            project,
+            project_subject(),
+            json!({}),
+        )],
+        "finance.costs_recorded" => per_project(after, |p, rows| {
+            notice(
+                "finance.costs_posted",
+                Some(p),
+                format!("projects/{p}"),
+                json!({"count": rows.len()}),
+            )
+        }),
+        "finance.benefit_recorded" => vec![notice(
+            "finance.benefit_recorded",
+            project,
+            project_subject(),
+            json!({"benefit_id": id}),
+        )],
+        "finance.budget_set" => vec![notice(
+            "finance.budget_set",
+            project,
+            project_subject(),
+            json!({}),
+        )],
+        "person.created" => vec![notice(
+            "person.created",
+            None,
+            format!("people/{id}"),
+            json!({"person_id": id, "role": pick(after, "role")}),
+        )],
+        "person.updated" => vec![notice(
+            "person.updated",
+            None,
+            format!("people/{id}"),
+            json!({"person_id": id, "fields": after.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()}),
+        )],
+        "person.role_changed" => vec![notice(
+            "person.role_changed",
+            None,
+            format!("people/{id}"),
+            json!({"person_id": id, "from": before.map(|b| pick(b, "role")), "to": pick(after, "role")}),
+        )],
+        "person.deactivated" | "person.reactivated" => vec![notice(
+            if audit.action == "person.deactivated" {
+                "person.deactivated"
+            } else {
+                "person.reactivated"
+            },
+            None,
+            format!("people/{id}"),
+            json!({"person_id": id}),
+        )],
+        "organisation.updated" => vec![notice(
+            "organisation.updated",
+            None,
+            format!("organisations/{id}"),
+            json!({"fields": after.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()}),
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// One event per project of a batch recorded as a list of rows that each
+/// name their `project_id` (or, for measurements, are all of one project
+/// given by the audit record).
+fn per_project(rows: &Value, make: impl Fn(Uuid, &[&Value]) -> Notice) -> Vec<Notice> {
+    let mut by_project: BTreeMap<Uuid, Vec<&Value>> = BTreeMap::new();
+    for row in rows.as_array().into_iter().flatten() {
+        if let Some(p) = row["project_id"].as_str().and_then(|p| p.parse().ok()) {
+            by_project.entry(p).or_default().push(row);
+        }
+    }
+    by_project.iter().map(|(p, rows)| make(*p, rows)).collect()
+}
+
+/// Alert changes of a project's refresh as events.
+pub(crate) fn alert_notices(project_id: Uuid, raised: &[&str], cleared: &[String]) -> Vec<Notice> {
+    let subject = format!("projects/{project_id}");
+    raised
+        .iter()
+        .map(|kind| {
+            notice(
+                "alert.raised",
+                Some(project_id),
+                subject.clone(),
+                json!({"kind": kind}),
+            )
+        })
+        .chain(cleared.iter().map(|kind| {
+            notice(
+                "alert.cleared",
+                Some(project_id),
+                subject.clone(),
+                json!({"kind": kind}),
+            )
+        }))
+        .collect()
+}
+
+/// Appends events to an organisation's outbox, inside the change's
+/// transaction and as its last statements: takes the next positions from the
+/// head (locking it to the commit), writes the rows, and on PostgreSQL
+/// notifies the other replicas' watchers (delivered at commit).
+pub(crate) async fn append(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    actor: &Actor,
+    notices: &[Notice],
+) -> Result<()> {
+    if notices.is_empty() {
+        return Ok(());
+    }
+    let n = i64::try_from(notices.len()).unwrap_or(i64::MAX);
+    let backend = conn.get_database_backend();
+    let (sql, values) = if is_postgres(conn) {
+        (
+            "INSERT INTO event_heads (organisation_id, position, purged_through) VALUES ($1, $2, 0) \
+             ON CONFLICT (organisation_id) DO UPDATE SET position = event_heads.position + EXCLUDED.position \
+             RETURNING position",
+            vec![organisation_id.into(), n.into()],
+        )
+    } else {
+        (
+            "INSERT INTO event_heads (organisation_id, position, purged_through) VALUES (?, ?, 0) \
+             ON CONFLICT (organisation_id) DO UPDATE SET position = event_heads.position + excluded.position \
+             RETURNING position",
+            vec![organisation_id.into(), n.into()],
+        )
+    };
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| Error::Internal("the event head returned no position".into()))?;
+    let last: i64 = row.try_get("", "position").map_err(db_error)?;
+    let now = Utc::now();
+    let models: Vec<event::ActiveModel> = notices
+        .iter()
+        .zip(last - n + 1..)
+        .map(|(notice, position)| {
+            event::ActiveModel::from(event::Model {
+                organisation_id,
+                position,
+                id: Uuid::now_v7(),
+                kind: notice.kind.to_owned(),
+                project_id: notice.project_id,
+                subject: notice.subject.clone(),
+                actor_person_id: actor.person_id,
+                actor_subject: actor.subject.clone(),
+                time: now,
+                data: notice.data.to_string(),
+            })
+        })
+        .collect();
+    for chunk in models.chunks(CHUNK / 10) {
+        event::Entity::insert_many(chunk.to_vec())
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
+    }
+    if is_postgres(conn) {
+        conn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT pg_notify($1, $2)",
+            [CHANNEL.into(), organisation_id.to_string().into()],
+        ))
+        .await
+        .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// After a commit that appended events: on SQLite (one process) wakes this
+/// process's watchers of the organisation. On PostgreSQL the NOTIFY sent in
+/// the transaction wakes every replica's, this one's included, through
+/// [`listen`].
+pub(crate) fn committed(backend: sea_orm::DbBackend, organisation_id: Uuid) {
+    if backend != sea_orm::DbBackend::Postgres {
+        wake(organisation_id);
+    }
+}
+
+fn wake(organisation_id: Uuid) {
+    // No receiver is not an error: nobody watches.
+    let _ = HUB.send(organisation_id);
+}
+
+static HUB: LazyLock<tokio::sync::broadcast::Sender<Uuid>> =
+    LazyLock::new(|| tokio::sync::broadcast::channel(4096).0);
+
+/// A receiver of the organisations whose outbox grew (in this process, and
+/// from other replicas once [`listen`] forwards them).
+pub fn subscribe() -> tokio::sync::broadcast::Receiver<Uuid> {
+    HUB.subscribe()
+}
+
+/// An organisation's head: the last position written and the last one
+/// purged (0, 0 when it has no event yet).
+pub async fn head(conn: &impl ConnectionTrait, organisation_id: Uuid) -> Result<(i64, i64)> {
+    Ok(head::Entity::find_by_id(organisation_id)
+        .one(conn)
+        .await
+        .map_err(db_error)?
+        .map_or((0, 0), |h| (h.position, h.purged_through)))
+}
+
+/// The next events of an organisation after `after`, in order.
+pub async fn read(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<Event>> {
+    event::Entity::find()
+        .filter(event::Column::OrganisationId.eq(organisation_id))
+        .filter(event::Column::Position.gt(after))
+        .order_by_asc(event::Column::Position)
+        .limit(limit)
+        .all(conn)
+        .await
+        .map_err(db_error)
+}
+
+/// Deletes events older than `before`, one organisation at a time, and
+/// records how far each organisation's history now starts. Returns how many
+/// were deleted.
+pub async fn purge(db: &sea_orm::DatabaseConnection, before: DateTime<Utc>) -> Result<u64> {
+    let orgs: Vec<(Uuid, i64)> = event::Entity::find()
+        .select_only()
+        .column(event::Column::OrganisationId)
+        .column_as(event::Column::Position.max(), "position")
+        .filter(event::Column::Time.lt(before))
+        .group_by(event::Column::OrganisationId)
+        .into_tuple()
+        .all(db)
+        .await
+        .map_err(db_error)?;
+    let mut deleted = 0;
+    for (organisation_id, through) in orgs {
+        let txn = crate::begin_write(db).await?;
+        let result = event::Entity::delete_many()
+            .filter(event::Column::OrganisationId.eq(organisation_id))
+            .filter(event::Column::Position.lte(through))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        head::Entity::update_many()
+            .col_expr(
+                head::Column::PurgedThrough,
+                sea_orm::sea_query::Expr::value(through),
+            )
+            .filter(head::Column::OrganisationId.eq(organisation_id))
+            .filter(head::Column::PurgedThrough.lt(through))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+        crate::commit(txn).await?;
+        deleted += result.rows_affected;
+    }
+    Ok(deleted)
+}
+
+/// Forwards PostgreSQL notifications of other replicas' commits to this
+/// process's watchers, reconnecting after a failure. Runs until the process
+/// ends; on SQLite there is one process and nothing to listen to.
+pub async fn listen(db: sea_orm::DatabaseConnection) {
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return;
+    }
+    let pool = db.get_postgres_connection_pool().clone();
+    loop {
+        match sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(mut listener) => {
+                if let Err(error) = listener.listen(CHANNEL).await {
+                    tracing::warn!(%error, "cannot listen for other replicas' events; retrying");
+                } else {
+                    tracing::info!(channel = CHANNEL, "listening for other replicas' events");
+                    loop {
+                        match listener.recv().await {
+                            Ok(n) => {
+                                if let Ok(org) = n.payload().parse() {
+                                    wake(org);
+                                }
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "event listener lost its connection; reconnecting");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot connect the event listener; retrying"),
+        }
+        // Watchers re-read after a reconnection: something may have been
+        // missed while the listener was down.
+        wake(Uuid::nil());
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
