@@ -223,7 +223,7 @@ fn undecodable(detail: &str) -> Status {
     let what = if rest.contains("UTF-8") {
         "is not valid UTF-8"
     } else {
-        "is not a valid encoding of this field (wrong wire type or truncated)"
+        "is malformed (truncated, or not of the field's type)"
     };
     path.reverse();
     if path.is_empty() {
