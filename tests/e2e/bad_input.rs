@@ -688,6 +688,21 @@ async fn nul_bytes_in_free_text_are_refused_naming_the_field() {
         let status = expect_code(refused, Code::InvalidArgument);
         assert_eq!(bad_fields(&status), ["note"], "{status:?}");
 
+        // A filter too: PostgreSQL cannot even compare with a NUL.
+        let refused = app
+            .people()
+            .list_people(authed(
+                "alice",
+                pb::ListPeopleRequest {
+                    organisation_id: org.clone(),
+                    department: "Innovation\0".into(),
+                    ..Default::default()
+                },
+            ))
+            .await;
+        let status = expect_code(refused, Code::InvalidArgument);
+        assert_eq!(bad_fields(&status), ["department"], "{status:?}");
+
         // Nothing was stored: the project's description is still empty.
         let got = app
             .projects()
