@@ -4,6 +4,7 @@
 
 mod aggregates;
 mod auth;
+mod bad_input;
 mod demo;
 mod events;
 mod gates;

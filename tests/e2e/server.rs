@@ -406,6 +406,6 @@ async fn oversized_messages_are_refused() {
             },
         ))
         .await;
-    expect_code(refused, Code::OutOfRange);
+    expect_code(refused, Code::ResourceExhausted);
     app.cleanup().await;
 }

@@ -63,6 +63,15 @@ pub struct CostLine {
     pub date: NaiveDate,
 }
 
+/// A recorded benefit's amount: zero or more. A benefit is what a project
+/// brought; a negative one would silently lower its ROI.
+pub fn check_benefit_amount(amount: Money) -> Result<Money, String> {
+    if amount.minor_units() < 0 {
+        return Err("must not be negative: a benefit is what the project brought".into());
+    }
+    Ok(amount)
+}
+
 /// A benefit (recorded, or derived from a monetised KPI) as the money rules
 /// see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -273,6 +282,15 @@ mod tests {
 
     fn eur() -> CurrencyCode {
         CurrencyCode::parse("EUR").unwrap()
+    }
+
+    #[test]
+    fn benefits_are_never_negative() {
+        let amount = |raw: &str| Money::parse(raw, eur()).unwrap();
+        assert!(check_benefit_amount(amount("-3.00")).is_err());
+        assert!(check_benefit_amount(amount("-0.01")).is_err());
+        assert_eq!(check_benefit_amount(amount("0")), Ok(amount("0")));
+        assert_eq!(check_benefit_amount(amount("3.00")), Ok(amount("3.00")));
     }
 
     #[test]

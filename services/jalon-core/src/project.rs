@@ -213,12 +213,9 @@ pub fn parse_tags(raw: &[String]) -> Result<Vec<String>, String> {
 }
 
 /// Free long text (description, objective): at most [`MAX_LONG_TEXT`]
-/// characters.
+/// characters, under the rule of [`crate::values::check_text`].
 pub fn parse_long_text(raw: &str) -> Result<String, String> {
-    if raw.chars().count() > MAX_LONG_TEXT {
-        return Err(format!("must be at most {MAX_LONG_TEXT} characters"));
-    }
-    Ok(raw.trim().to_owned())
+    crate::values::free_text(raw, MAX_LONG_TEXT)
 }
 
 /// Checks the rules that tie fields together, on the project as it would be

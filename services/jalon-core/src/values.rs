@@ -364,6 +364,65 @@ impl ExternalRef {
     }
 }
 
+/// The one rule of free text (descriptions, notes, comments, references,
+/// cost centres, filters): no NUL and no other control character but line
+/// breaks and tabs. PostgreSQL cannot store NUL, and text one database
+/// would store and the other refuse is refused on both.
+pub fn check_text(raw: &str) -> ParseResult<()> {
+    if raw.contains('\0') {
+        return Err("must not contain NUL characters".into());
+    }
+    if raw
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err("must not contain control characters other than line breaks and tabs".into());
+    }
+    Ok(())
+}
+
+/// Free text of at most `max_chars` characters, trimmed, possibly empty,
+/// under the rule of [`check_text`].
+pub fn free_text(raw: &str, max_chars: usize) -> ParseResult<String> {
+    let trimmed = raw.trim();
+    if trimmed.chars().count() > max_chars {
+        return Err(format!("must be at most {max_chars} characters"));
+    }
+    check_text(trimmed)?;
+    Ok(trimmed.to_owned())
+}
+
+/// A link to a document or a page: an absolute `https` or `http` URL of at
+/// most 2,000 characters, with a host and no whitespace or control
+/// character; empty means none. Nothing a browser would execute
+/// (`javascript:`, `data:`, `vbscript:`, `file:`) is a link.
+pub fn parse_link(raw: &str) -> ParseResult<String> {
+    const MAX_CHARS: usize = 2_000;
+    let link = raw.trim();
+    if link.is_empty() {
+        return Ok(String::new());
+    }
+    if link.chars().count() > MAX_CHARS {
+        return Err(format!("must be at most {MAX_CHARS} characters"));
+    }
+    let refused = || Err("must be an https:// or http:// link".to_owned());
+    let Some((scheme, rest)) = link.split_once("://") else {
+        return refused();
+    };
+    if !(scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http")) {
+        return refused();
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return Err("must name a host (https://host/...)".into());
+    }
+    if link.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain spaces or control characters (encode them as %20)".into());
+    }
+    Ok(link.to_owned())
+}
+
 /// Parses a resource id (a UUID in its hyphenated form).
 pub fn parse_id(raw: &str) -> ParseResult<uuid::Uuid> {
     if raw.is_empty() {
@@ -525,6 +584,47 @@ mod tests {
         assert!(Subject::parse("").is_err());
         assert!(Subject::parse(" x").is_err());
         assert!(Subject::parse(&"x".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn free_text_refuses_nul_and_control_characters_but_keeps_line_breaks() {
+        assert_eq!(free_text("  a\nb\tc\r\n ", 10), Ok("a\nb\tc".into()));
+        assert_eq!(free_text("", 10), Ok(String::new()));
+        assert!(free_text("a\0b", 10).unwrap_err().contains("NUL"));
+        assert!(free_text("a\u{1b}[31m", 10).is_err());
+        assert!(free_text("a\u{85}b", 10).is_err());
+        assert!(free_text(&"é".repeat(11), 10).is_err());
+        assert!(free_text(&"é".repeat(10), 10).is_ok());
+    }
+
+    #[test]
+    fn links_are_http_or_https_only() {
+        for good in [
+            "https://example.com",
+            "HTTPS://example.com/a?b=c#d",
+            "http://intranet:8080/doc.pdf",
+            "https://user@example.com/x",
+        ] {
+            assert_eq!(parse_link(good).as_deref(), Ok(good), "{good}");
+        }
+        assert_eq!(parse_link("  "), Ok(String::new()));
+        for bad in [
+            "javascript:alert(1)",
+            "JavaScript://%0aalert(1)",
+            "data:text/html,<script>alert(1)</script>",
+            "vbscript:msgbox(1)",
+            "file:///etc/passwd",
+            "//example.com/x",
+            "example.com",
+            "https://",
+            "https:///path",
+            "https://exa mple.com",
+            "https://example.com/\0",
+            "ftp://example.com/x",
+        ] {
+            assert!(parse_link(bad).is_err(), "{bad} accepted");
+        }
+        assert!(parse_link(&format!("https://e.com/{}", "a".repeat(2_000))).is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! library, and the end-to-end tests build the same [`startup::Application`].
 
 pub mod auth;
+pub mod codec_errors;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -2,11 +2,15 @@
 //! their own HTTP port (`metrics.listen`), apart from the gRPC port.
 //!
 //! - `jalon_grpc_requests_total{service,method,code}`: calls answered, by gRPC
-//!   method and status code (`OK`, `NOT_FOUND`, ...); a call dropped before it
-//!   answered (server timeout, client gone) counts as `CANCELLED`;
+//!   method and the status code the client got (`OK`, `NOT_FOUND`, ...): the
+//!   one of the response headers, or of the trailers when the call answered
+//!   messages first (a response that fails while being sent, such as one over
+//!   the message size limit, counts with its error); a call dropped before
+//!   its status was sent (server timeout, client gone) counts as `CANCELLED`;
 //! - `jalon_grpc_request_duration_seconds{service,method}`: time to the
 //!   response headers, which for a unary call is the time of the handler;
-//! - `jalon_grpc_requests_in_flight`: calls being handled now;
+//! - `jalon_grpc_requests_in_flight`: calls being handled now, until their
+//!   status is sent;
 //! - `jalon_db_pool_connections`, `jalon_db_pool_idle_connections`,
 //!   `jalon_db_pool_max_connections`: the database pool, read at each scrape;
 //! - `jalon_db_pool_acquire_seconds`: how long each query or transaction
@@ -325,14 +329,15 @@ fn code_name(code: Code) -> &'static str {
     }
 }
 
-/// The status of a response: `grpc-status` in the headers for an error
-/// (trailers-only), absent for a success, whose status is in the trailers.
-fn response_code(headers: &http::HeaderMap) -> Code {
+/// The status of response headers or trailers: `grpc-status` in the
+/// headers for an error (trailers-only), absent for a call that answers
+/// messages, whose status is in the trailers.
+fn response_code(headers: &http::HeaderMap) -> Option<Code> {
     headers
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i32>().ok())
-        .map_or(Code::Ok, Code::from_i32)
+        .map(Code::from_i32)
 }
 
 /// The handle the request layer leaves in the request extensions.
@@ -388,12 +393,14 @@ pub fn assessment_answered(extensions: &tonic::Extensions, status: AnswerStatus)
     }
 }
 
-/// One call being handled: in flight until dropped, then counted with its
-/// code (`CANCELLED` when dropped before it answered).
+/// One call being handled: its latency observed at its response headers,
+/// in flight until dropped, then counted with its code (`CANCELLED` when
+/// dropped before its status was sent).
 struct Call {
     metrics: Arc<Metrics>,
     method: MethodLabels,
     start: Instant,
+    timed: bool,
     code: Option<Code>,
 }
 
@@ -405,7 +412,19 @@ impl Call {
             metrics,
             method,
             start: Instant::now(),
+            timed: false,
             code: None,
+        }
+    }
+
+    /// The response headers are out: the latency of the call.
+    fn headers_sent(&mut self) {
+        if !self.timed {
+            self.timed = true;
+            self.metrics
+                .latency
+                .get_or_create(&self.method)
+                .observe(self.start.elapsed().as_secs_f64());
         }
     }
 
@@ -416,12 +435,9 @@ impl Call {
 
 impl Drop for Call {
     fn drop(&mut self) {
+        self.headers_sent();
         let code = code_name(self.code.unwrap_or(Code::Cancelled));
         self.metrics.in_flight.dec();
-        self.metrics
-            .latency
-            .get_or_create(&self.method)
-            .observe(self.start.elapsed().as_secs_f64());
         self.metrics
             .requests
             .get_or_create(&CallLabels {
@@ -470,11 +486,11 @@ where
     S: tower::Service<http::Request<B>, Response = http::Response<R>>,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    R: Send + 'static,
+    R: hyper::body::Body + Send + Unpin + 'static,
 {
-    type Response = S::Response;
+    type Response = http::Response<CallBody<R>>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -482,21 +498,85 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let Some(metrics) = self.metrics.clone() else {
-            return Box::pin(self.inner.call(request));
+            let response = self.inner.call(request);
+            return Box::pin(async move {
+                Ok(response.await?.map(|inner| CallBody { inner, call: None }))
+            });
         };
         request
             .extensions_mut()
             .insert(Recorder(Arc::clone(&metrics)));
-        let call = Call::start(metrics, request.uri().path());
+        let mut call = Call::start(metrics, request.uri().path());
         let response = self.inner.call(request);
         Box::pin(async move {
-            let result = response.await;
-            call.answered(match &result {
-                Ok(response) => response_code(response.headers()),
-                Err(_) => Code::Unknown,
-            });
-            result
+            let response = match response.await {
+                Ok(response) => response,
+                Err(error) => {
+                    call.answered(Code::Unknown);
+                    return Err(error);
+                }
+            };
+            call.headers_sent();
+            // A trailers-only answer has its status in the headers; a call
+            // that answers messages has it in the trailers, read by the body.
+            let call = match response_code(response.headers()) {
+                Some(code) => {
+                    call.answered(code);
+                    None
+                }
+                None => Some(call),
+            };
+            Ok(response.map(|inner| CallBody { inner, call }))
         })
+    }
+}
+
+/// A response body that counts its call when the status goes out in the
+/// trailers: the code the client gets, even when the response failed after
+/// its headers (a message over the size limit).
+pub struct CallBody<R> {
+    inner: R,
+    call: Option<Call>,
+}
+
+impl<R: hyper::body::Body + Unpin> hyper::body::Body for CallBody<R> {
+    type Data = R::Data;
+    type Error = R::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<R::Data>, R::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(code) = frame.trailers_ref().and_then(response_code)
+                    && let Some(call) = this.call.take()
+                {
+                    call.answered(code);
+                }
+            }
+            // The body failed (the connection is gone): CANCELLED, when
+            // the call is dropped.
+            Poll::Ready(Some(Err(_))) => drop(this.call.take()),
+            // Ended without trailers: nothing said otherwise.
+            Poll::Ready(None) => {
+                if let Some(call) = this.call.take() {
+                    call.answered(Code::Ok);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -602,18 +682,36 @@ fn respond(
 mod tests {
     use std::convert::Infallible;
 
+    use http_body_util::{BodyExt, Empty, StreamBody};
     use tower::{Layer, Service, ServiceExt};
 
     use super::*;
 
-    fn grpc_response(status: Option<&'static str>) -> http::Response<()> {
-        let mut response = http::Response::new(());
-        if let Some(status) = status {
-            response
-                .headers_mut()
-                .insert("grpc-status", HeaderValue::from_static(status));
+    type TestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>;
+
+    /// A trailers-only answer with `status` in its headers, or (`None`) a
+    /// message then `trailers` status in the trailers.
+    fn grpc_response(status: Option<&'static str>) -> http::Response<TestBody> {
+        match status {
+            Some(status) => {
+                let mut response = http::Response::new(Empty::new().boxed_unsync());
+                response
+                    .headers_mut()
+                    .insert("grpc-status", HeaderValue::from_static(status));
+                response
+            }
+            None => answered_with_trailers("0"),
         }
-        response
+    }
+
+    fn answered_with_trailers(status: &'static str) -> http::Response<TestBody> {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static(status));
+        let frames = vec![
+            Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from_static(b"\0\0\0\0\0"))),
+            Ok(hyper::body::Frame::trailers(trailers)),
+        ];
+        http::Response::new(StreamBody::new(tokio_stream::iter(frames)).boxed_unsync())
     }
 
     #[tokio::test]
@@ -635,7 +733,8 @@ mod tests {
             "/wp-login.php",
         ] {
             let request = http::Request::builder().uri(path).body(()).unwrap();
-            service.ready().await.unwrap().call(request).await.unwrap();
+            let response = service.ready().await.unwrap().call(request).await.unwrap();
+            response.into_body().collect().await.unwrap();
         }
         let text = metrics.encode().unwrap();
         assert!(text.contains(
@@ -661,7 +760,9 @@ mod tests {
     async fn a_call_dropped_before_it_answers_is_cancelled_and_leaves_flight() {
         let metrics = Arc::new(Metrics::new());
         let mut service = MetricsLayer::new(Some(metrics.clone())).layer(tower::service_fn(
-            |_: http::Request<()>| std::future::pending::<Result<http::Response<()>, Infallible>>(),
+            |_: http::Request<()>| {
+                std::future::pending::<Result<http::Response<TestBody>, Infallible>>()
+            },
         ));
         let request = http::Request::builder()
             .uri("/jalon.v1.AuditService/VerifyAuditLog")
@@ -680,6 +781,36 @@ mod tests {
         assert!(text.contains(
             r#"jalon_grpc_requests_total{service="jalon.v1.AuditService",method="VerifyAuditLog",code="CANCELLED"} 1"#
         ), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_status_in_the_trailers_is_counted_when_the_body_ends() {
+        let metrics = Arc::new(Metrics::new());
+        let mut service = MetricsLayer::new(Some(metrics.clone())).layer(tower::service_fn(
+            // Headers of a success, then a failure while sending (a message
+            // over the size limit): RESOURCE_EXHAUSTED in the trailers.
+            |_: http::Request<()>| async { Ok::<_, Infallible>(answered_with_trailers("8")) },
+        ));
+        let request = http::Request::builder()
+            .uri("/jalon.v1.ProjectService/ListProjects")
+            .body(())
+            .unwrap();
+        let response = service.ready().await.unwrap().call(request).await.unwrap();
+        let text = metrics.encode().unwrap();
+        assert!(text.contains("jalon_grpc_requests_in_flight 1"), "{text}");
+        assert!(text.contains(
+            r#"jalon_grpc_request_duration_seconds_count{service="jalon.v1.ProjectService",method="ListProjects"} 1"#
+        ), "{text}");
+        response.into_body().collect().await.unwrap();
+        let text = metrics.encode().unwrap();
+        assert!(text.contains("jalon_grpc_requests_in_flight 0"), "{text}");
+        assert!(text.contains(
+            r#"jalon_grpc_requests_total{service="jalon.v1.ProjectService",method="ListProjects",code="RESOURCE_EXHAUSTED"} 1"#
+        ), "{text}");
+        assert!(
+            !text.contains(r#"method="ListProjects",code="OK""#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -36,6 +36,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{
     auth::{AuthInterceptor, Authenticator},
+    codec_errors::CodecErrorLayer,
     config::{DatabaseSettings, Settings},
     grpc::{
         assessments::AssessmentApi, audit::AuditApi, events::EventApi, finance::FinanceApi,
@@ -283,7 +284,8 @@ impl Application {
                         let span = tracing::info_span!(
                             "rpc",
                             method = %req.uri().path(),
-                            trace_id = tracing::field::Empty
+                            trace_id = tracing::field::Empty,
+                            latency_ms = tracing::field::Empty
                         );
                         telemetry::continue_trace(&span, req.headers());
                         span.set_attribute("rpc.system", "grpc");
@@ -291,30 +293,32 @@ impl Application {
                         span
                     })
                     .on_request(())
+                    // The status of a call is in the response headers when
+                    // it failed before any message (trailers-only), else in
+                    // the trailers: the call is logged when its status is
+                    // known, with the status the client got.
                     .on_response(|res: &http::Response<_>, latency: Duration, span: &Span| {
-                        let code = res
-                            .headers()
-                            .get("grpc-status")
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse::<i32>().ok())
-                            .unwrap_or(0);
-                        span.set_attribute("rpc.grpc.status_code", i64::from(code));
-                        if code != 0 {
-                            span.set_status(opentelemetry::trace::Status::error(format!(
-                                "{:?}",
-                                tonic::Code::from_i32(code)
-                            )));
-                        }
-                        tracing::info!(
-                            code = ?tonic::Code::from_i32(code),
-                            latency_ms = %format_args!("{:.3}", latency.as_secs_f64() * 1000.0),
-                            "rpc finished"
+                        span.record(
+                            "latency_ms",
+                            format_args!("{:.3}", latency.as_secs_f64() * 1000.0),
                         );
+                        if let Some(code) = grpc_code(res.headers()) {
+                            rpc_finished(span, code);
+                        }
                     })
                     .on_body_chunk(())
-                    .on_eos(())
+                    .on_eos(
+                        |trailers: Option<&http::HeaderMap>, _: Duration, span: &Span| {
+                            if let Some(code) = trailers.and_then(grpc_code) {
+                                rpc_finished(span, code);
+                            }
+                        },
+                    )
                     .on_failure(()),
             )
+            // Inside the log and the metrics, so that both record the
+            // status the client gets.
+            .layer(CodecErrorLayer)
             // Innermost, so that a call cut short is logged and counted with
             // its code.
             .layer(timeouts);
@@ -584,6 +588,25 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// The gRPC status in response headers or trailers, if any.
+fn grpc_code(headers: &http::HeaderMap) -> Option<tonic::Code> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(tonic::Code::from_i32)
+}
+
+/// The request log's line of a call, with the status the client got; its
+/// span carries the method, the trace id and the latency.
+fn rpc_finished(span: &Span, code: tonic::Code) {
+    span.set_attribute("rpc.grpc.status_code", code as i64);
+    if code != tonic::Code::Ok {
+        span.set_status(opentelemetry::trace::Status::error(format!("{code:?}")));
+    }
+    tracing::info!(?code, "rpc finished");
 }
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {

@@ -6,6 +6,7 @@ use jalon_core::{
         self as domain, AnswerStatus, Concern, Question, QuestionKind, RiskLevel, readiness,
     },
     authz::Action,
+    values::{free_text, parse_link},
 };
 use jalon_proto::v1::{self as pb, assessment_service_server::AssessmentService};
 use jalon_store::{
@@ -88,17 +89,6 @@ fn readiness_to_proto(concern: Option<Concern>, r: &domain::Readiness) -> pb::Re
     }
 }
 
-fn bounded(field: &str, value: &str, max: usize) -> Result<String> {
-    if value.chars().count() > max {
-        Err(Error::invalid(
-            field,
-            format!("must be at most {max} characters"),
-        ))
-    } else {
-        Ok(value.trim().to_owned())
-    }
-}
-
 #[tonic::async_trait]
 impl AssessmentService for AssessmentApi {
     #[tracing::instrument(skip_all)]
@@ -166,11 +156,13 @@ impl AssessmentService for AssessmentApi {
         );
         let text = v.check(
             "question.text",
-            match q.text.trim() {
-                "" => Err("is required".to_owned()),
-                t if t.chars().count() > 1000 => Err("must be at most 1000 characters".to_owned()),
-                t => Ok(t.to_owned()),
-            },
+            free_text(&q.text, 1000).and_then(|t| {
+                if t.is_empty() {
+                    Err("is required".to_owned())
+                } else {
+                    Ok(t)
+                }
+            }),
         );
         v.finish().or_status()?;
         let (Some(key), Some(phase), Some(concern), Some(kind), Some(weight), Some(text)) =
@@ -272,21 +264,9 @@ impl AssessmentService for AssessmentApi {
             status_in(req.status).and_then(|s| s.ok_or_else(|| "is required".to_owned())),
         );
         let risk = v.check("risk", risk_in(req.risk));
-        let note = v.check(
-            "note",
-            bounded("note", &req.note, 10_000)
-                .map_err(|_| "must be at most 10000 characters".to_owned()),
-        );
-        let evidence_uri = v.check(
-            "evidence_uri",
-            bounded("evidence_uri", &req.evidence_uri, 2_000)
-                .map_err(|_| "must be at most 2000 characters".to_owned()),
-        );
-        let justification = v.check(
-            "justification",
-            bounded("justification", &req.justification, 10_000)
-                .map_err(|_| "must be at most 10000 characters".to_owned()),
-        );
+        let note = v.check("note", free_text(&req.note, 10_000));
+        let evidence_uri = v.check("evidence_uri", parse_link(&req.evidence_uri));
+        let justification = v.check("justification", free_text(&req.justification, 10_000));
         if let (Some(status), Some(justification)) = (status, justification.as_ref()) {
             v.check("justification", domain::check_answer(status, justification));
         }

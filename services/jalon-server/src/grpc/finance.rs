@@ -112,26 +112,22 @@ fn new_cost(
         .and_then(|v| v.ok_or_else(|| "is required".into()))
         .map_err(|e| (f("incurred_on"), e))?;
     let phase = phase_in(c.phase).map_err(|e| (f("phase"), e))?;
-    let cost_centre = c.cost_centre.trim();
-    if cost_centre.chars().count() > 100 {
-        return Err((f("cost_centre"), "must be at most 100 characters".into()));
-    }
+    let cost_centre =
+        jalon_core::values::free_text(&c.cost_centre, 100).map_err(|e| (f("cost_centre"), e))?;
     let description =
         jalon_core::project::parse_long_text(&c.description).map_err(|e| (f("description"), e))?;
-    let external_ref = c.external_ref.trim();
-    if external_ref.chars().count() > 200 {
-        return Err((f("external_ref"), "must be at most 200 characters".into()));
-    }
+    let external_ref =
+        jalon_core::values::free_text(&c.external_ref, 200).map_err(|e| (f("external_ref"), e))?;
     Ok(NewCost {
         project_id,
         amount,
         category,
         nature,
         incurred_on,
-        cost_centre: cost_centre.to_owned(),
+        cost_centre,
         phase,
         description,
-        external_ref: (!external_ref.is_empty()).then(|| external_ref.to_owned()),
+        external_ref: (!external_ref.is_empty()).then_some(external_ref),
     })
 }
 
@@ -421,7 +417,11 @@ impl FinanceService for FinanceApi {
             "benefit.kind",
             kind_in(wire.kind).and_then(|k| k.ok_or_else(|| "is required".into())),
         );
-        let amount = v.check("benefit.amount", money_in(wire.amount.as_ref(), currency));
+        let amount = v.check(
+            "benefit.amount",
+            money_in(wire.amount.as_ref(), currency)
+                .and_then(jalon_core::finance::check_benefit_amount),
+        );
         let date = v.check(
             "benefit.date",
             date_in(wire.date.as_ref()).and_then(|d| d.ok_or_else(|| "is required".into())),

@@ -113,14 +113,12 @@ fn review_to_proto(v: ReviewView) -> pb::GateReview {
 }
 
 fn text(field: &str, value: &str, required: bool) -> Result<String> {
-    let value = value.trim();
+    let value =
+        jalon_core::values::free_text(value, 10_000).map_err(|d| Error::invalid(field, d))?;
     if required && value.is_empty() {
         return Err(Error::invalid(field, "is required"));
     }
-    if value.chars().count() > 10_000 {
-        return Err(Error::invalid(field, "must be at most 10000 characters"));
-    }
-    Ok(value.to_owned())
+    Ok(value)
 }
 
 impl GateApi {
@@ -302,13 +300,17 @@ impl GateService for GateApi {
         let mut conditions = Vec::new();
         for (i, c) in req.conditions.iter().enumerate() {
             let field = |name: &str| format!("conditions[{i}].{name}");
-            let description = c.description.trim();
-            if description.is_empty() || description.chars().count() > 2_000 {
-                violations.push(FieldViolation::new(
-                    field("description"),
-                    "is required, at most 2000 characters",
-                ));
-            }
+            let description = match jalon_core::values::free_text(&c.description, 2_000) {
+                Ok(d) if d.is_empty() => {
+                    violations.push(FieldViolation::new(field("description"), "is required"));
+                    String::new()
+                }
+                Ok(d) => d,
+                Err(d) => {
+                    violations.push(FieldViolation::new(field("description"), d));
+                    String::new()
+                }
+            };
             let owner = jalon_core::values::parse_id(&c.owner_id)
                 .map_err(|d| violations.push(FieldViolation::new(field("owner_id"), d)))
                 .ok();
@@ -325,7 +327,7 @@ impl GateService for GateApi {
             };
             if let (Some(owner_id), Some(due)) = (owner, due) {
                 conditions.push(NewCondition {
-                    description: description.to_owned(),
+                    description,
                     owner_id,
                     due,
                 });

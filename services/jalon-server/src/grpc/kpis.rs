@@ -267,10 +267,8 @@ fn new_measurement(m: &pb::Measurement, prefix: &str) -> Result<NewMeasurement, 
             u64::try_from(n).map_err(|_| (f("sample_size"), "must not be negative".to_owned()))?,
         ),
     };
-    let external_ref = m.external_ref.trim();
-    if external_ref.chars().count() > 200 {
-        return Err((f("external_ref"), "must be at most 200 characters".into()));
-    }
+    let external_ref =
+        jalon_core::values::free_text(&m.external_ref, 200).map_err(|e| (f("external_ref"), e))?;
     Ok(NewMeasurement {
         kpi_id,
         value: m.value,
@@ -281,7 +279,7 @@ fn new_measurement(m: &pb::Measurement, prefix: &str) -> Result<NewMeasurement, 
         sample_size,
         std_dev: m.std_dev,
         source,
-        external_ref: (!external_ref.is_empty()).then(|| external_ref.to_owned()),
+        external_ref: (!external_ref.is_empty()).then_some(external_ref),
     })
 }
 

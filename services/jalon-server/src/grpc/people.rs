@@ -98,6 +98,14 @@ impl PersonService for PersonApi {
         let role = conv::role_from_proto(req.role)
             .map_err(|d| Error::invalid("role", d))
             .or_status()?;
+        for (field, value) in [
+            ("department", &req.department),
+            ("external_id", &req.external_id),
+        ] {
+            jalon_core::values::check_text(value)
+                .map_err(|d| Error::invalid(field, d))
+                .or_status()?;
+        }
         let filter = PersonFilter {
             role,
             active: req.active,
