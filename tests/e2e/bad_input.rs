@@ -702,6 +702,34 @@ async fn nul_bytes_in_free_text_are_refused_naming_the_field() {
             .await;
         let status = expect_code(refused, Code::InvalidArgument);
         assert_eq!(bad_fields(&status), ["department"], "{status:?}");
+        let refused = app
+            .projects()
+            .list_projects(authed(
+                "alice",
+                pb::ListProjectsRequest {
+                    organisation_id: org.clone(),
+                    business_unit: "Sales\0".into(),
+                    ..Default::default()
+                },
+            ))
+            .await;
+        let status = expect_code(refused, Code::InvalidArgument);
+        assert_eq!(bad_fields(&status), ["business_unit"], "{status:?}");
+        let refused = app
+            .portfolio()
+            .get_portfolio_summary(authed(
+                "alice",
+                pb::GetPortfolioSummaryRequest {
+                    organisation_id: org.clone(),
+                    filter: Some(pb::PortfolioFilter {
+                        business_unit: "Sales\0".into(),
+                        ..Default::default()
+                    }),
+                },
+            ))
+            .await;
+        let status = expect_code(refused, Code::InvalidArgument);
+        assert_eq!(bad_fields(&status), ["filter.business_unit"], "{status:?}");
 
         // Nothing was stored: the project's description is still empty.
         let got = app

@@ -80,7 +80,15 @@ fn filter_in(
         };
     };
     Filter {
-        business_unit: (!f.business_unit.is_empty()).then(|| f.business_unit.trim().to_owned()),
+        business_unit: v
+            .check(
+                "filter.business_unit",
+                jalon_core::values::free_text(
+                    &f.business_unit,
+                    jalon_core::values::ShortText::MAX_CHARS,
+                ),
+            )
+            .filter(|b| !b.is_empty()),
         sponsor_id: v
             .check("filter.sponsor_id", optional_person(&f.sponsor_id))
             .flatten(),

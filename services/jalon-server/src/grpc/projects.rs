@@ -346,6 +346,12 @@ impl ProjectService for ProjectApi {
         } else {
             v.check("tag", domain::parse_tag(&req.tag))
         };
+        let business_unit = v
+            .check(
+                "business_unit",
+                jalon_core::values::free_text(&req.business_unit, ShortText::MAX_CHARS),
+            )
+            .filter(|b| !b.is_empty());
         v.finish().or_status()?;
         let membership = member(
             authorise(&self.store, &caller, Action::ListProjects, org)
@@ -358,7 +364,7 @@ impl ProjectService for ProjectApi {
             status,
             sponsor_id,
             lead_id,
-            business_unit: (!req.business_unit.is_empty()).then_some(req.business_unit),
+            business_unit,
             tag,
             ai_act_tier,
             visibility: jalon_core::authz::visibility(&membership.member()),
