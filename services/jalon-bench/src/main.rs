@@ -192,7 +192,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "import,writers,kpi,rebuild"
+        default_value = "import,writers,kpi,events,rebuild"
     )]
     phases: Vec<writes::WritePhase>,
     /// --writes: cost rows of the ImportCosts stream (and of the bare
@@ -225,6 +225,9 @@ struct Args {
     /// --writes: unmeasured RecordMeasurement calls on each KPI first.
     #[arg(long, default_value_t = 20)]
     kpi_warmup: usize,
+    /// --writes: RecordCost calls whose events are timed to a watcher.
+    #[arg(long, default_value_t = 1000)]
+    event_writes: usize,
     /// --writes: projects of the generated portfolio whose rebuild is timed
     /// (0: skip).
     #[arg(long, default_value_t = 100_000)]
@@ -288,6 +291,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
             kpi_measurements: args.kpi_measurements,
             kpi_calls: args.kpi_calls.max(1),
             kpi_warmup: args.kpi_warmup,
+            event_writes: args.event_writes,
             rebuild_projects: args.rebuild_projects,
             pg_analyze_every: Duration::from_secs_f64(args.pg_analyze_every.max(0.0)),
             db_connections: args.db_connections,

@@ -111,6 +111,7 @@ pub enum WritePhase {
     Import,
     Writers,
     Kpi,
+    Events,
     Rebuild,
 }
 
@@ -127,6 +128,7 @@ pub struct WritesConfig {
     pub kpi_measurements: u64,
     pub kpi_calls: usize,
     pub kpi_warmup: usize,
+    pub event_writes: usize,
     pub rebuild_projects: u64,
     /// On a PostgreSQL server whose autovacuum is off: ANALYZE this often
     /// during phases 1 to 3, in its place (zero: never).
@@ -286,6 +288,18 @@ pub struct KpiFigures {
     pub fresh: Stats,
 }
 
+/// The events phase's figures: a watcher and a writer on two connections.
+#[derive(Debug, Clone)]
+pub struct EventFigures {
+    pub writes: usize,
+    /// From the writer receiving its answer (the commit is done) to the
+    /// watcher receiving the event; an event that arrived first counts 0.
+    pub after_answer: Stats,
+    /// From the writer sending its request to the watcher receiving the
+    /// event (the write's own latency included).
+    pub from_request: Stats,
+}
+
 /// Phase 4's figures.
 #[derive(Debug, Clone)]
 pub struct RebuildFigures {
@@ -303,6 +317,7 @@ pub struct WritesRun {
     pub import: Option<Result<ImportFigures, String>>,
     pub writers: Option<Result<WritersFigures, String>>,
     pub kpi: Option<Result<KpiFigures, String>>,
+    pub events: Option<Result<EventFigures, String>>,
     pub rebuild: Option<Result<RebuildFigures, String>>,
     /// What a reader of the figures must know about the database server.
     pub notes: Vec<String>,
@@ -321,10 +336,16 @@ pub async fn run(backend: Backend, config: WritesConfig) -> Result<(), BoxError>
         import: None,
         writers: None,
         kpi: None,
+        events: None,
         rebuild: None,
         notes: Vec::new(),
     };
-    let server_phases = [WritePhase::Import, WritePhase::Writers, WritePhase::Kpi];
+    let server_phases = [
+        WritePhase::Import,
+        WritePhase::Writers,
+        WritePhase::Kpi,
+        WritePhase::Events,
+    ];
     if server_phases.iter().any(|p| config.runs(*p)) {
         eprintln!("== write path on {}", backend.name());
         let db = FreshDatabase::create(&backend, "writes").await?;
@@ -468,6 +489,9 @@ async fn serve_and_measure(
         }
         if config.runs(WritePhase::Kpi) {
             run.kpi = Some(kpi_latency(&api, config).await);
+        }
+        if config.runs(WritePhase::Events) {
+            run.events = Some(event_latency(&api, config, addr).await);
         }
         Ok::<(), BoxError>(())
     }
@@ -1588,6 +1612,93 @@ async fn kpi_latency(api: &Api, config: &WritesConfig) -> Result<KpiFigures, Str
         calls: config.kpi_calls.max(1),
         loaded: Stats::from_micros(on_loaded),
         fresh: Stats::from_micros(on_fresh),
+    })
+}
+
+// The events phase: commit to watcher.
+
+/// `RecordCost` calls one after the other on one connection while a
+/// director watches the organisation's `finance.costs_posted` events on
+/// another: the time from each answer (and from each request) to the
+/// watcher receiving its event.
+async fn event_latency(
+    api: &Api,
+    config: &WritesConfig,
+    addr: std::net::SocketAddr,
+) -> Result<EventFigures, String> {
+    use jalon_proto::v1::event_service_client::EventServiceClient;
+    let writes = config.event_writes.max(1);
+    eprintln!("  events: {writes} RecordCost calls, each event timed to a watcher");
+    let org = organisation(api, "bench-events").await?;
+    let project_id = project(api, &org, "Watched").await?;
+    let watcher_channel = load::connect(addr, 1)
+        .await
+        .map_err(|e| format!("the watcher's connection: {e}"))?
+        .remove(0);
+    let mut stream = EventServiceClient::new(watcher_channel)
+        .watch_events(authed(
+            &api.director,
+            pb::WatchEventsRequest {
+                organisation_id: org.clone(),
+                from_now: true,
+                types: vec!["finance.costs_posted".into()],
+                project_id: project_id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .map_err(|s| format!("WatchEvents: {}", status_text(s)))?
+        .into_inner();
+    // The watcher stamps each event as it arrives.
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let watcher = tokio::spawn(async move {
+        while let Ok(Some(message)) = stream.message().await {
+            if let Some(pb::watch_events_response::Kind::Event(_)) = message.kind
+                && arrived_tx.send(Instant::now()).is_err()
+            {
+                return;
+            }
+        }
+    });
+    let mut finance = FinanceServiceClient::new(api.channel.clone());
+    let mut after_answer = Vec::with_capacity(writes);
+    let mut from_request = Vec::with_capacity(writes);
+    let micros = |d: Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+    for n in 0..writes {
+        let cost = pb::Cost {
+            project_id: project_id.clone(),
+            amount: Some(money(10_000)),
+            category: pb::CostCategory::Cloud as i32,
+            nature: pb::CostNature::Opex as i32,
+            incurred_on: Some(date(Utc::now().date_naive())),
+            description: "event latency".into(),
+            external_ref: format!("EV-{n:08}"),
+            ..Default::default()
+        };
+        let sent = Instant::now();
+        finance
+            .record_cost(authed(
+                &api.director,
+                pb::RecordCostRequest {
+                    organisation_id: org.clone(),
+                    cost: Some(cost),
+                },
+            ))
+            .await
+            .map_err(|s| format!("RecordCost {n}: {}", status_text(s)))?;
+        let answered = Instant::now();
+        let at = tokio::time::timeout(Duration::from_secs(10), arrived.recv())
+            .await
+            .map_err(|_| format!("the event of write {n} did not reach the watcher within 10 s"))?
+            .ok_or("the watch stream ended")?;
+        after_answer.push(micros(at.saturating_duration_since(answered)));
+        from_request.push(micros(at.saturating_duration_since(sent)));
+    }
+    watcher.abort();
+    Ok(EventFigures {
+        writes,
+        after_answer: Stats::from_micros(after_answer),
+        from_request: Stats::from_micros(from_request),
     })
 }
 

@@ -9,8 +9,8 @@ use crate::{
     load::{Stats, round3},
     report::{Verdict, thousands},
     writes::{
-        Concurrent, ImportFigures, ImportRun, KpiFigures, RebuildFigures, WritersFigures,
-        WritesConfig, WritesRun,
+        Concurrent, EventFigures, ImportFigures, ImportRun, KpiFigures, RebuildFigures,
+        WritersFigures, WritesConfig, WritesRun,
     },
 };
 
@@ -315,6 +315,27 @@ fn kpi_rows(f: &KpiFigures) -> Vec<Row> {
     ]
 }
 
+fn event_rows(f: &EventFigures) -> Vec<Row> {
+    vec![
+        row(
+            format!("[events] commit to watcher, {} writes (p50)", f.writes),
+            format!(
+                "{}, mean {:.2} ms",
+                latency(&f.after_answer),
+                f.after_answer.mean_ms
+            ),
+        ),
+        row(
+            "[events] request to watcher (write included)".to_owned(),
+            format!(
+                "{}, mean {:.2} ms",
+                latency(&f.from_request),
+                f.from_request.mean_ms
+            ),
+        ),
+    ]
+}
+
 fn rebuild_rows(f: &RebuildFigures) -> Vec<Row> {
     let p = &f.portfolio;
     let size = thousands(p.projects);
@@ -353,6 +374,11 @@ pub fn table(config: &WritesConfig, run: &WritesRun) -> String {
     match &run.kpi {
         Some(Ok(f)) => rows.extend(kpi_rows(f)),
         Some(Err(e)) => rows.push(error_row("[kpi]", e)),
+        None => {}
+    }
+    match &run.events {
+        Some(Ok(f)) => rows.extend(event_rows(f)),
+        Some(Err(e)) => rows.push(error_row("[events]", e)),
         None => {}
     }
     match &run.rebuild {
@@ -523,6 +549,11 @@ pub fn json(config: &WritesConfig, run: &WritesRun) -> Value {
             "p50_ratio": opt3((f.fresh.p50_ms > 0.0).then(|| f.loaded.p50_ms / f.fresh.p50_ms)),
             "mean_ratio": opt3((f.fresh.mean_ms > 0.0).then(|| f.loaded.mean_ms / f.fresh.mean_ms)),
             "target": KPI_RATIO_TARGET,
+        })),
+        "events": result_json(&run.events, |f| json!({
+            "writes": f.writes,
+            "commit_to_watcher": f.after_answer.json(),
+            "request_to_watcher": f.from_request.json(),
         })),
         "rebuild": result_json(&run.rebuild, |f| json!({
             "projects": f.portfolio.projects,
