@@ -51,19 +51,44 @@ fn open_stream() -> (
     (tx, ReceiverStream::new(rx))
 }
 
+/// Every page of `ListCosts` under `filter` (its organisation and project
+/// are set here), `page_size` at a time.
+async fn list_pages(
+    app: &TestApp,
+    org: &str,
+    project: &str,
+    filter: pb::ListCostsRequest,
+    page_size: i32,
+) -> Vec<pb::Cost> {
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = app
+            .finance()
+            .list_costs(authed(
+                "alice",
+                pb::ListCostsRequest {
+                    organisation_id: org.into(),
+                    project_id: project.into(),
+                    page_size,
+                    page_token: token.clone(),
+                    ..filter.clone()
+                },
+            ))
+            .await
+            .expect("list costs")
+            .into_inner();
+        assert!(page.costs.len() <= usize::try_from(page_size).unwrap());
+        all.extend(page.costs);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        token = page.next_page_token;
+    }
+}
+
 async fn list_costs(app: &TestApp, org: &str, project: &str) -> Vec<pb::Cost> {
-    app.finance()
-        .list_costs(authed(
-            "alice",
-            pb::ListCostsRequest {
-                organisation_id: org.into(),
-                project_id: project.into(),
-            },
-        ))
-        .await
-        .expect("list costs")
-        .into_inner()
-        .costs
+    list_pages(app, org, project, pb::ListCostsRequest::default(), 500).await
 }
 
 #[tokio::test]
@@ -292,4 +317,156 @@ async fn the_clients_deadline_still_bounds_a_stream() {
     assert!(answer.contains("grpc-status: 1\r\n"), "CANCELLED: {answer}");
     assert!(answer.contains("timeout"), "{answer}");
     app.cleanup().await;
+}
+
+/// Paging through thousands of costs, with filters, returns each exactly
+/// once in date order, while costs keep arriving; a token is bound to its
+/// filters.
+#[tokio::test]
+async fn list_costs_pages_through_every_cost_once_with_filters() {
+    on_each_backend(async |app: &TestApp| {
+        let c = callbot(app).await;
+        let mut rows = costs(&c.project, "page", 3_000);
+        for (i, row) in rows.iter_mut().enumerate() {
+            if i % 3 == 0 {
+                row.category = pb::CostCategory::People as i32;
+                row.cost_centre = "CC-9".into();
+            }
+        }
+        let messages: Vec<pb::ImportCostsRequest> = rows
+            .chunks(500)
+            .map(|chunk| pb::ImportCostsRequest {
+                organisation_id: c.org.clone(),
+                costs: chunk.to_vec(),
+            })
+            .collect();
+        let imported = app
+            .finance()
+            .import_costs(authed("erp", tokio_stream::iter(messages)))
+            .await
+            .expect("import")
+            .into_inner();
+        assert_eq!(imported.accepted, 3_000);
+
+        let all = list_pages(
+            app,
+            &c.org,
+            &c.project,
+            pb::ListCostsRequest::default(),
+            137,
+        )
+        .await;
+        assert_eq!(all.len(), 3_000);
+        let ids: std::collections::BTreeSet<&str> = all.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids.len(), 3_000, "each cost exactly once");
+        let key = |c: &pb::Cost| {
+            let d = c.incurred_on.as_ref().unwrap();
+            (d.year, d.month, d.day, c.id.clone())
+        };
+        assert!(
+            all.windows(2).all(|w| key(&w[0]) < key(&w[1])),
+            "by date, then id"
+        );
+
+        // Filters: a date range, a category, a cost centre.
+        let day = |d: i32| {
+            Some(pb::Date {
+                year: 2026,
+                month: 3,
+                day: d,
+            })
+        };
+        let ranged = list_pages(
+            app,
+            &c.org,
+            &c.project,
+            pb::ListCostsRequest {
+                incurred_from: day(10),
+                incurred_to: day(12),
+                ..Default::default()
+            },
+            50,
+        )
+        .await;
+        let expected = all
+            .iter()
+            .filter(|c| (10..=12).contains(&c.incurred_on.as_ref().unwrap().day))
+            .count();
+        assert_eq!(ranged.len(), expected);
+        let people = list_pages(
+            app,
+            &c.org,
+            &c.project,
+            pb::ListCostsRequest {
+                category: pb::CostCategory::People as i32,
+                cost_centre: "CC-9".into(),
+                ..Default::default()
+            },
+            500,
+        )
+        .await;
+        assert_eq!(people.len(), 1_000);
+        assert!(people.iter().all(|c| c.cost_centre == "CC-9"));
+
+        // A token is bound to its filters; bad filters name the field.
+        let first = app
+            .finance()
+            .list_costs(authed(
+                "alice",
+                pb::ListCostsRequest {
+                    organisation_id: c.org.clone(),
+                    project_id: c.project.clone(),
+                    page_size: 10,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        expect_bad_field(
+            app.finance()
+                .list_costs(authed(
+                    "alice",
+                    pb::ListCostsRequest {
+                        organisation_id: c.org.clone(),
+                        project_id: c.project.clone(),
+                        page_token: first.next_page_token,
+                        category: pb::CostCategory::People as i32,
+                        ..Default::default()
+                    },
+                ))
+                .await,
+            "page_token",
+        );
+        expect_bad_field(
+            app.finance()
+                .list_costs(authed(
+                    "alice",
+                    pb::ListCostsRequest {
+                        organisation_id: c.org.clone(),
+                        project_id: c.project.clone(),
+                        incurred_from: day(12),
+                        incurred_to: day(10),
+                        ..Default::default()
+                    },
+                ))
+                .await,
+            "incurred_to",
+        );
+        expect_bad_field(
+            app.finance()
+                .list_costs(authed(
+                    "alice",
+                    pb::ListCostsRequest {
+                        organisation_id: c.org.clone(),
+                        project_id: c.project.clone(),
+                        page_size: 501,
+                        ..Default::default()
+                    },
+                ))
+                .await,
+            "page_size",
+        );
+    })
+    .await;
 }

@@ -585,6 +585,7 @@ async fn the_vilogia_callbot_pays_and_its_gain_is_real() {
                 pb::ListCostsRequest {
                     organisation_id: c.org.clone(),
                     project_id: c.project.clone(),
+                    ..Default::default()
                 },
             ))
             .await

@@ -190,20 +190,109 @@ pub async fn record_costs(
     Ok(outcomes)
 }
 
-/// A project's costs, by date.
+/// Filters of `ListCosts`; `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CostFilter {
+    /// Incurred on or after.
+    pub from: Option<NaiveDate>,
+    /// Incurred on or before.
+    pub to: Option<NaiveDate>,
+    pub category: Option<CostCategory>,
+    pub cost_centre: Option<String>,
+}
+
+impl CostFilter {
+    /// A stable rendering, bound into page tokens (with the project).
+    pub fn key(&self, project_id: Uuid) -> String {
+        format!(
+            "project={project_id};from={:?};to={:?};category={:?};cost_centre={:?}",
+            self.from,
+            self.to,
+            self.category.map(|c| c.as_str()),
+            self.cost_centre
+        )
+    }
+}
+
+/// Where a page of costs continues: after this date and id (costs are
+/// listed by date, then id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CostCursor {
+    pub incurred_on: NaiveDate,
+    pub id: Uuid,
+}
+
+impl std::fmt::Display for CostCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.incurred_on, self.id)
+    }
+}
+
+impl std::str::FromStr for CostCursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (date, id) = s.split_once('/').ok_or("no separator")?;
+        Ok(CostCursor {
+            incurred_on: date.parse().map_err(|_| "a bad date")?,
+            id: id.parse().map_err(|_| "a bad id")?,
+        })
+    }
+}
+
+/// A page of a project's costs, by date then id (keyset pagination: costs
+/// posted while a client pages never make it skip or repeat one).
 pub async fn costs(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
     project_id: Uuid,
-) -> Result<Vec<Cost>> {
-    cost::Entity::find()
+    filter: &CostFilter,
+    page_size: u32,
+    after: Option<CostCursor>,
+) -> Result<crate::page::Page<Cost>> {
+    use sea_orm::{Condition, QuerySelect};
+    let mut query = cost::Entity::find()
         .filter(cost::Column::OrganisationId.eq(organisation_id))
-        .filter(cost::Column::ProjectId.eq(project_id))
+        .filter(cost::Column::ProjectId.eq(project_id));
+    if let Some(from) = filter.from {
+        query = query.filter(cost::Column::IncurredOn.gte(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(cost::Column::IncurredOn.lte(to));
+    }
+    if let Some(category) = filter.category {
+        query = query.filter(cost::Column::Category.eq(category.as_str()));
+    }
+    if let Some(centre) = &filter.cost_centre {
+        query = query.filter(cost::Column::CostCentre.eq(centre.as_str()));
+    }
+    if let Some(after) = after {
+        query = query.filter(
+            Condition::any()
+                .add(cost::Column::IncurredOn.gt(after.incurred_on))
+                .add(
+                    Condition::all()
+                        .add(cost::Column::IncurredOn.eq(after.incurred_on))
+                        .add(cost::Column::Id.gt(after.id)),
+                ),
+        );
+    }
+    let rows = query
         .order_by_asc(cost::Column::IncurredOn)
         .order_by_asc(cost::Column::Id)
+        .limit(u64::from(page_size) + 1)
         .all(conn)
         .await
-        .map_err(db_error)
+        .map_err(db_error)?;
+    Ok(crate::page::paginate(
+        rows,
+        page_size,
+        &filter.key(project_id),
+        |c| CostCursor {
+            incurred_on: c.incurred_on,
+            id: c.id,
+        },
+    ))
 }
 
 /// Reads a project's budget.

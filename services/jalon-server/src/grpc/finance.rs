@@ -112,8 +112,8 @@ fn new_cost(
         .and_then(|v| v.ok_or_else(|| "is required".into()))
         .map_err(|e| (f("incurred_on"), e))?;
     let phase = phase_in(c.phase).map_err(|e| (f("phase"), e))?;
-    let cost_centre =
-        jalon_core::values::free_text(&c.cost_centre, 100).map_err(|e| (f("cost_centre"), e))?;
+    let cost_centre = jalon_core::values::free_text(&c.cost_centre, COST_CENTRE_MAX_CHARS)
+        .map_err(|e| (f("cost_centre"), e))?;
     let description =
         jalon_core::project::parse_long_text(&c.description).map_err(|e| (f("description"), e))?;
     let external_ref =
@@ -130,6 +130,9 @@ fn new_cost(
         external_ref: (!external_ref.is_empty()).then_some(external_ref),
     })
 }
+
+/// Longest cost centre, in characters.
+const COST_CENTRE_MAX_CHARS: usize = 100;
 
 impl FinanceApi {
     /// The role table's rule for `action`, and the organisation's currency
@@ -273,6 +276,43 @@ impl FinanceService for FinanceApi {
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
         let project_id = conv::id("project_id", &req.project_id).or_status()?;
+        let mut v = jalon_core::error::Violations::new();
+        let size = v.check(
+            "page_size",
+            jalon_core::values::parse_page_size(
+                req.page_size,
+                jalon_core::values::DEFAULT_PAGE_SIZE,
+                jalon_core::values::MAX_PAGE_SIZE,
+            ),
+        );
+        let from = v
+            .check("incurred_from", date_in(req.incurred_from.as_ref()))
+            .flatten();
+        let to = v
+            .check("incurred_to", date_in(req.incurred_to.as_ref()))
+            .flatten();
+        let category = v.check("category", category_in(req.category)).flatten();
+        let cost_centre = v
+            .check(
+                "cost_centre",
+                jalon_core::values::free_text(&req.cost_centre, COST_CENTRE_MAX_CHARS),
+            )
+            .filter(|c| !c.is_empty());
+        if let (Some(from), Some(to)) = (from, to)
+            && from > to
+        {
+            v.check::<()>("incurred_to", Err("is before incurred_from".into()));
+        }
+        v.finish().or_status()?;
+        let filter = finance::CostFilter {
+            from,
+            to,
+            category,
+            cost_centre,
+        };
+        let after =
+            jalon_store::page::decode(&req.page_token, &filter.key(project_id), "page_token")
+                .or_status()?;
         let membership = member(
             authorise(&self.store, &caller, Action::ListCosts, org)
                 .await
@@ -282,11 +322,19 @@ impl FinanceService for FinanceApi {
         visible_project(&self.store, &membership, org, project_id)
             .await
             .or_status()?;
-        let list = finance::costs(self.store.db(), org, project_id)
-            .await
-            .or_status()?;
+        let page = finance::costs(
+            self.store.db(),
+            org,
+            project_id,
+            &filter,
+            size.unwrap_or(jalon_core::values::DEFAULT_PAGE_SIZE),
+            after,
+        )
+        .await
+        .or_status()?;
         Ok(Response::new(pb::ListCostsResponse {
-            costs: list.into_iter().map(cost_to_proto).collect(),
+            costs: page.items.into_iter().map(cost_to_proto).collect(),
+            next_page_token: page.next_page_token,
         }))
     }
 
