@@ -254,8 +254,7 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("loopback")
     } else if ip.is_private() {
         Some("private")
-    } else if ip == Ipv4Addr::new(169, 254, 169, 254) || ip == Ipv4Addr::new(100, 100, 100, 200)
-    {
+    } else if ip == Ipv4Addr::new(169, 254, 169, 254) || ip == Ipv4Addr::new(100, 100, 100, 200) {
         Some("cloud metadata")
     } else if ip.is_link_local() {
         Some("link-local")
@@ -358,7 +357,9 @@ pub fn retry_delay(
     retry_after: Option<Duration>,
 ) -> Duration {
     let exponent = attempts.saturating_sub(1).min(30);
-    let base = initial.saturating_mul(4_u32.saturating_pow(exponent)).min(max);
+    let base = initial
+        .saturating_mul(4_u32.saturating_pow(exponent))
+        .min(max);
     let factor = 0.8 + 0.4 * jitter.clamp(0.0, 1.0);
     let jittered = base.mul_f64(factor).min(max);
     match retry_after {
@@ -440,7 +441,12 @@ mod tests {
             assert!(forbidden_reason(ip).is_some(), "{ip}");
             assert!(check_address(ip, &[]).is_err(), "{ip}");
         }
-        for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "64:ff9b::808:808"] {
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "64:ff9b::808:808",
+        ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(forbidden_reason(ip), None, "{ip}");
         }
@@ -448,7 +454,8 @@ mod tests {
 
     #[test]
     fn allowed_networks_open_forbidden_addresses() {
-        let allowed: Vec<Network> = vec!["127.0.0.1".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
+        let allowed: Vec<Network> =
+            vec!["127.0.0.1".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
         assert!(check_address("127.0.0.1".parse().unwrap(), &allowed).is_ok());
         assert!(check_address("::ffff:127.0.0.1".parse().unwrap(), &allowed).is_ok());
         assert!(check_address("10.200.0.1".parse().unwrap(), &allowed).is_ok());
@@ -458,7 +465,10 @@ mod tests {
         assert!(all.contains("192.168.0.1".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<Network>().is_err());
         assert!("nope".parse::<Network>().is_err());
-        assert_eq!("fc00::/7".parse::<Network>().unwrap().to_string(), "fc00::/7");
+        assert_eq!(
+            "fc00::/7".parse::<Network>().unwrap().to_string(),
+            "fc00::/7"
+        );
     }
 
     #[test]

@@ -1114,10 +1114,16 @@ mod tests {
             assert!(settings.webhooks.allow_http);
             assert_eq!(settings.webhooks.networks().expect("parsed").len(), 2);
             assert_eq!(settings.webhooks.timeout_secs, 2);
-            jail.create_file("net.toml", "[webhooks]\nallowed_networks = [\"10.0.0.0/40\"]")?;
+            jail.create_file(
+                "net.toml",
+                "[webhooks]\nallowed_networks = [\"10.0.0.0/40\"]",
+            )?;
             let e = load(Some(Path::new("net.toml")), Figment::new()).expect_err("refused");
             assert!(e.contains("webhooks.allowed_networks"), "{e}");
-            jail.create_file("lease.toml", "[webhooks]\ntimeout_secs = 30\nlease_secs = 30")?;
+            jail.create_file(
+                "lease.toml",
+                "[webhooks]\ntimeout_secs = 30\nlease_secs = 30",
+            )?;
             let e = load(Some(Path::new("lease.toml")), Figment::new()).expect_err("refused");
             assert!(e.contains("webhooks.lease_secs"), "{e}");
             Ok(())

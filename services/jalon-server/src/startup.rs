@@ -17,8 +17,7 @@ use jalon_proto::{
         organisation_service_server::OrganisationServiceServer,
         person_service_server::PersonServiceServer,
         portfolio_service_server::PortfolioServiceServer,
-        project_service_server::ProjectServiceServer,
-        webhook_service_server::WebhookServiceServer,
+        project_service_server::ProjectServiceServer, webhook_service_server::WebhookServiceServer,
     },
 };
 use jalon_store::{PoolOptions, Store};

@@ -21,9 +21,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
-use jalon_core::webhook::{
-    EndpointUrl, Network, check_address, honours_retry_after, retry_delay,
-};
+use jalon_core::webhook::{EndpointUrl, Network, check_address, honours_retry_after, retry_delay};
 use jalon_store::{
     Store,
     webhooks::{Attempt, Claimed, Recorded, Verdict},
@@ -222,7 +220,7 @@ where
     let driver = tokio::spawn(connection);
     let mut request = http::Request::post(url.path_and_query())
         .header(http::header::HOST, url.authority())
-        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CONTENT_TYPE, "application/cloudevents+json")
         .header(
             http::header::USER_AGENT,
             concat!("jalon-webhooks/", env!("CARGO_PKG_VERSION")),
@@ -351,7 +349,9 @@ impl Worker {
             .await;
         let elapsed = started.elapsed();
         let latency_ms = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX);
-        let attempts = u32::try_from(claimed.attempts).unwrap_or(0).saturating_add(1);
+        let attempts = u32::try_from(claimed.attempts)
+            .unwrap_or(0)
+            .saturating_add(1);
         let retry = |retry_after: Option<Duration>| {
             let delay = retry_delay(
                 attempts,
@@ -368,9 +368,13 @@ impl Worker {
             }
         };
         let (verdict, status_code, error, outcome, reached) = match &result {
-            Ok(answer) if (200..300).contains(&answer.status) => {
-                (Verdict::Succeeded, Some(answer.status), None, "succeeded", true)
-            }
+            Ok(answer) if (200..300).contains(&answer.status) => (
+                Verdict::Succeeded,
+                Some(answer.status),
+                None,
+                "succeeded",
+                true,
+            ),
             Ok(answer) if answer.status == 410 => (
                 Verdict::Gone,
                 Some(answer.status),
@@ -543,7 +547,9 @@ mod tests {
         }
         let https_only = Client::new(&WebhookSettings::default()).expect("client");
         assert!(matches!(
-            https_only.post("http://93.184.216.34/", &[], Bytes::new()).await,
+            https_only
+                .post("http://93.184.216.34/", &[], Bytes::new())
+                .await,
             Err(Failure::Refused(_))
         ));
     }

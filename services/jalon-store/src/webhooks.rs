@@ -29,9 +29,10 @@ use jalon_core::{
     webhook::{DeliveryState, EndpointUrl},
 };
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Condition,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
     sea_query::{Expr, LockBehavior, LockType, Query},
 };
 use serde_json::{Value, json};
@@ -167,12 +168,7 @@ fn audit_view(e: &endpoint::Model) -> Value {
     })
 }
 
-fn endpoint_event(
-    action: &'static str,
-    id: Uuid,
-    before: Option<Value>,
-    after: Value,
-) -> NewEvent {
+fn endpoint_event(action: &'static str, id: Uuid, before: Option<Value>, after: Value) -> NewEvent {
     NewEvent {
         project_id: None,
         action,
@@ -223,13 +219,8 @@ async fn try_create(
     secret: &str,
     key: Option<&IdempotencyKey>,
 ) -> Result<(Endpoint, String)> {
-    let mut change = Change::begin(
-        db,
-        organisation_id,
-        caller,
-        Action::CreateWebhookEndpoint,
-    )
-    .await?;
+    let mut change =
+        Change::begin(db, organisation_id, caller, Action::CreateWebhookEndpoint).await?;
     let id = Uuid::now_v7();
     if let Claim::Replay(existing) = claim(change.conn(), key, id).await? {
         let model = find_model(change.conn(), organisation_id, existing).await?;

@@ -61,7 +61,10 @@ fn state_from_proto(raw: i32) -> Result<Option<DeliveryState>> {
         Ok(pb::WebhookDeliveryState::Pending) => Ok(Some(DeliveryState::Pending)),
         Ok(pb::WebhookDeliveryState::Succeeded) => Ok(Some(DeliveryState::Succeeded)),
         Ok(pb::WebhookDeliveryState::Failed) => Ok(Some(DeliveryState::Failed)),
-        Err(_) => Err(Error::invalid("state", format!("{raw} is not a known value"))),
+        Err(_) => Err(Error::invalid(
+            "state",
+            format!("{raw} is not a known value"),
+        )),
     }
 }
 
