@@ -1012,3 +1012,45 @@ async fn two_replicas_on_one_postgresql_deliver_each_event_once() {
     second.cleanup().await;
     first.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_endpoint_failing_for_the_configured_time_is_disabled_with_the_reason() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, |s| {
+            hook_settings(s);
+            s.webhooks.disable_after_secs = 1;
+        })
+        .await;
+        // Always 500.
+        let receiver = Receiver::start(vec![Reply::Status(500); 1000]).await;
+        let (org, _) = app.create_org("hooks-failing", "alice").await;
+        let org = org.id;
+        let (endpoint, _) = create_endpoint(&app.channel, "alice", &org, &receiver.url(), &[])
+            .await
+            .unwrap();
+        app.add_person("alice", &org, "dina", pb::Role::Director)
+            .await;
+        let disabled = eventually("the failing endpoint disabled", || async {
+            let e = get_endpoint(&app.channel, "alice", &org, &endpoint.id).await;
+            (!e.enabled).then_some(e)
+        })
+        .await;
+        assert!(
+            disabled
+                .disabled_reason
+                .contains("every delivery failed since")
+                && disabled.disabled_reason.contains("HTTP 500"),
+            "{}",
+            disabled.disabled_reason
+        );
+        assert!(disabled.failing_since.is_some());
+        let log = deliveries(&app.channel, "alice", &org, &endpoint.id).await;
+        assert!(log[0].attempts >= 2, "{log:?}");
+        assert_eq!(log[0].last_status_code, 500);
+        // Disabled: no more attempts.
+        let attempts = receiver.received().len();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(receiver.received().len(), attempts);
+        app.cleanup().await;
+    }
+}
