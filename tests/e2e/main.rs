@@ -20,3 +20,4 @@ mod projects;
 mod replicas;
 mod server;
 mod tenancy;
+mod webhooks;

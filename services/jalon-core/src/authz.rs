@@ -135,6 +135,14 @@ pub enum Action {
     ListPortfolioProjects,
     ListAlerts,
     ExportPortfolio,
+    CreateWebhookEndpoint,
+    GetWebhookEndpoint,
+    ListWebhookEndpoints,
+    UpdateWebhookEndpoint,
+    DeleteWebhookEndpoint,
+    RotateWebhookSecret,
+    ListWebhookDeliveries,
+    RedeliverWebhookEvent,
 }
 
 /// The table: action, the RPC it guards, the rule, and a note for the README.
@@ -486,6 +494,54 @@ pub const RULES: &[(Action, &str, Rule, &str)] = &[
         "PortfolioService/ExportPortfolio",
         Rule::Roles(ANY_MEMBER),
         "any active member; a MEMBER sees the projects they lead or sponsor",
+    ),
+    (
+        Action::CreateWebhookEndpoint,
+        "WebhookService/CreateWebhookEndpoint",
+        Rule::Roles(&[Role::Admin]),
+        "ADMIN",
+    ),
+    (
+        Action::GetWebhookEndpoint,
+        "WebhookService/GetWebhookEndpoint",
+        Rule::Roles(&[Role::Admin]),
+        "ADMIN",
+    ),
+    (
+        Action::ListWebhookEndpoints,
+        "WebhookService/ListWebhookEndpoints",
+        Rule::Roles(&[Role::Admin]),
+        "ADMIN",
+    ),
+    (
+        Action::UpdateWebhookEndpoint,
+        "WebhookService/UpdateWebhookEndpoint",
+        Rule::Roles(&[Role::Admin]),
+        "ADMIN",
+    ),
+    (
+        Action::DeleteWebhookEndpoint,
+        "WebhookService/DeleteWebhookEndpoint",
+        Rule::Roles(&[Role::Admin]),
+        "ADMIN",
+    ),
+    (
+        Action::RotateWebhookSecret,
+        "WebhookService/RotateWebhookSecret",
+        Rule::Roles(&[Role::Admin]),
+        "ADMIN",
+    ),
+    (
+        Action::ListWebhookDeliveries,
+        "WebhookService/ListWebhookDeliveries",
+        Rule::Roles(&[Role::Admin]),
+        "ADMIN",
+    ),
+    (
+        Action::RedeliverWebhookEvent,
+        "WebhookService/RedeliverWebhookEvent",
+        Rule::Roles(&[Role::Admin]),
+        "ADMIN",
     ),
 ];
 

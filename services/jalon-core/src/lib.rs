@@ -17,5 +17,6 @@ pub mod project;
 pub mod question_bank;
 pub mod stats;
 pub mod values;
+pub mod webhook;
 
 pub use error::{Error, FieldViolation, PreconditionViolation, Result};

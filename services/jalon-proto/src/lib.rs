@@ -23,4 +23,5 @@ pub const SERVICE_NAMES: &[&str] = &[
     "jalon.v1.KpiService",
     "jalon.v1.FinanceService",
     "jalon.v1.PortfolioService",
+    "jalon.v1.WebhookService",
 ];

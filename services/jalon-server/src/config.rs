@@ -48,6 +48,110 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub tracing: TracingSettings,
     pub events: EventSettings,
+    pub webhooks: WebhookSettings,
+}
+
+/// `[webhooks]`: deliveries of the organisations' events to the endpoints
+/// their ADMINs register (`WebhookService`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Accept `http://` endpoint URLs (tests, a receiver on a trusted
+    /// network); otherwise `https://` only.
+    pub allow_http: bool,
+    /// Networks (CIDR, or single addresses) deliveries may reach although
+    /// they are not public: loopback, private, link-local, unique-local and
+    /// metadata addresses are refused otherwise, after DNS resolution.
+    pub allowed_networks: Vec<String>,
+    /// After a secret rotation, how long the previous secret keeps signing
+    /// (a second signature), in seconds.
+    pub secret_grace_secs: u64,
+    /// Time allowed for one delivery attempt (connect, TLS, request,
+    /// response headers), in seconds.
+    pub timeout_secs: u64,
+    /// How long a replica holds a delivery it claimed; a replica that dies
+    /// mid-delivery leaves it to another after this, in seconds (more than
+    /// `timeout_secs`).
+    pub lease_secs: u64,
+    /// Delay before the first retry, in milliseconds; each next one is four
+    /// times longer (with ±20% jitter), up to `retry_max_delay_secs`.
+    pub retry_initial_delay_ms: u64,
+    /// Longest delay between two attempts (also the cap of a
+    /// `Retry-After`), in seconds.
+    pub retry_max_delay_secs: u64,
+    /// A delivery is retried for this long after its event, then given up,
+    /// in seconds (3 days).
+    pub retry_window_secs: u64,
+    /// An endpoint whose deliveries all failed for this long is disabled,
+    /// with the reason, in seconds (1 day).
+    pub disable_after_secs: u64,
+    /// How often the delivery worker looks for due retries, in
+    /// milliseconds (new events wake it at once).
+    pub poll_interval_ms: u64,
+    /// Deliveries in flight at once per replica.
+    pub concurrency: usize,
+    /// The CloudEvents `source` prefix: events carry
+    /// `<source>/organisations/<id>`.
+    pub source: String,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            allow_http: false,
+            allowed_networks: Vec::new(),
+            secret_grace_secs: 24 * 3600,
+            timeout_secs: 15,
+            lease_secs: 60,
+            retry_initial_delay_ms: 10_000,
+            retry_max_delay_secs: 12 * 3600,
+            retry_window_secs: 3 * 24 * 3600,
+            disable_after_secs: 24 * 3600,
+            poll_interval_ms: 1000,
+            concurrency: 16,
+            source: "/jalon".into(),
+        }
+    }
+}
+
+impl WebhookSettings {
+    /// The allow-listed networks, parsed.
+    pub fn networks(&self) -> Result<Vec<jalon_core::webhook::Network>, String> {
+        self.allowed_networks
+            .iter()
+            .map(|n| {
+                n.parse()
+                    .map_err(|e| format!("invalid configuration: webhooks.allowed_networks: {e}"))
+            })
+            .collect()
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.networks()?;
+        let positive = [
+            ("timeout_secs", self.timeout_secs),
+            ("retry_initial_delay_ms", self.retry_initial_delay_ms),
+            ("retry_max_delay_secs", self.retry_max_delay_secs),
+            ("retry_window_secs", self.retry_window_secs),
+            ("disable_after_secs", self.disable_after_secs),
+            ("poll_interval_ms", self.poll_interval_ms),
+            ("concurrency", self.concurrency as u64),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(format!(
+                    "invalid configuration: webhooks.{key} must be at least 1"
+                ));
+            }
+        }
+        if self.lease_secs <= self.timeout_secs {
+            return Err(format!(
+                "invalid configuration: webhooks.lease_secs ({}) must be more than webhooks.timeout_secs ({})",
+                self.lease_secs, self.timeout_secs
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[events]`: the outbox that `EventService.WatchEvents` streams.
@@ -602,6 +706,7 @@ pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Settings, String>
                         .into(),
                 );
             }
+            settings.webhooks.check()?;
             if settings.server.import_idle_timeout_secs == 0 {
                 return Err(
                     "invalid configuration: server.import_idle_timeout_secs must be at least 1"
@@ -996,5 +1101,35 @@ mod tests {
             assert_eq!(log_format(None, Figment::new()), LogFormat::Json);
             Ok(())
         });
+    }
+
+    #[test]
+    fn webhook_settings_are_read_and_checked() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "hooks.toml",
+                "[webhooks]\nallow_http = true\nallowed_networks = [\"127.0.0.1\", \"10.0.0.0/8\"]\ntimeout_secs = 2\nlease_secs = 5",
+            )?;
+            let settings = load(Some(Path::new("hooks.toml")), Figment::new()).expect("loads");
+            assert!(settings.webhooks.allow_http);
+            assert_eq!(settings.webhooks.networks().expect("parsed").len(), 2);
+            assert_eq!(settings.webhooks.timeout_secs, 2);
+            jail.create_file(
+                "net.toml",
+                "[webhooks]\nallowed_networks = [\"10.0.0.0/40\"]",
+            )?;
+            let e = load(Some(Path::new("net.toml")), Figment::new()).expect_err("refused");
+            assert!(e.contains("webhooks.allowed_networks"), "{e}");
+            jail.create_file(
+                "lease.toml",
+                "[webhooks]\ntimeout_secs = 30\nlease_secs = 30",
+            )?;
+            let e = load(Some(Path::new("lease.toml")), Figment::new()).expect_err("refused");
+            assert!(e.contains("webhooks.lease_secs"), "{e}");
+            Ok(())
+        });
+        let defaults = WebhookSettings::default();
+        assert_eq!(defaults.timeout_secs, 15);
+        assert!(!defaults.allow_http && defaults.allowed_networks.is_empty());
     }
 }

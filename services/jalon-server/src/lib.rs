@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod startup;
 pub mod telemetry;
 pub mod timeouts;
+pub mod webhooks;
 
 pub use startup::Application;
 

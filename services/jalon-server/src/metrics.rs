@@ -18,7 +18,15 @@
 //!   `telemetry`); a starved pool shows as its upper buckets filling;
 //! - `jalon_gate_decisions_total{outcome}`,
 //!   `jalon_assessment_answers_total{status}` and
-//!   `jalon_imported_rows_total{kind, result}`: domain events.
+//!   `jalon_imported_rows_total{kind, result}`: domain events;
+//! - `jalon_webhook_deliveries_total{outcome}`: webhook delivery attempts by
+//!   outcome (`succeeded`, `failed`: to be retried, `gave_up`: the retry
+//!   window passed, `gone`: 410, the endpoint disabled, `refused`: the
+//!   address is not allowed, `lease_lost`: another replica took over), and
+//!   `jalon_webhook_delivery_duration_seconds`: the time of each attempt
+//!   that reached the endpoint;
+//! - `jalon_webhook_endpoints_disabled_total`: endpoints the service
+//!   disabled (410, or failing for `webhooks.disable_after_secs`).
 //!
 //! Method labels come from the served services' descriptors: any other path
 //! counts as `unknown`, so a scanner cannot grow the label set.
@@ -122,7 +130,24 @@ pub struct Metrics {
     gate_decisions: Family<OutcomeLabels, Counter>,
     assessment_answers: Family<AnswerLabels, Counter>,
     imported: Family<ImportLabels, Counter>,
+    webhook_deliveries: Family<OutcomeLabels, Counter>,
+    webhook_latency: Histogram,
+    webhooks_disabled: Counter,
 }
+
+/// Outcomes of a webhook delivery attempt, as labelled.
+pub const WEBHOOK_OUTCOMES: [&str; 6] = [
+    "succeeded",
+    "failed",
+    "gave_up",
+    "gone",
+    "refused",
+    "lease_lost",
+];
+
+/// Upper bounds of the webhook latency buckets, in seconds (up to the 15 s
+/// timeout).
+const WEBHOOK_BUCKETS: [f64; 10] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -211,6 +236,27 @@ impl Metrics {
                 status: status.as_str(),
             });
         }
+        let webhook_deliveries = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "jalon_webhook_deliveries",
+            "Webhook delivery attempts, by outcome",
+            webhook_deliveries.clone(),
+        );
+        for outcome in WEBHOOK_OUTCOMES {
+            let _ = webhook_deliveries.get_or_create(&OutcomeLabels { outcome });
+        }
+        let webhook_latency = Histogram::new(WEBHOOK_BUCKETS);
+        registry.register(
+            "jalon_webhook_delivery_duration_seconds",
+            "Time of each webhook delivery attempt that reached its endpoint",
+            webhook_latency.clone(),
+        );
+        let webhooks_disabled = Counter::default();
+        registry.register(
+            "jalon_webhook_endpoints_disabled",
+            "Webhook endpoints disabled by the service (410 Gone, or failing for too long)",
+            webhooks_disabled.clone(),
+        );
         Self {
             registry,
             methods: known_methods(),
@@ -227,7 +273,26 @@ impl Metrics {
             gate_decisions,
             assessment_answers,
             imported,
+            webhook_deliveries,
+            webhook_latency,
+            webhooks_disabled,
         }
+    }
+
+    /// Counts a webhook delivery attempt (`outcome` among
+    /// [`WEBHOOK_OUTCOMES`]) and, when it reached the endpoint, its time.
+    pub fn webhook_attempted(&self, outcome: &'static str, latency: Option<Duration>) {
+        self.webhook_deliveries
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        if let Some(latency) = latency {
+            self.webhook_latency.observe(latency.as_secs_f64());
+        }
+    }
+
+    /// Counts an endpoint the service disabled.
+    pub fn webhook_endpoint_disabled(&self) {
+        self.webhooks_disabled.inc();
     }
 
     /// The labels of a request path: a served method, or `unknown`.

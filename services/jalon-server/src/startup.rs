@@ -17,7 +17,7 @@ use jalon_proto::{
         organisation_service_server::OrganisationServiceServer,
         person_service_server::PersonServiceServer,
         portfolio_service_server::PortfolioServiceServer,
-        project_service_server::ProjectServiceServer,
+        project_service_server::ProjectServiceServer, webhook_service_server::WebhookServiceServer,
     },
 };
 use jalon_store::{PoolOptions, Store};
@@ -41,7 +41,7 @@ use crate::{
     grpc::{
         assessments::AssessmentApi, audit::AuditApi, events::EventApi, finance::FinanceApi,
         gates::GateApi, import::ImportLimits, kpis::KpiApi, organisations::OrganisationApi,
-        people::PersonApi, portfolio::PortfolioApi, projects::ProjectApi,
+        people::PersonApi, portfolio::PortfolioApi, projects::ProjectApi, webhooks::WebhookApi,
     },
     metrics::{self, Metrics, MetricsLayer},
     telemetry,
@@ -254,6 +254,12 @@ impl Application {
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
+        let webhooks = WebhookServiceServer::new(WebhookApi {
+            store: store.clone(),
+            settings: settings.webhooks.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
         let imports = ImportLimits::new(max);
         let finance = FinanceServiceServer::new(FinanceApi {
             store: store.clone(),
@@ -339,6 +345,7 @@ impl Application {
             .add_service(InterceptedService::new(kpis, interceptor.clone()))
             .add_service(InterceptedService::new(finance, interceptor.clone()))
             .add_service(InterceptedService::new(events, interceptor.clone()))
+            .add_service(InterceptedService::new(webhooks, interceptor.clone()))
             .add_service(InterceptedService::new(portfolio, interceptor));
         let server = router.serve_with_incoming_shutdown(
             // TCP_NODELAY, as `Server::serve` sets it: without it a small
@@ -397,6 +404,20 @@ impl Application {
             })
         };
 
+        // Webhook deliveries: this replica's worker. Dropped with this
+        // future (even when it is cancelled rather than drained): its
+        // deliveries in flight end, their leases expire, another replica
+        // sends them.
+        let webhook_worker = AbortOnDrop(tokio::spawn(
+            crate::webhooks::Worker {
+                store: store.clone(),
+                settings: settings.webhooks.clone(),
+                client: crate::webhooks::Client::new(&settings.webhooks)?,
+                metrics: metrics.clone(),
+            }
+            .run(),
+        ));
+
         let drain = settings.server.drain_timeout();
         let result = tokio::select! {
             result = &mut server => result.map_err(|e| format!("server error: {e}")),
@@ -420,12 +441,22 @@ impl Application {
         if let Some(task) = metrics_server {
             let _ = task.await;
         }
+        drop(webhook_worker);
         purger.abort();
         event_purger.abort();
         listener_task.abort();
         store.close().await;
         tracing::info!("stopped");
         result
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

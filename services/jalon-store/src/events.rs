@@ -415,6 +415,12 @@ pub(crate) fn committed(backend: sea_orm::DbBackend, organisation_id: Uuid) {
     }
 }
 
+/// Wakes this process's followers of an organisation (the watchers, the
+/// webhook worker) without a commit: a redelivery made due now.
+pub fn wake_local(organisation_id: Uuid) {
+    wake(organisation_id);
+}
+
 fn wake(organisation_id: Uuid) {
     // No receiver is not an error: nobody watches.
     let _ = HUB.send(organisation_id);

@@ -22,6 +22,7 @@ pub mod portfolio;
 pub mod projects;
 pub mod readers;
 mod rows;
+pub mod webhooks;
 
 use std::time::Duration;
 

@@ -32,3 +32,5 @@ pub mod project_money;
 pub mod project_phase;
 pub mod project_tag;
 pub mod question_bank;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
