@@ -248,8 +248,11 @@ async fn get_endpoint(channel: &Channel, admin: &str, org: &str, id: &str) -> pb
 }
 
 /// Runs the third-party verifier (tests/e2e/verify_webhooks.py) on
-/// deliveries, each with the secret to check it against.
-fn third_party_verify(cases: &[(&str, &Received)]) -> Vec<Value> {
+/// deliveries, each with the secret to check it against. Without the
+/// verifiers installed (`bash .ci/tools.sh`) it says so and returns `None`,
+/// unless `JALON_TEST_REQUIRE_VERIFIERS` is set (CI sets it): then their
+/// absence fails the test.
+fn third_party_verify(cases: &[(&str, &Received)]) -> Option<Vec<Value>> {
     use std::io::Write;
     let python = std::env::var("JALON_TEST_WEBHOOKS_PYTHON").unwrap_or_else(|_| {
         concat!(
@@ -258,6 +261,14 @@ fn third_party_verify(cases: &[(&str, &Received)]) -> Vec<Value> {
         )
         .to_owned()
     });
+    if !std::path::Path::new(&python).exists()
+        && std::env::var_os("JALON_TEST_REQUIRE_VERIFIERS").is_none()
+    {
+        println!(
+            "third-party verification skipped: {python} is missing (bash .ci/tools.sh installs it; CI requires it)"
+        );
+        return None;
+    }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/verify_webhooks.py");
     let input = json!(
         cases
@@ -289,7 +300,7 @@ fn third_party_verify(cases: &[(&str, &Received)]) -> Vec<Value> {
         "the verifier failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    serde_json::from_slice(&output.stdout).unwrap()
+    Some(serde_json::from_slice(&output.stdout).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -596,18 +607,19 @@ async fn deliveries_are_signed_cloud_events_that_standardwebhooks_verifies() {
         )
         .await
         .unwrap();
-        let verdicts = third_party_verify(&[(&secret, delivery), (&wrong, delivery)]);
-        assert_eq!(verdicts[0]["valid"], true, "{}", verdicts[0]);
-        let event = &verdicts[0]["event"];
-        assert_eq!(event["id"], log[0].event_id.as_str());
-        assert_eq!(event["specversion"], "1.0");
-        assert_eq!(event["type"], "person.created");
-        assert_eq!(event["source"], format!("/jalon/organisations/{org}"));
-        assert_eq!(event["subject"], format!("people/{}", person.id));
-        assert_eq!(event["datacontenttype"], "application/json");
-        assert_eq!(event["data"]["person_id"], person.id.as_str());
-        assert!(event["time"].as_str().is_some());
-        assert_eq!(verdicts[1]["valid"], false, "{}", verdicts[1]);
+        if let Some(verdicts) = third_party_verify(&[(&secret, delivery), (&wrong, delivery)]) {
+            assert_eq!(verdicts[0]["valid"], true, "{}", verdicts[0]);
+            let event = &verdicts[0]["event"];
+            assert_eq!(event["id"], log[0].event_id.as_str());
+            assert_eq!(event["specversion"], "1.0");
+            assert_eq!(event["type"], "person.created");
+            assert_eq!(event["source"], format!("/jalon/organisations/{org}"));
+            assert_eq!(event["subject"], format!("people/{}", person.id));
+            assert_eq!(event["datacontenttype"], "application/json");
+            assert_eq!(event["data"]["person_id"], person.id.as_str());
+            assert!(event["time"].as_str().is_some());
+            assert_eq!(verdicts[1]["valid"], false, "{}", verdicts[1]);
+        }
 
         // Only the subscribed type was sent.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -659,9 +671,11 @@ async fn failed_deliveries_are_retried_until_the_receiver_recovers() {
         let id = got[0].header("webhook-id");
         assert!(got.iter().all(|r| r.header("webhook-id") == id));
         assert!(got.iter().all(|r| r.body == got[0].body));
-        let verdicts =
-            third_party_verify(&got.iter().map(|r| (secret.as_str(), r)).collect::<Vec<_>>());
-        assert!(verdicts.iter().all(|v| v["valid"] == true), "{verdicts:?}");
+        if let Some(verdicts) =
+            third_party_verify(&got.iter().map(|r| (secret.as_str(), r)).collect::<Vec<_>>())
+        {
+            assert!(verdicts.iter().all(|v| v["valid"] == true), "{verdicts:?}");
+        }
         // Retry-After: 1 was honoured between the second and third attempts.
         let t = |r: &Received| r.header("webhook-timestamp").parse::<i64>().unwrap();
         assert!(t(&got[2]) - t(&got[1]) >= 1);
@@ -842,9 +856,10 @@ async fn a_rotation_signs_with_both_secrets_during_the_grace_period() {
         let signatures: Vec<&str> = got[0].header("webhook-signature").split(' ').collect();
         assert_eq!(signatures.len(), 2, "{signatures:?}");
         // Receivers holding either secret accept it.
-        let verdicts = third_party_verify(&[(&old, &got[0]), (&new, &got[0])]);
-        assert_eq!(verdicts[0]["valid"], true, "{}", verdicts[0]);
-        assert_eq!(verdicts[1]["valid"], true, "{}", verdicts[1]);
+        if let Some(verdicts) = third_party_verify(&[(&old, &got[0]), (&new, &got[0])]) {
+            assert_eq!(verdicts[0]["valid"], true, "{}", verdicts[0]);
+            assert_eq!(verdicts[1]["valid"], true, "{}", verdicts[1]);
+        }
         app.cleanup().await;
     }
 }
@@ -933,8 +948,9 @@ async fn a_replica_killed_mid_delivery_loses_nothing() {
         assert_eq!(log.len(), 1);
         // The killed attempt was never recorded: one attempt, the second's.
         assert_eq!(log[0].attempts, 1);
-        let verdicts = third_party_verify(&[(&secret, &got[1])]);
-        assert_eq!(verdicts[0]["valid"], true, "{}", verdicts[0]);
+        if let Some(verdicts) = third_party_verify(&[(&secret, &got[1])]) {
+            assert_eq!(verdicts[0]["valid"], true, "{}", verdicts[0]);
+        }
         second.cleanup().await;
     }
 }

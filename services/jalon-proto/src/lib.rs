@@ -23,5 +23,6 @@ pub const SERVICE_NAMES: &[&str] = &[
     "jalon.v1.KpiService",
     "jalon.v1.FinanceService",
     "jalon.v1.PortfolioService",
+    "jalon.v1.EventService",
     "jalon.v1.WebhookService",
 ];
