@@ -12,6 +12,7 @@ mod hardening_auth;
 mod helpers;
 mod imports;
 mod kpis;
+mod leavers;
 mod observability;
 mod organisations;
 mod people;

@@ -288,6 +288,41 @@ pub fn required_signatories(sponsor: Uuid, policy: &[Signatory]) -> Vec<Signator
     all
 }
 
+/// The signatories of an open review once the project's sponsorship passed
+/// from `from` to `to`: the sponsor's signature, if `from` has not given
+/// it yet, is awaited from `to` instead. `None` when nothing changes:
+/// `from` is not the review's sponsor signatory, or has already signed (a
+/// signature given stands). Other functions (a policy's security officer,
+/// say) are people named by the policy, not the sponsor: they stay.
+pub fn hand_over_sponsor(
+    required: &[Signatory],
+    signatures: &[Signature],
+    from: Uuid,
+    to: Uuid,
+) -> Option<Vec<Signatory>> {
+    let waits_for_from = required
+        .iter()
+        .any(|s| s.function == SPONSOR && s.person_id == from);
+    if !waits_for_from || signatures.iter().any(|s| s.person_id == from) {
+        return None;
+    }
+    let mut out: Vec<Signatory> = Vec::with_capacity(required.len());
+    for s in required {
+        let s = if s.function == SPONSOR && s.person_id == from {
+            Signatory {
+                function: SPONSOR.to_owned(),
+                person_id: to,
+            }
+        } else {
+            s.clone()
+        };
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    Some(out)
+}
+
 /// Whether `signer` may sign now: they are a required signatory, they have
 /// not signed yet, and a project lead never signs for their own project as
 /// its sponsor (independence).

@@ -55,6 +55,34 @@ pub struct PersonPatch {
     pub external_id: Option<Option<ExternalRef>>,
 }
 
+impl PersonPatch {
+    /// The patch without the fields that already hold the value it sets:
+    /// what an upsert really changes (empty: nothing to write, nothing to
+    /// record).
+    pub fn without_unchanged(&self, current: &Person) -> PersonPatch {
+        fn keep<T: Clone>(value: &Option<T>, same: impl Fn(&T) -> bool) -> Option<T> {
+            value.as_ref().filter(|v| !same(v)).cloned()
+        }
+        PersonPatch {
+            subject: keep(&self.subject, |v| v.as_str() == current.subject),
+            email: keep(&self.email, |v| v.as_str() == current.email),
+            display_name: keep(&self.display_name, |v| v.as_str() == current.display_name),
+            department: keep(&self.department, |v| v.as_str() == current.department),
+            job_title: keep(&self.job_title, |v| v.as_str() == current.job_title),
+            manager_id: keep(&self.manager_id, |v| *v == current.manager_id),
+            role: keep(&self.role, |v| *v == current.role),
+            external_id: keep(&self.external_id, |v| {
+                v.as_ref().map(|e| e.as_str()) == current.external_id.as_deref()
+            }),
+        }
+    }
+
+    /// Whether the patch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == PersonPatch::default()
+    }
+}
+
 /// The paths `UpdatePerson` accepts in its field mask.
 pub const UPDATABLE_FIELDS: &[&str] = &[
     "subject",
@@ -65,6 +93,18 @@ pub const UPDATABLE_FIELDS: &[&str] = &[
     "manager_id",
     "role",
     "external_id",
+];
+
+/// The paths `UpsertPerson` accepts in its field mask: those of
+/// `UpdatePerson` but `external_id`, which names the person.
+pub const UPSERTABLE_FIELDS: &[&str] = &[
+    "subject",
+    "email",
+    "display_name",
+    "department",
+    "job_title",
+    "manager_id",
+    "role",
 ];
 
 /// Roles an `INTEGRATION` account (an HR system) may give to the people it
@@ -161,6 +201,35 @@ mod tests {
         assert!(ensure_no_management_cycle(me, &[boss]).is_ok());
         assert!(ensure_no_management_cycle(me, &[me]).is_err());
         assert!(ensure_no_management_cycle(me, &[boss, me]).is_err());
+    }
+
+    #[test]
+    fn an_upsert_patch_keeps_only_what_differs() {
+        let current = person(Role::Member, true);
+        let patch = PersonPatch {
+            subject: Some(Subject::parse("s").unwrap()),
+            display_name: Some(DisplayName::parse("S").unwrap()),
+            job_title: Some(ShortText::parse("Director").unwrap()),
+            role: Some(Role::Member),
+            manager_id: Some(None),
+            ..PersonPatch::default()
+        };
+        let left = patch.without_unchanged(&current);
+        assert_eq!(
+            left,
+            PersonPatch {
+                job_title: Some(ShortText::parse("Director").unwrap()),
+                ..PersonPatch::default()
+            }
+        );
+        assert!(!left.is_empty());
+        assert!(
+            left.without_unchanged(&Person {
+                job_title: "Director".into(),
+                ..current
+            })
+            .is_empty()
+        );
     }
 
     #[test]

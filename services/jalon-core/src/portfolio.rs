@@ -83,6 +83,7 @@ alert_kinds!(
     BudgetOverrun => "BUDGET_OVERRUN", 7, true;
     ConditionOverdue => "CONDITION_OVERDUE", 8, false;
     ProhibitedActive => "PROHIBITED_ACTIVE", 9, true;
+    LeadInactive => "LEAD_INACTIVE", 10, true;
 );
 
 /// A project's status leaves room for alerts (it is not stopped or retired).
@@ -126,8 +127,8 @@ pub struct ProjectFacts {
     pub phase: Phase,
     pub status: Status,
     pub ai_act_tier: AiActTier,
-    pub sponsor: Option<SponsorFacts>,
-    pub lead_id: Option<Uuid>,
+    pub sponsor: Option<PersonFacts>,
+    pub lead: Option<PersonFacts>,
     pub create_time: DateTime<Utc>,
     pub phase_history: Vec<PhaseSpan>,
     pub underperforming: bool,
@@ -144,11 +145,27 @@ pub struct ProjectFacts {
     pub money: MoneyFacts,
 }
 
-/// The sponsor as the alerts see them.
+/// The sponsor or the lead as the alerts see them.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SponsorFacts {
+pub struct PersonFacts {
     pub id: Uuid,
     pub active: bool,
+    pub display_name: String,
+    /// The day (UTC) they were deactivated, while inactive.
+    pub left_on: Option<NaiveDate>,
+}
+
+impl PersonFacts {
+    /// Why an alert about this person, gone from `function` ("sponsor",
+    /// "lead"), is raised, in words a director reads: their name and the
+    /// day they left, never an id ("Grace Hopper, sponsor, left on
+    /// 2026-12-01").
+    pub fn gone_reason(&self, function: &str) -> String {
+        match self.left_on {
+            Some(day) => format!("{}, {function}, left on {day}", self.display_name),
+            None => format!("{}, {function}, is no longer active", self.display_name),
+        }
+    }
 }
 
 /// The stored row of a project's figures.
@@ -229,11 +246,11 @@ pub fn static_alerts(facts: &ProjectFacts, cost_minor: i64) -> Vec<RaisedAlert> 
             AlertKind::NoSponsor,
             "the project has no business sponsor".into(),
         ),
-        Some(s) if !s.active => raise(
-            AlertKind::SponsorInactive,
-            format!("the sponsor (people/{}) is no longer active", s.id),
-        ),
+        Some(s) if !s.active => raise(AlertKind::SponsorInactive, s.gone_reason("sponsor")),
         Some(_) => {}
+    }
+    if let Some(lead) = facts.lead.as_ref().filter(|l| !l.active) {
+        raise(AlertKind::LeadInactive, lead.gone_reason("lead"));
     }
     let without: Vec<&str> = facts
         .kpis
@@ -332,7 +349,7 @@ pub fn reduce(facts: &ProjectFacts) -> (Figures, BTreeMap<String, i64>, Vec<Rais
         name: facts.name.clone(),
         business_unit: facts.business_unit.clone(),
         sponsor_id: facts.sponsor.as_ref().map(|s| s.id),
-        lead_id: facts.lead_id,
+        lead_id: facts.lead.as_ref().map(|l| l.id),
         phase: facts.phase,
         status: facts.status,
         ai_act_tier: facts.ai_act_tier,

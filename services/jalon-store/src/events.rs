@@ -46,6 +46,10 @@ pub const TYPES: &[(&str, &str)] = &[
     ("gate.review_requested", "review_id, from_phase"),
     ("gate.signed", "review_id, verdict"),
     ("gate.waived", "review_id, criterion"),
+    (
+        "gate.signatories_changed",
+        "review_id, from, to: the sponsor whose signature was awaited, and the one now awaited (a hand-over)",
+    ),
     ("gate.decided", "review_id, outcome, phase, status"),
     ("gate.condition_closed", "condition_id"),
     ("assessment.answered", "item, status"),
@@ -155,6 +159,12 @@ pub(crate) fn notices_of(audit: &NewEvent) -> Vec<Notice> {
             project,
             format!("gate_reviews/{id}"),
             json!({"review_id": id, "verdict": pick(after, "verdict")}),
+        )],
+        "gate.signatories_changed" => vec![notice(
+            "gate.signatories_changed",
+            project,
+            format!("gate_reviews/{id}"),
+            json!({"review_id": id, "from": before.map(|b| pick(b, "sponsor")), "to": pick(after, "sponsor")}),
         )],
         "gate.waived" => vec![notice(
             "gate.waived",

@@ -365,6 +365,65 @@ pub async fn request(
     Ok(created)
 }
 
+/// After a project's sponsorship passed from `from` to `to` (inside the
+/// change, the project locked): its open review, if it still waits for
+/// `from`'s signature as sponsor, waits for `to`'s instead. Records
+/// gate.signatories_changed and returns the review's id when it changed.
+pub(crate) async fn hand_over_sponsor_signature(
+    change: &mut Change,
+    project_id: Uuid,
+    from: Uuid,
+    to: Uuid,
+) -> Result<Option<Uuid>> {
+    let Some(r) = review::Entity::find()
+        .filter(review::Column::OrganisationId.eq(change.organisation_id()))
+        .filter(review::Column::ProjectId.eq(project_id))
+        .filter(review::Column::State.eq("OPEN"))
+        .one(change.conn())
+        .await
+        .map_err(db_error)?
+    else {
+        return Ok(None);
+    };
+    let required = signatories_from_json(&r.signatories);
+    let signed = domain_signatures(&signatures(change.conn(), r.id).await?);
+    let Some(moved) = gate::hand_over_sponsor(&required, &signed, from, to) else {
+        return Ok(None);
+    };
+    let updated = review::Entity::update_many()
+        .set(review::ActiveModel {
+            signatories: Set(signatories_to_json(&moved)),
+            version: Set(r.version + 1),
+            ..Default::default()
+        })
+        .filter(review::Column::Id.eq(r.id))
+        .filter(review::Column::Version.eq(r.version))
+        .filter(review::Column::State.eq("OPEN"))
+        .exec(change.conn())
+        .await
+        .map_err(db_error)?;
+    if updated.rows_affected == 0 {
+        return Err(Error::Aborted(
+            "the gate review changed concurrently".into(),
+        ));
+    }
+    let as_json = |s: &[Signatory]| {
+        s.iter()
+            .map(|s| json!({"function": s.function, "person_id": s.person_id}))
+            .collect::<Vec<_>>()
+    };
+    change.event(NewEvent {
+        project_id: Some(project_id),
+        action: "gate.signatories_changed",
+        resource_type: "gate_review",
+        resource_id: r.id.to_string(),
+        before: Some(json!({"signatories": as_json(&required), "sponsor": from})),
+        after: json!({"signatories": as_json(&moved), "sponsor": to}),
+        chained: false,
+    });
+    Ok(Some(r.id))
+}
+
 /// Begins a change acting on an open review: locks its project, reads the
 /// review under that lock and applies the access policy (a required
 /// signatory sees the review they must sign).

@@ -13,6 +13,7 @@ mod error;
 pub mod events;
 pub mod finance;
 pub mod gates;
+pub mod handover;
 pub mod idempotency;
 pub mod kpis;
 pub mod organisations;

@@ -320,7 +320,19 @@ pub async fn update(
     if !etag_matches(etag, current.version) {
         return Err(Error::stale_etag("person"));
     }
-    if removes_an_admin(&current, patch.role, false) {
+    let updated = write_patch(&mut change, &current, patch).await?;
+    change.commit().await?;
+    Ok(updated)
+}
+
+/// Writes a patch over `current` (read under the organisation's lock),
+/// compare-and-swap on its version, keeping an active admin and a
+/// management chain without loops, and records person.updated (and
+/// person.role_changed).
+async fn write_patch(change: &mut Change, current: &Person, patch: &PersonPatch) -> Result<Person> {
+    let organisation_id = change.organisation_id();
+    let id = current.id;
+    if removes_an_admin(current, patch.role, false) {
         let others = count_other_active_admins(change.conn(), organisation_id, id).await?;
         ensure_an_admin_remains(others, id)?;
     }
@@ -358,7 +370,7 @@ pub async fn update(
     }
     swap(change.conn(), id, current.version, model).await?;
     let updated = get(change.conn(), organisation_id, id).await?;
-    let (before, mut after) = crate::audit::diff(audit_view(&current), audit_view(&updated));
+    let (before, mut after) = crate::audit::diff(audit_view(current), audit_view(&updated));
     if current.email != updated.email
         && let Value::Object(fields) = &mut after
     {
@@ -374,12 +386,86 @@ pub async fn update(
             json!({"role": updated.role.as_str()}),
         ));
     }
-    change.commit().await?;
     Ok(updated)
 }
 
+/// What an upsert did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upserted {
+    pub person: Person,
+    pub created: bool,
+}
+
+/// Creates the person of the organisation whose HR identifier is
+/// `external_id` (from `new`, made only then), or updates the fields of
+/// `patch` that differ; a call that changes nothing writes and records
+/// nothing. The rules are Create's and Update's: an INTEGRATION account
+/// creates MEMBERs and VIEWERs only and changes no role.
+#[tracing::instrument(skip(db, caller, new, patch))]
+pub async fn upsert(
+    db: &DatabaseConnection,
+    organisation_id: Uuid,
+    caller: &Caller,
+    external_id: &str,
+    new: impl FnOnce() -> Result<NewPerson>,
+    patch: &PersonPatch,
+) -> Result<Upserted> {
+    let mut change = Change::begin(db, organisation_id, caller, Action::UpsertPerson).await?;
+    change.lock_organisation().await?;
+    let found = person::Entity::find()
+        .filter(person::Column::OrganisationId.eq(organisation_id))
+        .filter(person::Column::ExternalId.eq(external_id))
+        .one(change.conn())
+        .await
+        .map_err(db_error)?
+        .map(from_model)
+        .transpose()?;
+    let Some(current) = found else {
+        change.authorize_also(Action::CreatePerson)?;
+        let new = new()?;
+        if let Some(member) = change.member() {
+            authz::may_grant(member, new.role)?;
+        }
+        let id = Uuid::now_v7();
+        if let Some(manager_id) = new.manager_id {
+            check_manager(change.conn(), organisation_id, id, manager_id).await?;
+        }
+        let created = insert(change.conn(), organisation_id, &new, id).await?;
+        change.event(person_event(
+            "person.created",
+            id,
+            None,
+            audit_view(&created),
+        ));
+        change.commit().await?;
+        return Ok(Upserted {
+            person: created,
+            created: true,
+        });
+    };
+    let patch = patch.without_unchanged(&current);
+    if patch.is_empty() {
+        return Ok(Upserted {
+            person: current,
+            created: false,
+        });
+    }
+    change.authorize_also(Action::UpdatePerson)?;
+    if patch.role.is_some() {
+        change.authorize_also(Action::UpdatePersonRole)?;
+    }
+    let updated = write_patch(&mut change, &current, &patch).await?;
+    change.commit().await?;
+    Ok(Upserted {
+        person: updated,
+        created: false,
+    })
+}
+
 /// Deactivates (`active = false`) or reactivates a person; keeps an active
-/// admin. The projects they sponsor are refreshed (their alerts).
+/// admin. The projects they sponsor or lead are refreshed (their alerts).
+/// A person already in the state asked for is answered as is, with no
+/// write and no event (HR connectors retry).
 #[tracing::instrument(skip(db, caller))]
 pub async fn set_active(
     db: &DatabaseConnection,
@@ -397,23 +483,15 @@ pub async fn set_active(
     let mut change = Change::begin(db, organisation_id, caller, action).await?;
     change.lock_organisation().await?;
     let current = get(change.conn(), organisation_id, id).await?;
+    if current.active == active {
+        // Already as asked: connectors retry, and a retry whose first
+        // attempt committed finds its work done (its etag is then stale:
+        // nothing is written, so it is not compared). Nothing changes, so
+        // nothing is recorded.
+        return Ok(current);
+    }
     if !etag_matches(etag, current.version) {
         return Err(Error::stale_etag("person"));
-    }
-    if current.active == active {
-        return Err(Error::precondition(
-            if active {
-                "ALREADY_ACTIVE"
-            } else {
-                "ALREADY_INACTIVE"
-            },
-            format!("people/{id}"),
-            if active {
-                "the person is already active"
-            } else {
-                "the person is already inactive"
-            },
-        ));
     }
     if removes_an_admin(&current, None, !active) {
         let others = count_other_active_admins(change.conn(), organisation_id, id).await?;
@@ -429,17 +507,23 @@ pub async fn set_active(
     };
     swap(change.conn(), id, current.version, model).await?;
     let updated = get(change.conn(), organisation_id, id).await?;
-    // The projects they sponsor: their alerts follow (refreshed at commit).
-    let sponsored: Vec<Uuid> = crate::entity::project::Entity::find()
+    // The projects they sponsor or lead: their alerts follow (refreshed at
+    // commit).
+    use crate::entity::project::{Column as P, Entity as Projects};
+    let theirs: Vec<Uuid> = Projects::find()
         .select_only()
-        .column(crate::entity::project::Column::Id)
-        .filter(crate::entity::project::Column::OrganisationId.eq(organisation_id))
-        .filter(crate::entity::project::Column::SponsorId.eq(id))
+        .column(P::Id)
+        .filter(P::OrganisationId.eq(organisation_id))
+        .filter(
+            sea_orm::Condition::any()
+                .add(P::SponsorId.eq(id))
+                .add(P::LeadId.eq(id)),
+        )
         .into_tuple()
         .all(change.conn())
         .await
         .map_err(db_error)?;
-    for project_id in change.lock_projects(sponsored).await? {
+    for project_id in change.lock_projects(theirs).await? {
         change.touch(project_id);
     }
     change.event(person_event(

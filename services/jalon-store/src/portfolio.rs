@@ -20,7 +20,7 @@ use jalon_core::{
     kpi,
     organisation::Organisation,
     portfolio::{
-        self, AlertKind, Figures, KpiFacts, MoneyFacts, ProjectFacts, SponsorFacts, Summary,
+        self, AlertKind, Figures, KpiFacts, MoneyFacts, PersonFacts, ProjectFacts, Summary,
     },
     project::{AiActTier, Phase, Status},
     values::{CurrencyCode, DiscountRate},
@@ -66,27 +66,49 @@ async fn gather_many(
         .collect();
     let mut found = crate::rows::projects::get_many(conn, organisation_id, unknown).await?;
     found.extend(ids.iter().filter_map(|id| known.get(id).cloned()));
-    let sponsor_ids: Vec<Uuid> = found
+    // The sponsors and leads: whether they are active, and for those who
+    // left, their name and the day (the alerts' reasons).
+    let people_ids: Vec<Uuid> = found
         .iter()
-        .filter_map(|p| p.details.sponsor_id)
+        .flat_map(|p| [p.details.sponsor_id, p.details.lead_id])
+        .flatten()
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let mut active: HashMap<Uuid, bool> = HashMap::new();
-    for chunk in sponsor_ids.chunks(CHUNK) {
-        for (id, is_active) in person::Entity::find()
+    type PersonRow = (Uuid, bool, String, Option<DateTime<Utc>>);
+    let mut parties: HashMap<Uuid, PersonFacts> = HashMap::new();
+    for chunk in people_ids.chunks(CHUNK) {
+        for (id, active, display_name, deactivate_time) in person::Entity::find()
             .select_only()
             .column(person::Column::Id)
             .column(person::Column::Active)
+            .column(person::Column::DisplayName)
+            .column(person::Column::DeactivateTime)
             .filter(person::Column::Id.is_in(chunk.to_vec()))
-            .into_tuple::<(Uuid, bool)>()
+            .into_tuple::<PersonRow>()
             .all(conn)
             .await
             .map_err(db_error)?
         {
-            active.insert(id, is_active);
+            parties.insert(
+                id,
+                PersonFacts {
+                    id,
+                    active,
+                    display_name,
+                    left_on: deactivate_time.filter(|_| !active).map(|t| t.date_naive()),
+                },
+            );
         }
     }
+    let party = |id: Uuid| {
+        parties.get(&id).cloned().unwrap_or(PersonFacts {
+            id,
+            active: false,
+            display_name: format!("people/{id}"),
+            left_on: None,
+        })
+    };
     let mut counts = aggregates::load_item_counts(conn, ids).await?;
     // A decision: when, the review, the phase it closed, its outcome.
     type Decision = (Option<DateTime<Utc>>, Uuid, Phase, Outcome);
@@ -180,11 +202,8 @@ async fn gather_many(
             phase: p.phase,
             status: p.status,
             ai_act_tier: p.details.ai_act_tier,
-            sponsor: p.details.sponsor_id.map(|id| SponsorFacts {
-                id,
-                active: active.get(&id).copied().unwrap_or(false),
-            }),
-            lead_id: p.details.lead_id,
+            sponsor: p.details.sponsor_id.map(party),
+            lead: p.details.lead_id.map(party),
             create_time: p.create_time,
             phase_history: p.phase_history,
             underperforming: p.underperforming,

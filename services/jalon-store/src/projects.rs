@@ -511,6 +511,51 @@ pub async fn update(
     Ok(updated)
 }
 
+/// Gives a locked project (read by the change) a new sponsor and lead,
+/// compare-and-swap on its version, and records project.updated; the
+/// people are checked by the caller. Returns the project as written.
+pub(crate) async fn reassign(
+    change: &mut Change,
+    current: &Project,
+    sponsor_id: Option<Uuid>,
+    lead_id: Option<Uuid>,
+) -> Result<Project> {
+    let organisation_id = change.organisation_id();
+    let result = project::Entity::update_many()
+        .set(project::ActiveModel {
+            sponsor_id: Set(sponsor_id),
+            lead_id: Set(lead_id),
+            update_time: Set(Utc::now()),
+            version: Set(current.version + 1),
+            ..Default::default()
+        })
+        .filter(project::Column::Id.eq(current.id))
+        .filter(project::Column::Version.eq(current.version))
+        .exec(change.conn())
+        .await
+        .map_err(db_error)?;
+    if result.rows_affected == 0 {
+        return Err(Error::stale_etag("project"));
+    }
+    let updated = get(change.conn(), organisation_id, current.id).await?;
+    // Only the sponsor and the lead changed (the cached project carries no
+    // tags: the view before is the one after with the old people).
+    let mut before_view = audit_view(&updated);
+    before_view["sponsor_id"] = serde_json::json!(current.details.sponsor_id);
+    before_view["lead_id"] = serde_json::json!(current.details.lead_id);
+    change.event(NewEvent {
+        project_id: Some(current.id),
+        action: "project.updated",
+        resource_type: "project",
+        resource_id: current.id.to_string(),
+        before: Some(before_view),
+        after: audit_view(&updated),
+        chained: false,
+    });
+    change.rewritten(updated.clone());
+    Ok(updated)
+}
+
 /// Moves a project's phase and status (a gate decision or a lifecycle
 /// action), inside the caller's transaction: closes the current phase span
 /// and opens the next one when the phase changes, and instantiates the new

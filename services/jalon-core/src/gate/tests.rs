@@ -597,3 +597,35 @@ fn an_underperforming_project_in_production_can_be_reassessed() {
         (Phase::Deployment, Status::Active)
     );
 }
+
+#[test]
+fn a_hand_over_moves_the_awaited_sponsor_signature_only() {
+    let (old, new, rssi) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let policy = [Signatory {
+        function: "RSSI".into(),
+        person_id: rssi,
+    }];
+    let required = required_signatories(old, &policy);
+    let moved = hand_over_sponsor(&required, &[], old, new).expect("moved");
+    assert_eq!(moved, required_signatories(new, &policy));
+    // A signature given stands: nothing moves.
+    let signed = [Signature {
+        person_id: old,
+        verdict: Verdict::Approve,
+    }];
+    assert_eq!(hand_over_sponsor(&required, &signed, old, new), None);
+    // Someone who is not the sponsor signatory hands nothing over.
+    assert_eq!(hand_over_sponsor(&required, &[], rssi, new), None);
+    // The new sponsor already signs for another function: both remain.
+    let both = hand_over_sponsor(&required, &[], old, rssi).expect("moved");
+    assert_eq!(
+        both,
+        vec![
+            Signatory {
+                function: SPONSOR.into(),
+                person_id: rssi
+            },
+            policy[0].clone(),
+        ]
+    );
+}

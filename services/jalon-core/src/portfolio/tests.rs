@@ -18,11 +18,18 @@ fn facts() -> ProjectFacts {
         phase: Phase::Poc,
         status: Status::Active,
         ai_act_tier: AiActTier::Limited,
-        sponsor: Some(SponsorFacts {
+        sponsor: Some(PersonFacts {
             id: Uuid::from_u128(1),
             active: true,
+            display_name: "Grace Hopper".into(),
+            left_on: None,
         }),
-        lead_id: Some(Uuid::from_u128(2)),
+        lead: Some(PersonFacts {
+            id: Uuid::from_u128(2),
+            active: true,
+            display_name: "Alan Turing".into(),
+            left_on: None,
+        }),
         create_time: t(2026, 1, 1),
         phase_history: vec![
             PhaseSpan {
@@ -108,6 +115,36 @@ fn stopped_projects_raise_no_alert_and_no_risk() {
     assert!(alerts.is_empty());
     assert!(!c.contains_key("heat:POC:DATA"));
     assert_eq!(figures.gate_watch_since, None);
+}
+
+#[test]
+fn a_departed_sponsor_or_lead_is_named_with_the_day_they_left() {
+    let mut f = facts();
+    f.money.budget_minor = None;
+    let sponsor = f.sponsor.as_mut().unwrap();
+    sponsor.active = false;
+    sponsor.left_on = NaiveDate::from_ymd_opt(2026, 12, 1);
+    let lead = f.lead.as_mut().unwrap();
+    lead.active = false;
+    let raised = static_alerts(&f, 0);
+    let reasons: Vec<(AlertKind, &str)> =
+        raised.iter().map(|a| (a.kind, a.reason.as_str())).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (
+                AlertKind::SponsorInactive,
+                "Grace Hopper, sponsor, left on 2026-12-01"
+            ),
+            (
+                AlertKind::LeadInactive,
+                "Alan Turing, lead, is no longer active"
+            ),
+        ]
+    );
+    // Stopped or retired projects raise nothing.
+    f.status = Status::Retired;
+    assert!(static_alerts(&f, 0).is_empty());
 }
 
 #[test]

@@ -320,7 +320,27 @@ pub fn new_person(p: &pb::Person, prefix: &str, role: Option<Role>) -> Result<Ne
 }
 
 pub fn person_patch(p: &pb::Person, mask: Option<&FieldMask>) -> Result<PersonPatch> {
-    let paths = mask_paths(mask, person::UPDATABLE_FIELDS)?;
+    patch_of(p, mask_paths(mask, person::UPDATABLE_FIELDS)?)
+}
+
+/// The fields an `UpsertPerson` writes over an existing person.
+pub fn person_upsert_patch(p: &pb::Person, mask: Option<&FieldMask>) -> Result<PersonPatch> {
+    patch_of(p, mask_paths(mask, person::UPSERTABLE_FIELDS)?)
+}
+
+/// The HR identifier that names the person of an `UpsertPerson`.
+pub fn upsert_key(p: &pb::Person) -> Result<String> {
+    match optional_ref(p.external_id.as_deref()) {
+        Ok(Some(key)) => Ok(key.as_str().to_owned()),
+        Ok(None) => Err(Error::invalid(
+            "person.external_id",
+            "is required: it names the person to create or update",
+        )),
+        Err(e) => Err(Error::invalid("person.external_id", e)),
+    }
+}
+
+fn patch_of(p: &pb::Person, paths: Vec<String>) -> Result<PersonPatch> {
     let mut v = Violations::new();
     let mut patch = PersonPatch::default();
     for path in paths {

@@ -203,4 +203,37 @@ impl PersonService for PersonApi {
             updated,
         ))
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn upsert_person(
+        &self,
+        request: Request<pb::UpsertPersonRequest>,
+    ) -> Result<Response<pb::UpsertPersonResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let person = conv::required("person", req.person.as_ref()).or_status()?;
+        let external_id = conv::upsert_key(person).or_status()?;
+        let patch = conv::person_upsert_patch(person, req.update_mask.as_ref()).or_status()?;
+        let upserted = people::upsert(
+            self.store.db(),
+            org,
+            &requester(&caller),
+            &external_id,
+            || conv::new_person(person, "person", None),
+            &patch,
+        )
+        .await
+        .or_status()?;
+        tracing::info!(
+            organisation_id = %org,
+            person_id = %upserted.person.id,
+            created = upserted.created,
+            "person upserted"
+        );
+        Ok(Response::new(pb::UpsertPersonResponse {
+            person: Some(conv::person_to_proto(upserted.person)),
+            created: upserted.created,
+        }))
+    }
 }

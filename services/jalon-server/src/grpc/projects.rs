@@ -16,7 +16,9 @@ use jalon_core::{
 };
 use jalon_proto::v1::{self as pb, project_service_server::ProjectService};
 use jalon_store::{
-    Store, page,
+    Store,
+    handover::{self, HandOver, Responsibilities},
+    page,
     projects::{self, ProjectFilter},
 };
 use tonic::{Request, Response, Status as GrpcStatus};
@@ -455,6 +457,69 @@ impl ProjectService for ProjectApi {
         Ok(Response::new(pb::RetireProjectResponse {
             project: Some(project),
         }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn hand_over_projects(
+        &self,
+        request: Request<pb::HandOverProjectsRequest>,
+    ) -> Result<Response<pb::HandOverProjectsResponse>, GrpcStatus> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let hand_over = hand_over_in(&req).or_status()?;
+        let done = handover::hand_over(self.store.db(), org, &requester(&caller), &hand_over)
+            .await
+            .or_status()?;
+        tracing::info!(
+            organisation_id = %org,
+            from = %hand_over.from,
+            to = %hand_over.to,
+            projects = done.projects.len(),
+            reviews = done.reviews.len(),
+            "projects handed over"
+        );
+        Ok(Response::new(pb::HandOverProjectsResponse {
+            projects: done.projects.into_iter().map(project_to_proto).collect(),
+            reassigned_review_ids: done.reviews.iter().map(Uuid::to_string).collect(),
+        }))
+    }
+}
+
+/// A hand-over request, validated: every bad field named at once.
+fn hand_over_in(req: &pb::HandOverProjectsRequest) -> Result<HandOver> {
+    let mut v = jalon_core::error::Violations::new();
+    let from = v.check("from_person_id", parse_id(&req.from_person_id));
+    let to = v.check("to_person_id", parse_id(&req.to_person_id));
+    let mut what = Responsibilities {
+        sponsor: req.responsibilities.is_empty(),
+        lead: req.responsibilities.is_empty(),
+    };
+    for (i, raw) in req.responsibilities.iter().enumerate() {
+        match pb::Responsibility::try_from(*raw) {
+            Ok(pb::Responsibility::Sponsor) => what.sponsor = true,
+            Ok(pb::Responsibility::Lead) => what.lead = true,
+            _ => v.push(
+                format!("responsibilities[{i}]"),
+                "must be RESPONSIBILITY_SPONSOR or RESPONSIBILITY_LEAD",
+            ),
+        }
+    }
+    let projects: Vec<Uuid> = req
+        .project_ids
+        .iter()
+        .enumerate()
+        .filter_map(|(i, raw)| v.check(&format!("project_ids[{i}]"), parse_id(raw)))
+        .collect();
+    v.finish()?;
+    match (from, to) {
+        (Some(from), Some(to)) => Ok(HandOver {
+            from,
+            to,
+            what,
+            projects,
+        }),
+        _ => Err(Error::Internal("violations were checked".into())),
     }
 }
 
