@@ -757,6 +757,35 @@ async fn a_departed_sponsor_is_named_in_alerts_and_their_projects_are_handed_ove
             .into_inner();
         assert_eq!(decided.project.unwrap().phase, pb::Phase::Poc as i32);
 
+        // The HR system corrects a leaver's name: the alert follows.
+        app.people()
+            .update_person(authed(
+                "alice",
+                pb::UpdatePersonRequest {
+                    organisation_id: org.clone(),
+                    person: Some(pb::Person {
+                        id: leo.id.clone(),
+                        display_name: "Leonard Left".into(),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["display_name".into()],
+                    }),
+                },
+            ))
+            .await
+            .expect("rename");
+        let reasons: Vec<String> = alerts(app, &org)
+            .await
+            .into_iter()
+            .filter(|a| a.kind == pb::AlertKind::LeadInactive as i32)
+            .map(|a| a.reason)
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![format!("Leonard Left, lead, left on {leo_left_on}")]
+        );
+
         // The lead hand-over of a chosen project: Leo's Quay to Lea.
         let quay_done = projects
             .hand_over_projects(authed(

@@ -355,6 +355,7 @@ async fn the_summary_adds_up_a_crafted_portfolio() {
             (K::BudgetOverrun, 1),
             (K::ConditionOverdue, 0),
             (K::ProhibitedActive, 1),
+            (K::LeadInactive, 0),
         ] {
             assert_eq!(alert_count(&s, kind), n, "{kind:?}");
         }

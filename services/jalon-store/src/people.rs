@@ -370,6 +370,10 @@ async fn write_patch(change: &mut Change, current: &Person, patch: &PersonPatch)
     }
     swap(change.conn(), id, current.version, model).await?;
     let updated = get(change.conn(), organisation_id, id).await?;
+    if !updated.active && updated.display_name != current.display_name {
+        // The alerts about a leaver name them.
+        touch_their_projects(change, id).await?;
+    }
     let (before, mut after) = crate::audit::diff(audit_view(current), audit_view(&updated));
     if current.email != updated.email
         && let Value::Object(fields) = &mut after
@@ -507,25 +511,7 @@ pub async fn set_active(
     };
     swap(change.conn(), id, current.version, model).await?;
     let updated = get(change.conn(), organisation_id, id).await?;
-    // The projects they sponsor or lead: their alerts follow (refreshed at
-    // commit).
-    use crate::entity::project::{Column as P, Entity as Projects};
-    let theirs: Vec<Uuid> = Projects::find()
-        .select_only()
-        .column(P::Id)
-        .filter(P::OrganisationId.eq(organisation_id))
-        .filter(
-            sea_orm::Condition::any()
-                .add(P::SponsorId.eq(id))
-                .add(P::LeadId.eq(id)),
-        )
-        .into_tuple()
-        .all(change.conn())
-        .await
-        .map_err(db_error)?;
-    for project_id in change.lock_projects(theirs).await? {
-        change.touch(project_id);
-    }
+    touch_their_projects(&mut change, id).await?;
     change.event(person_event(
         if active {
             "person.reactivated"
@@ -538,6 +524,30 @@ pub async fn set_active(
     ));
     change.commit().await?;
     Ok(updated)
+}
+
+/// Locks the projects a person sponsors or leads and marks them touched:
+/// their alerts (which name the person when they left) are refreshed at
+/// commit.
+async fn touch_their_projects(change: &mut Change, id: Uuid) -> Result<()> {
+    use crate::entity::project::{Column as P, Entity as Projects};
+    let theirs: Vec<Uuid> = Projects::find()
+        .select_only()
+        .column(P::Id)
+        .filter(P::OrganisationId.eq(change.organisation_id()))
+        .filter(
+            sea_orm::Condition::any()
+                .add(P::SponsorId.eq(id))
+                .add(P::LeadId.eq(id)),
+        )
+        .into_tuple()
+        .all(change.conn())
+        .await
+        .map_err(db_error)?;
+    for project_id in change.lock_projects(theirs).await? {
+        change.touch(project_id);
+    }
+    Ok(())
 }
 
 async fn swap(
