@@ -28,6 +28,17 @@ mod tests {
         }
     }
 
+    /// The README's table of event types is a copy of
+    /// `jalon_store::events::TYPES`.
+    #[test]
+    fn readme_lists_every_event_type() {
+        let readme = include_str!("../../../README.md");
+        for (kind, data) in jalon_store::events::TYPES {
+            let row = format!("| `{kind}` | {data} |");
+            assert!(readme.contains(&row), "README lacks the row {row}");
+        }
+    }
+
     /// Every RPC of the API has a rule in the table.
     #[test]
     fn every_rpc_has_an_authorisation_rule() {
