@@ -409,3 +409,29 @@ async fn oversized_messages_are_refused() {
     expect_code(refused, Code::ResourceExhausted);
     app.cleanup().await;
 }
+
+/// A second server on the same SQLite file is refused with a message naming
+/// the file and the first server's process; once the first has stopped, the
+/// file can be served again. (PostgreSQL has no such lock: replicas share it.)
+#[tokio::test]
+async fn a_second_server_on_one_sqlite_file_is_refused() {
+    let db = FreshDatabase::create(&Backend::Sqlite).await;
+    let shared = db.shared();
+    let mut first = TestApp::start(db, test_settings(&shared.url)).await;
+    let refused = match Application::build(test_settings(&shared.url)).await {
+        Ok(_) => panic!("a second server started on the same SQLite file"),
+        Err(e) => e,
+    };
+    assert!(
+        refused.contains("another jalon server")
+            && refused.contains("jalon.db")
+            && refused.contains(&format!("process {}", std::process::id())),
+        "{refused}"
+    );
+    first.stop().await.expect("the first server stops");
+    let again = Application::build(test_settings(&shared.url))
+        .await
+        .expect("the file is free once the first server stopped");
+    drop(again);
+    first.db.drop_database().await;
+}

@@ -58,6 +58,9 @@ pub struct Application {
     metrics: Arc<Metrics>,
     /// The metrics listener and its address, when metrics are enabled.
     metrics_listener: Option<(TcpListener, SocketAddr)>,
+    /// On SQLite, the lock that keeps a second server off the same file,
+    /// held for as long as this one serves.
+    sqlite_lock: Option<std::fs::File>,
 }
 
 impl Application {
@@ -102,6 +105,7 @@ impl Application {
             None
         };
         check_sqlite_file(&settings.database)?;
+        let sqlite_lock = lock_sqlite_file(&settings.database)?;
         let authenticator = Arc::new(Authenticator::from_settings(
             &settings.auth,
             &settings.database,
@@ -139,6 +143,7 @@ impl Application {
             authenticator,
             metrics: Arc::new(Metrics::new()),
             metrics_listener,
+            sqlite_lock,
         })
     }
 
@@ -178,6 +183,7 @@ impl Application {
             authenticator,
             metrics,
             metrics_listener,
+            sqlite_lock,
             ..
         } = self;
         // The metrics server runs until the gRPC server has drained, so that
@@ -446,6 +452,8 @@ impl Application {
         event_purger.abort();
         listener_task.abort();
         store.close().await;
+        // The next server may take the SQLite file once this one has closed it.
+        drop(sqlite_lock);
         tracing::info!("stopped");
         result
     }
@@ -538,6 +546,66 @@ async fn postgres_cause(
             timeout.as_secs()
         ),
     }
+}
+
+/// On SQLite, takes an exclusive lock on `<database>.serve-lock` beside the
+/// file (released when the process ends, however it ends): SQLite is served
+/// by one server per file (its writers are serialised in the process), so a
+/// second `jalon serve` on the same file is refused, naming the first one's
+/// process id. PostgreSQL has no such lock: replicas share it.
+pub fn lock_sqlite_file(database: &DatabaseSettings) -> Result<Option<std::fs::File>, String> {
+    use std::io::{Read, Seek, Write};
+    let Some(path) = database.sqlite_path() else {
+        return Ok(None);
+    };
+    if database.url.expose().contains("mode=ro") {
+        return Ok(None);
+    }
+    let shown = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+    let mut lock_path = path.clone().into_os_string();
+    lock_path.push(".serve-lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|e| {
+            format!(
+                "cannot open {} beside the SQLite database: {e}",
+                std::path::Path::new(&lock_path).display()
+            )
+        })?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(format!(
+                "another jalon server{} is already serving the SQLite database {}: \
+                 SQLite is served by one server per file; stop it first, or use \
+                 PostgreSQL to run several replicas",
+                if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (process {holder})")
+                },
+                shown.display()
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(format!(
+                "cannot lock {} beside the SQLite database: {e}",
+                std::path::Path::new(&lock_path).display()
+            ));
+        }
+    }
+    // Who holds it, for the next one's message.
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    Ok(Some(file))
 }
 
 /// On SQLite, checks that the database file can be created (its directory
