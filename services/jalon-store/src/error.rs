@@ -11,6 +11,14 @@ use sea_orm::{DbErr, RuntimeErr, SqlErr, sqlx};
 /// can never succeed; anything else is logged and `INTERNAL`. Only the
 /// first two are retryable codes.
 pub fn db_error(err: DbErr) -> Error {
+    if is_pool_closed(&err) {
+        // Only a server that stops closes its pool: a call still running at
+        // the end of the drain.
+        tracing::warn!(error = %err, "a call outlived the drain");
+        return Error::Unavailable(
+            "the server is shutting down; retry, another replica will answer".into(),
+        );
+    }
     if is_unavailable(&err) {
         tracing::warn!(error = %err, "database unavailable");
         return Error::Unavailable("the database is unreachable; retry later".into());
@@ -47,6 +55,14 @@ fn sqlx_error(err: &DbErr) -> Option<&sqlx::Error> {
         | DbErr::Conn(RuntimeErr::SqlxError(e)) => Some(e.as_ref()),
         _ => None,
     }
+}
+
+/// The pool was closed: the server is stopping.
+fn is_pool_closed(err: &DbErr) -> bool {
+    matches!(
+        err,
+        DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::ConnectionClosed)
+    ) || matches!(sqlx_error(err), Some(sqlx::Error::PoolClosed))
 }
 
 fn is_unavailable(err: &DbErr) -> bool {
@@ -118,4 +134,24 @@ fn is_data_exception(err: &DbErr) -> bool {
 /// silent default.
 pub(crate) fn unknown(table: &str, key: impl std::fmt::Display, what: String) -> Error {
     Error::Internal(format!("{table} row {key}: {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_pool_means_the_server_is_shutting_down() {
+        let closed = DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::ConnectionClosed);
+        match db_error(closed) {
+            Error::Unavailable(message) => assert!(message.contains("shutting down"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        let closed = DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(
+            sqlx::Error::PoolClosed,
+        )));
+        assert!(matches!(db_error(closed), Error::Unavailable(m) if m.contains("shutting down")));
+        let timeout = DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout);
+        assert!(matches!(db_error(timeout), Error::Unavailable(m) if m.contains("unreachable")));
+    }
 }
