@@ -1187,6 +1187,37 @@ async fn people_and_organisation_changes_are_audited() {
             serde_json::json!({"display_name": "Acme Corporation"})
         );
 
+        // Newest first, filtered by action and resource type, paged.
+        let mut token = String::new();
+        let mut created = Vec::new();
+        loop {
+            let page = app
+                .audit()
+                .list_audit_events(authed(
+                    "alice",
+                    pb::ListAuditEventsRequest {
+                        organisation_id: org.id.clone(),
+                        action: "person.created".into(),
+                        resource_type: "person".into(),
+                        newest_first: true,
+                        page_size: 1,
+                        page_token: token.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("audit")
+                .into_inner();
+            created.extend(page.events);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        let ids: Vec<&str> = created.iter().map(|e| e.resource_id.as_str()).collect();
+        assert_eq!(ids, vec![bob.id.as_str(), alice.id.as_str()]);
+        assert!(created[0].sequence > created[1].sequence);
+
         // The other organisation's log holds only its own changes.
         let theirs = app
             .audit()

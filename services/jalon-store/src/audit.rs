@@ -239,6 +239,12 @@ pub struct EventFilter {
     pub actor_person_id: Option<Uuid>,
     pub start: Option<DateTime<Utc>>,
     pub end: Option<DateTime<Utc>>,
+    /// Only this action (e.g. `gate.decided`).
+    pub action: Option<String>,
+    /// Only this resource type (e.g. `gate_review`).
+    pub resource_type: Option<String>,
+    /// Newest first instead of oldest first.
+    pub newest_first: bool,
 }
 
 impl EventFilter {
@@ -247,7 +253,7 @@ impl EventFilter {
     }
 }
 
-/// Lists events in sequence order.
+/// Lists events in sequence order (or the reverse).
 pub async fn list(
     db: &DatabaseConnection,
     organisation_id: Uuid,
@@ -269,11 +275,26 @@ pub async fn list(
     if let Some(t) = filter.end {
         query = query.filter(C::Time.lt(t));
     }
-    if let Some(after) = after {
-        query = query.filter(C::Sequence.gt(after));
+    if let Some(action) = &filter.action {
+        query = query.filter(C::Action.eq(action.as_str()));
     }
+    if let Some(resource_type) = &filter.resource_type {
+        query = query.filter(C::ResourceType.eq(resource_type.as_str()));
+    }
+    if let Some(after) = after {
+        query = query.filter(if filter.newest_first {
+            C::Sequence.lt(after)
+        } else {
+            C::Sequence.gt(after)
+        });
+    }
+    let order = if filter.newest_first {
+        sea_orm::Order::Desc
+    } else {
+        sea_orm::Order::Asc
+    };
     let rows = query
-        .order_by_asc(C::Sequence)
+        .order_by(C::Sequence, order)
         .limit(u64::from(page_size) + 1)
         .all(db)
         .await

@@ -80,6 +80,15 @@ impl AuditService for AuditApi {
         let end = v
             .check("end_time", time_in(req.end_time.as_ref()))
             .flatten();
+        let action = v
+            .check("action", jalon_core::values::free_text(&req.action, 64))
+            .filter(|a| !a.is_empty());
+        let resource_type = v
+            .check(
+                "resource_type",
+                jalon_core::values::free_text(&req.resource_type, 64),
+            )
+            .filter(|r| !r.is_empty());
         v.finish().or_status()?;
         authorise(&self.store, &caller, Action::ListAuditEvents, org)
             .await
@@ -89,6 +98,9 @@ impl AuditService for AuditApi {
             actor_person_id,
             start,
             end,
+            action,
+            resource_type,
+            newest_first: req.newest_first,
         };
         let after =
             page::decode::<i64>(&req.page_token, &filter.key(), "page_token").or_status()?;
