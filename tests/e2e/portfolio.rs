@@ -527,7 +527,15 @@ async fn rows_sort_filter_and_page() {
         assert!(by_cost[0].paid_back);
         assert_eq!(by_cost[0].phase, pb::Phase::Ideation as i32);
         assert_eq!(by_cost[0].days_in_phase, 0);
-        assert_eq!(by_cost[0].alerts, vec![pb::AlertKind::BudgetOverrun as i32]);
+        let mut alerts = by_cost[0].alerts.clone();
+        alerts.sort_unstable();
+        assert_eq!(
+            alerts,
+            vec![
+                pb::AlertKind::BudgetOverrun as i32,
+                pb::AlertKind::NoKpi as i32
+            ]
+        );
         assert_eq!(by_cost.len(), 3);
         // ROI: projects without cost come last, whatever the direction.
         for descending in [false, true] {
@@ -536,10 +544,18 @@ async fn rows_sort_filter_and_page() {
             assert_eq!(by_roi[0].name, "Callbot");
             assert_eq!(by_roi[1].roi, "");
         }
-        // Alerts: Forecast has two (no sponsor, KPI without baseline).
+        // Alerts: two each (Forecast: no sponsor, KPI without baseline;
+        // Emotion: prohibited, no KPI; Callbot: budget overrun, no KPI),
+        // then Callbot's budget is raised and it drops to one.
         let by_alerts = rows(app, "dina", &a.org, S::Alerts, true, None).await;
-        assert_eq!(by_alerts[0].name, "Forecast");
-        assert_eq!(by_alerts[0].alerts.len(), 2);
+        let counts: Vec<usize> = by_alerts.iter().map(|r| r.alerts.len()).collect();
+        assert_eq!(counts, vec![2, 2, 2]);
+        budget(app, &a.org, &a.callbot, "5000").await;
+        let by_alerts = rows(app, "dina", &a.org, S::Alerts, true, None).await;
+        assert_eq!(by_alerts[2].name, "Callbot");
+        assert_eq!(by_alerts[2].alerts, vec![pb::AlertKind::NoKpi as i32]);
+        let ascending = rows(app, "dina", &a.org, S::Alerts, false, None).await;
+        assert_eq!(ascending[0].name, "Callbot");
         for sort in [
             S::Unspecified,
             S::Phase,
@@ -871,9 +887,42 @@ async fn write_raised_alerts_are_raised_and_cleared_by_their_fix() {
             ))
             .await
             .expect("reassess the tier");
-        assert!(alerts_of(app, &a.org, &a.emotion).await.is_empty());
+        // No KPI: cleared by defining one (its missing baseline then shows).
+        assert_eq!(
+            alerts_of(app, &a.org, &a.emotion).await,
+            vec![K::NoKpi as i32]
+        );
+        app.kpis()
+            .create_kpi(authed(
+                "dina",
+                pb::CreateKpiRequest {
+                    organisation_id: a.org.clone(),
+                    kpi: Some(pb::Kpi {
+                        project_id: a.emotion.clone(),
+                        name: "Calls escalated".into(),
+                        unit: "%".into(),
+                        unit_kind: pb::UnitKind::Percentage as i32,
+                        direction: pb::Direction::LowerIsBetter as i32,
+                        category: pb::KpiCategory::Customer as i32,
+                        cadence: pb::Cadence::Monthly as i32,
+                        ..Default::default()
+                    }),
+                },
+            ))
+            .await
+            .expect("a KPI");
+        assert_eq!(
+            alerts_of(app, &a.org, &a.emotion).await,
+            vec![K::KpiWithoutBaseline as i32]
+        );
         let s = summary(app, "dina", &a.org, None).await;
-        assert!(s.alerts.iter().all(|a| a.count == 0), "{:?}", s.alerts);
+        assert!(
+            s.alerts.iter().all(|a| a.count == 0
+                || a.kind == K::NoKpi as i32
+                || a.kind == K::KpiWithoutBaseline as i32),
+            "{:?}",
+            s.alerts
+        );
     })
     .await;
 }
@@ -886,8 +935,9 @@ async fn deadline_alerts_follow_the_clock_and_the_organisation_threshold() {
         let r = ready_review(app, "late").await;
         age(app, &r.project.id, 400).await;
         touch(app, &r.org, &r.project.id).await;
+        // (The review's project has no KPI: NO_KPI stands beside it.)
         let kinds = alerts_of(app, &r.org, &r.project.id).await;
-        assert_eq!(kinds, vec![K::GateOverdue as i32]);
+        assert_eq!(kinds, vec![K::GateOverdue as i32, K::NoKpi as i32]);
         let row = rows(
             app,
             "dina",
@@ -929,7 +979,10 @@ async fn deadline_alerts_follow_the_clock_and_the_organisation_threshold() {
                 .await
         };
         set_days(730).await.expect("two years");
-        assert!(alerts_of(app, &r.org, &r.project.id).await.is_empty());
+        assert_eq!(
+            alerts_of(app, &r.org, &r.project.id).await,
+            vec![K::NoKpi as i32]
+        );
         expect_bad_field(set_days(0).await, "organisation.gate_overdue_days");
         set_days(365).await.expect("back to one year");
         let s = summary(app, "dina", &r.org, None).await;
@@ -948,7 +1001,10 @@ async fn deadline_alerts_follow_the_clock_and_the_organisation_threshold() {
             ))
             .await
             .expect("hold");
-        assert!(alerts_of(app, &r.org, &r.project.id).await.is_empty());
+        assert_eq!(
+            alerts_of(app, &r.org, &r.project.id).await,
+            vec![K::NoKpi as i32]
+        );
         let s = summary(app, "dina", &r.org, None).await;
         assert_eq!(alert_count(&s, K::GateOverdue), 0);
         let funnel = s.funnel.unwrap();

@@ -84,6 +84,7 @@ alert_kinds!(
     ConditionOverdue => "CONDITION_OVERDUE", 8, false;
     ProhibitedActive => "PROHIBITED_ACTIVE", 9, true;
     LeadInactive => "LEAD_INACTIVE", 10, true;
+    NoKpi => "NO_KPI", 11, true;
 );
 
 /// A project's status leaves room for alerts (it is not stopped or retired).
@@ -251,6 +252,13 @@ pub fn static_alerts(facts: &ProjectFacts, cost_minor: i64) -> Vec<RaisedAlert> 
     }
     if let Some(lead) = facts.lead.as_ref().filter(|l| !l.active) {
         raise(AlertKind::LeadInactive, lead.gone_reason("lead"));
+    }
+    if facts.kpis.is_empty() {
+        raise(
+            AlertKind::NoKpi,
+            "no KPI is defined: the gain cannot be measured (define one and measure its baseline before the POC)"
+                .into(),
+        );
     }
     let without: Vec<&str> = facts
         .kpis
