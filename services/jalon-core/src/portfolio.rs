@@ -112,6 +112,9 @@ pub struct KpiFacts {
 /// What the portfolio needs to know of a project's money.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MoneyFacts {
+    /// The organisation's currency, which every amount here is in (alert
+    /// reasons name amounts in it).
+    pub currency: Option<CurrencyCode>,
     pub budget_minor: Option<i64>,
     pub cost_by_category: Vec<(CostCategory, i64)>,
     pub recorded_benefit_minor: i64,
@@ -298,10 +301,18 @@ pub fn static_alerts(facts: &ProjectFacts, cost_minor: i64) -> Vec<RaisedAlert> 
     {
         raise(
             AlertKind::BudgetOverrun,
-            format!(
-                "costs exceed the budget by {} minor units",
-                cost_minor - budget
-            ),
+            {
+                let amount = |minor: i64| match facts.money.currency {
+                    Some(c) => format!("{} {}", c.as_str(), Money::from_minor(minor, c)),
+                    None => format!("{minor} minor units"),
+                };
+                format!(
+                    "costs of {} exceed the budget of {} by {}",
+                    amount(cost_minor),
+                    amount(budget),
+                    amount(cost_minor.saturating_sub(budget))
+                )
+            },
         );
     }
     if facts.ai_act_tier == AiActTier::Prohibited {

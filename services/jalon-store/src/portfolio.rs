@@ -214,6 +214,7 @@ async fn gather_many(
             open_condition_due: condition_due.remove(&p.id),
             kpis: kpi_facts,
             money: MoneyFacts {
+                currency: Some(currency),
                 budget_minor: f.budget.map(|b| b.minor_units()),
                 cost_by_category: f
                     .cost_by_category

@@ -62,6 +62,7 @@ fn facts() -> ProjectFacts {
             relative_change: None,
         }],
         money: MoneyFacts {
+            currency: Some(CurrencyCode::parse("EUR").unwrap()),
             budget_minor: Some(10_000),
             cost_by_category: vec![(CostCategory::Cloud, 15_000), (CostCategory::People, 5_000)],
             recorded_benefit_minor: 0,
@@ -252,5 +253,19 @@ fn summary_reads_counters() {
             .unwrap()
             .1,
         3
+    );
+}
+
+#[test]
+fn a_budget_overrun_is_told_in_the_currency() {
+    let f = facts();
+    let alerts = static_alerts(&f, 20_000);
+    let overrun = alerts
+        .iter()
+        .find(|a| a.kind == AlertKind::BudgetOverrun)
+        .expect("an overrun");
+    assert_eq!(
+        overrun.reason,
+        "costs of EUR 200.00 exceed the budget of EUR 100.00 by EUR 100.00"
     );
 }
