@@ -334,7 +334,9 @@ async fn the_vilogia_callbot_pays_and_its_gain_is_real() {
                 &c.kpi,
                 pb::Stage::Baseline,
                 96.0,
-                10_000,
+                // As many calls as the first: the pooled (size-weighted)
+                // baseline is then the plain mean of the two, 95.5.
+                12_000,
                 41.0,
                 at(1),
                 "tel-2026-02",

@@ -310,6 +310,17 @@ impl Bucket {
         self.sum / self.count as f64
     }
 
+    /// The bucket's value as the results report it: when every measurement
+    /// carries its sample size and deviation, the pooled (size-weighted)
+    /// mean, the one the Welch interval is centred on; otherwise the mean of
+    /// the values.
+    pub fn value(&self) -> f64 {
+        match self.pooled() {
+            Some(s) => s.mean,
+            None => self.mean(),
+        }
+    }
+
     /// The pooled summary (n, mean, sd) when every measurement carries a
     /// sample size and a deviation and there are at least two samples.
     pub fn pooled(&self) -> Option<Summary> {
@@ -371,7 +382,7 @@ pub fn result(kpi: &Kpi, measurements: &[Measurement]) -> KpiResult {
 pub fn result_from_stats(kpi: &Kpi, stats: &KpiStats) -> KpiResult {
     let stage = |s: Stage| stats.get(&(s, String::new()));
     let baselines = stage(Stage::Baseline);
-    let baseline = baselines.map(Bucket::mean);
+    let baseline = baselines.map(Bucket::value);
     let poc_result = stage(Stage::Poc).map(|b| b.last_value);
     let post: Vec<(&String, &Bucket)> = stats
         .iter()
@@ -382,7 +393,7 @@ pub fn result_from_stats(kpi: &Kpi, stats: &KpiStats) -> KpiResult {
         .iter()
         .map(|(period, b)| PeriodMean {
             period: (*period).clone(),
-            mean: b.mean(),
+            mean: b.value(),
             count: usize::try_from(b.count).unwrap_or(usize::MAX),
             first_day: b.first_time.date_naive(),
         })

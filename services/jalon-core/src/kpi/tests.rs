@@ -315,3 +315,44 @@ fn derived_benefits_per_period() {
         ]
     );
 }
+
+#[test]
+fn with_sample_sizes_the_values_are_the_pooled_means_the_interval_is_centred_on() {
+    // Baseline: 4.0 over 10 samples and 6.0 over 30: pooled 5.5 (the plain
+    // mean of the values would be 5.0). After: 9.0 over 20 and 11.0 over 20:
+    // pooled 10.0. The change (4.5) is the interval's centre.
+    let k = kpi(Direction::HigherIsBetter, None);
+    let sized = |stage, value, n: u64, day| {
+        let mut x = m(stage, value, 2026, 3, day);
+        x.sample_size = Some(n);
+        x.std_dev = Some(1.0);
+        x
+    };
+    let r = result(
+        &k,
+        &[
+            sized(Stage::Baseline, 4.0, 10, 1),
+            sized(Stage::Baseline, 6.0, 30, 2),
+            sized(Stage::PostDeployment, 9.0, 20, 10),
+            sized(Stage::PostDeployment, 11.0, 20, 11),
+        ],
+    );
+    assert!((r.baseline.unwrap() - 5.5).abs() < 1e-12, "{:?}", r.baseline);
+    assert!((r.current.unwrap() - 10.0).abs() < 1e-12, "{:?}", r.current);
+    let s = r.significance.expect("an interval");
+    assert!((r.absolute_change.unwrap() - s.improvement).abs() < 1e-9);
+    assert!(((s.low + s.high) / 2.0 - s.improvement).abs() < 1e-9);
+    // One measurement without its size: back to the plain mean, no interval.
+    let mut plain = m(Stage::Baseline, 8.0, 2026, 3, 3);
+    plain.sample_size = None;
+    let r = result(
+        &k,
+        &[
+            sized(Stage::Baseline, 4.0, 10, 1),
+            plain,
+            sized(Stage::PostDeployment, 9.0, 20, 10),
+        ],
+    );
+    assert_eq!(r.baseline, Some(6.0));
+    assert!(r.significance.is_none());
+}
