@@ -79,6 +79,11 @@ SPONSOR="$("$jalon" token --subject demo-sponsor-ops)"
 open_musts="$(g "$TOKEN" "{\"organisation_id\": \"$ORG\", \"project_id\": \"$PROJECT\"}" jalon.v1.AssessmentService/GetReadiness \
   | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["overall"].get("mustOpen", [])))')"
 [ -n "$open_musts" ] || { echo "the demo's POC project should have open MUST items" >&2; exit 1; }
+# The README answers this one: it must be open on the demo.
+case " $open_musts " in
+  *" poc.technical-integration.integration-path-validated "*) ;;
+  *) echo "the README's example item is not open on the demo (open: $open_musts)" >&2; exit 1 ;;
+esac
 for key in $open_musts; do
   g "$LEAD" "{\"organisation_id\": \"$ORG\", \"project_id\": \"$PROJECT\", \"key\": \"$key\", \"status\": \"ANSWER_STATUS_DONE\", \"risk\": \"RISK_LEVEL_LOW\"}" \
     jalon.v1.AssessmentService/AnswerAssessmentItem >/dev/null
