@@ -1595,3 +1595,220 @@ async fn the_question_bank_is_versioned_and_readiness_is_weighted() {
     })
     .await;
 }
+
+/// "Who signed what, and when?" in one call, organisation-wide, with
+/// filters; a member sees only their projects' signatures; another
+/// organisation's are invisible.
+#[tokio::test]
+async fn signatures_are_listed_organisation_wide_with_filters() {
+    on_each_backend(async |app: &TestApp| {
+        let s = ready_review(app, "acme").await;
+        let other = ready_review(app, "globex").await;
+        app.add_person("alice", &s.org, "zed", pb::Role::Member)
+            .await;
+        app.gates()
+            .decide_gate(authed(
+                "dina",
+                pb::DecideGateRequest {
+                    organisation_id: s.org.clone(),
+                    review_id: s.review.clone(),
+                    outcome: pb::GateOutcome::Hold as i32,
+                    rationale: "waiting for the budget".into(),
+                    conditions: vec![],
+                },
+            ))
+            .await
+            .expect("hold");
+        let list = |who: &'static str, request: pb::ListSignaturesRequest| {
+            let mut gates = app.gates();
+            async move {
+                gates
+                    .list_signatures(authed(who, request))
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        };
+        let all = list(
+            "dina",
+            pb::ListSignaturesRequest {
+                organisation_id: s.org.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("signatures");
+        assert_eq!(all.signatures.len(), 1, "{all:?}");
+        let sig = &all.signatures[0];
+        assert_eq!(sig.review_id, s.review);
+        assert_eq!(sig.project_id, s.project.id);
+        assert_eq!(sig.project_name, "Callbot");
+        assert_eq!(sig.verdict, pb::Verdict::Approve as i32);
+        assert_eq!(sig.outcome, pb::GateOutcome::Hold as i32);
+        assert_eq!(sig.from_phase, pb::Phase::Ideation as i32);
+        assert!(sig.sign_time.is_some() && sig.decide_time.is_some());
+        assert!(all.next_page_token.is_empty());
+        // Filters.
+        for (request, expected) in [
+            (
+                pb::ListSignaturesRequest {
+                    signatory_id: sig.signatory_id.clone(),
+                    outcome: pb::GateOutcome::Hold as i32,
+                    ..Default::default()
+                },
+                1,
+            ),
+            (
+                pb::ListSignaturesRequest {
+                    verdict: pb::Verdict::Reject as i32,
+                    ..Default::default()
+                },
+                0,
+            ),
+            (
+                pb::ListSignaturesRequest {
+                    outcome: pb::GateOutcome::Go as i32,
+                    ..Default::default()
+                },
+                0,
+            ),
+            (
+                pb::ListSignaturesRequest {
+                    sponsor_id: s.project.sponsor_id.clone(),
+                    ..Default::default()
+                },
+                1,
+            ),
+        ] {
+            let got = list(
+                "dina",
+                pb::ListSignaturesRequest {
+                    organisation_id: s.org.clone(),
+                    ..request.clone()
+                },
+            )
+            .await
+            .expect("filtered");
+            assert_eq!(got.signatures.len(), expected, "{request:?}");
+        }
+        // The lead sees it; a member unrelated to the project does not.
+        let lead = list(
+            "lea",
+            pb::ListSignaturesRequest {
+                organisation_id: s.org.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("lead");
+        assert_eq!(lead.signatures.len(), 1);
+        let stranger = list(
+            "zed",
+            pb::ListSignaturesRequest {
+                organisation_id: s.org.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("member");
+        assert!(stranger.signatures.is_empty());
+        // The other organisation's list holds only its own review, and a
+        // person of another organisation gets NOT_FOUND here.
+        let theirs = list(
+            "dina",
+            pb::ListSignaturesRequest {
+                organisation_id: other.org.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("the other organisation's");
+        assert_eq!(theirs.signatures.len(), 1);
+        assert_eq!(theirs.signatures[0].review_id, other.review);
+        app.create_org("initech", "gina").await;
+        expect_code(
+            list(
+                "gina",
+                pb::ListSignaturesRequest {
+                    organisation_id: s.org.clone(),
+                    ..Default::default()
+                },
+            )
+            .await,
+            Code::NotFound,
+        );
+        expect_bad_field(
+            list(
+                "dina",
+                pb::ListSignaturesRequest {
+                    organisation_id: s.org.clone(),
+                    signatory_id: "not-an-id".into(),
+                    ..Default::default()
+                },
+            )
+            .await,
+            "signatory_id",
+        );
+
+        // A second review, signed later: pages of one, newest first.
+        app.projects()
+            .resume_project(authed(
+                "dina",
+                pb::ResumeProjectRequest {
+                    organisation_id: s.org.clone(),
+                    id: s.project.id.clone(),
+                    reason: "the budget came".into(),
+                },
+            ))
+            .await
+            .expect("resume");
+        let second = app
+            .gates()
+            .request_gate_review(authed(
+                "lea",
+                pb::RequestGateReviewRequest {
+                    organisation_id: s.org.clone(),
+                    project_id: s.project.id.clone(),
+                },
+            ))
+            .await
+            .expect("request again")
+            .into_inner()
+            .review
+            .unwrap()
+            .id;
+        app.gates()
+            .sign_gate(authed(
+                "sam",
+                pb::SignGateRequest {
+                    organisation_id: s.org.clone(),
+                    review_id: second.clone(),
+                    verdict: pb::Verdict::Reject as i32,
+                    comment: "not before the pilot's figures".into(),
+                },
+            ))
+            .await
+            .expect("sign again");
+        let mut token = String::new();
+        let mut seen = Vec::new();
+        loop {
+            let page = list(
+                "dina",
+                pb::ListSignaturesRequest {
+                    organisation_id: s.org.clone(),
+                    page_size: 1,
+                    page_token: token.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("page");
+            seen.extend(page.signatures.into_iter().map(|r| r.review_id));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        assert_eq!(seen, vec![second, s.review.clone()]);
+    })
+    .await;
+}

@@ -107,6 +107,7 @@ pub enum Action {
     RequestGateReview,
     GetGateReview,
     ListGateReviews,
+    ListSignatures,
     SignGate,
     WaiveGateCriterion,
     DecideGate,
@@ -328,6 +329,12 @@ pub const RULES: &[(Action, &str, Rule, &str)] = &[
         "GateService/ListGateReviews",
         Rule::Roles(ANY_MEMBER),
         "whoever sees the project",
+    ),
+    (
+        Action::ListSignatures,
+        "GateService/ListSignatures",
+        Rule::Roles(ANY_MEMBER),
+        "any active member; a MEMBER sees the signatures of the projects they lead or sponsor",
     ),
     (
         Action::SignGate,

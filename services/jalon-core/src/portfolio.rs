@@ -299,21 +299,18 @@ pub fn static_alerts(facts: &ProjectFacts, cost_minor: i64) -> Vec<RaisedAlert> 
     if let Some(budget) = facts.money.budget_minor
         && cost_minor > budget
     {
-        raise(
-            AlertKind::BudgetOverrun,
-            {
-                let amount = |minor: i64| match facts.money.currency {
-                    Some(c) => format!("{} {}", c.as_str(), Money::from_minor(minor, c)),
-                    None => format!("{minor} minor units"),
-                };
-                format!(
-                    "costs of {} exceed the budget of {} by {}",
-                    amount(cost_minor),
-                    amount(budget),
-                    amount(cost_minor.saturating_sub(budget))
-                )
-            },
-        );
+        raise(AlertKind::BudgetOverrun, {
+            let amount = |minor: i64| match facts.money.currency {
+                Some(c) => format!("{} {}", c.as_str(), Money::from_minor(minor, c)),
+                None => format!("{minor} minor units"),
+            };
+            format!(
+                "costs of {} exceed the budget of {} by {}",
+                amount(cost_minor),
+                amount(budget),
+                amount(cost_minor.saturating_sub(budget))
+            )
+        });
     }
     if facts.ai_act_tier == AiActTier::Prohibited {
         raise(

@@ -903,3 +903,184 @@ pub async fn set_policy(
     change.commit().await?;
     Ok(signatories.to_vec())
 }
+
+/// Filters of the organisation-wide signature query; `None` matches all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SignatureFilter {
+    pub signatory_id: Option<Uuid>,
+    pub sponsor_id: Option<Uuid>,
+    pub verdict: Option<Verdict>,
+    pub outcome: Option<Outcome>,
+    /// Signed at or after.
+    pub start: Option<chrono::DateTime<Utc>>,
+    /// Signed before.
+    pub end: Option<chrono::DateTime<Utc>>,
+    /// Which projects the caller sees.
+    pub visibility: jalon_core::authz::Visibility,
+}
+
+impl SignatureFilter {
+    /// A stable rendering, bound into page tokens.
+    pub fn key(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+/// One signature with its review and project: who signed what, and when.
+#[derive(Debug, Clone, PartialEq, sea_orm::FromQueryResult)]
+pub struct SignatureRecord {
+    pub review_id: Uuid,
+    pub signatory_id: Uuid,
+    pub signatory_name: String,
+    pub verdict: String,
+    pub comment: String,
+    pub sign_time: chrono::DateTime<Utc>,
+    pub project_id: Uuid,
+    pub project_name: String,
+    pub sponsor_id: Option<Uuid>,
+    pub from_phase: String,
+    pub outcome: Option<String>,
+    pub decided_by: Option<Uuid>,
+    pub decide_time: Option<chrono::DateTime<Utc>>,
+}
+
+/// Where a page of signatures continues (newest first): before this time,
+/// review and signatory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignatureCursor {
+    pub sign_time_nanos: i64,
+    pub review_id: Uuid,
+    pub signatory_id: Uuid,
+}
+
+impl std::fmt::Display for SignatureCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}",
+            self.sign_time_nanos, self.review_id, self.signatory_id
+        )
+    }
+}
+
+impl std::str::FromStr for SignatureCursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let mut parts = s.split('/');
+        let mut next = || parts.next().ok_or_else(|| "a short cursor".to_owned());
+        Ok(SignatureCursor {
+            sign_time_nanos: next()?.parse().map_err(|_| "a bad time")?,
+            review_id: next()?.parse().map_err(|_| "a bad review")?,
+            signatory_id: next()?.parse().map_err(|_| "a bad signatory")?,
+        })
+    }
+}
+
+/// Every signature of the organisation's gate reviews the caller may see,
+/// newest first, with filters: "who signed what, and when" in one call.
+pub async fn signatures_of_organisation(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    filter: &SignatureFilter,
+    page_size: u32,
+    after: Option<SignatureCursor>,
+) -> Result<crate::page::Page<SignatureRecord>> {
+    use crate::entity::{person, project};
+    use sea_orm::{Condition, JoinType, QuerySelect};
+    let mut query = signature::Entity::find()
+        .select_only()
+        .column_as(signature::Column::ReviewId, "review_id")
+        .column_as(signature::Column::PersonId, "signatory_id")
+        .column_as(person::Column::DisplayName, "signatory_name")
+        .column_as(signature::Column::Verdict, "verdict")
+        .column_as(signature::Column::Comment, "comment")
+        .column_as(signature::Column::SignTime, "sign_time")
+        .column_as(review::Column::ProjectId, "project_id")
+        .column_as(project::Column::Name, "project_name")
+        .column_as(project::Column::SponsorId, "sponsor_id")
+        .column_as(review::Column::FromPhase, "from_phase")
+        .column_as(review::Column::Outcome, "outcome")
+        .column_as(review::Column::DecidedBy, "decided_by")
+        .column_as(review::Column::DecideTime, "decide_time")
+        .join(
+            JoinType::InnerJoin,
+            signature::Entity::belongs_to(review::Entity)
+                .from(signature::Column::ReviewId)
+                .to(review::Column::Id)
+                .into(),
+        )
+        .join(
+            JoinType::InnerJoin,
+            review::Entity::belongs_to(project::Entity)
+                .from(review::Column::ProjectId)
+                .to(project::Column::Id)
+                .into(),
+        )
+        .join(
+            JoinType::InnerJoin,
+            signature::Entity::belongs_to(person::Entity)
+                .from(signature::Column::PersonId)
+                .to(person::Column::Id)
+                .into(),
+        )
+        .filter(review::Column::OrganisationId.eq(organisation_id))
+        .filter(crate::access::visibility_condition(
+            filter.visibility,
+            project::Column::LeadId,
+            project::Column::SponsorId,
+        ));
+    if let Some(p) = filter.signatory_id {
+        query = query.filter(signature::Column::PersonId.eq(p));
+    }
+    if let Some(p) = filter.sponsor_id {
+        query = query.filter(project::Column::SponsorId.eq(p));
+    }
+    if let Some(v) = filter.verdict {
+        query = query.filter(signature::Column::Verdict.eq(v.as_str()));
+    }
+    if let Some(o) = filter.outcome {
+        query = query.filter(review::Column::Outcome.eq(o.as_str()));
+    }
+    if let Some(t) = filter.start {
+        query = query.filter(signature::Column::SignTime.gte(t));
+    }
+    if let Some(t) = filter.end {
+        query = query.filter(signature::Column::SignTime.lt(t));
+    }
+    if let Some(c) = after {
+        let t =
+            Some(chrono::DateTime::from_timestamp_nanos(c.sign_time_nanos)).ok_or_else(|| {
+                Error::invalid("page_token", "is not a page token this service issued")
+            })?;
+        query = query.filter(
+            Condition::any().add(signature::Column::SignTime.lt(t)).add(
+                Condition::all().add(signature::Column::SignTime.eq(t)).add(
+                    Condition::any()
+                        .add(signature::Column::ReviewId.lt(c.review_id))
+                        .add(
+                            Condition::all()
+                                .add(signature::Column::ReviewId.eq(c.review_id))
+                                .add(signature::Column::PersonId.lt(c.signatory_id)),
+                        ),
+                ),
+            ),
+        );
+    }
+    let rows = query
+        .order_by_desc(signature::Column::SignTime)
+        .order_by_desc(signature::Column::ReviewId)
+        .order_by_desc(signature::Column::PersonId)
+        .limit(u64::from(page_size) + 1)
+        .into_model::<SignatureRecord>()
+        .all(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(crate::page::paginate(rows, page_size, &filter.key(), |r| {
+        SignatureCursor {
+            sign_time_nanos: r.sign_time.timestamp_nanos_opt().unwrap_or(i64::MAX),
+            review_id: r.review_id,
+            signatory_id: r.signatory_id,
+        }
+    }))
+}

@@ -337,7 +337,11 @@ fn with_sample_sizes_the_values_are_the_pooled_means_the_interval_is_centred_on(
             sized(Stage::PostDeployment, 11.0, 20, 11),
         ],
     );
-    assert!((r.baseline.unwrap() - 5.5).abs() < 1e-12, "{:?}", r.baseline);
+    assert!(
+        (r.baseline.unwrap() - 5.5).abs() < 1e-12,
+        "{:?}",
+        r.baseline
+    );
     assert!((r.current.unwrap() - 10.0).abs() < 1e-12, "{:?}", r.current);
     let s = r.significance.expect("an interval");
     assert!((r.absolute_change.unwrap() - s.improvement).abs() < 1e-9);

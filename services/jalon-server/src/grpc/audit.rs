@@ -42,7 +42,7 @@ fn event_to_proto(e: Event) -> pb::AuditEvent {
     }
 }
 
-fn time_in(t: Option<&Timestamp>) -> Result<Option<DateTime<chrono::Utc>>, String> {
+pub(crate) fn time_in(t: Option<&Timestamp>) -> Result<Option<DateTime<chrono::Utc>>, String> {
     match t {
         None => Ok(None),
         Some(t) => u32::try_from(t.nanos)

@@ -211,6 +211,85 @@ impl GateService for GateApi {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn list_signatures(
+        &self,
+        request: Request<pb::ListSignaturesRequest>,
+    ) -> Result<Response<pb::ListSignaturesResponse>, Status> {
+        use jalon_core::values::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, parse_page_size};
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let mut v = jalon_core::error::Violations::new();
+        let size = v.check(
+            "page_size",
+            parse_page_size(req.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
+        );
+        let person = |field: &str, raw: &str, v: &mut jalon_core::error::Violations| {
+            v.check(field, super::projects::optional_person(raw))
+                .flatten()
+        };
+        let signatory_id = person("signatory_id", &req.signatory_id, &mut v);
+        let sponsor_id = person("sponsor_id", &req.sponsor_id, &mut v);
+        let verdict = v.check("verdict", verdict_in(req.verdict)).flatten();
+        let outcome = v.check("outcome", outcome_in(req.outcome)).flatten();
+        let start = v
+            .check("start_time", super::audit::time_in(req.start_time.as_ref()))
+            .flatten();
+        let end = v
+            .check("end_time", super::audit::time_in(req.end_time.as_ref()))
+            .flatten();
+        v.finish().or_status()?;
+        let membership = member(
+            authorise(&self.store, &caller, Action::ListSignatures, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        let filter = gates::SignatureFilter {
+            signatory_id,
+            sponsor_id,
+            verdict,
+            outcome,
+            start,
+            end,
+            visibility: jalon_core::authz::visibility(&membership.member()),
+        };
+        let after =
+            jalon_store::page::decode(&req.page_token, &filter.key(), "page_token").or_status()?;
+        let page = gates::signatures_of_organisation(
+            self.store.db(),
+            org,
+            &filter,
+            size.unwrap_or(DEFAULT_PAGE_SIZE),
+            after,
+        )
+        .await
+        .or_status()?;
+        Ok(Response::new(pb::ListSignaturesResponse {
+            signatures: page
+                .items
+                .into_iter()
+                .map(|r| pb::SignatureRecord {
+                    review_id: r.review_id.to_string(),
+                    signatory_id: r.signatory_id.to_string(),
+                    signatory_name: r.signatory_name,
+                    verdict: verdict_out(r.verdict.parse().ok()),
+                    comment: r.comment,
+                    sign_time: Some(conv::timestamp(r.sign_time)),
+                    project_id: r.project_id.to_string(),
+                    project_name: r.project_name,
+                    sponsor_id: r.sponsor_id.map(|p| p.to_string()).unwrap_or_default(),
+                    from_phase: phase_out(r.from_phase.parse().ok()),
+                    outcome: outcome_out(r.outcome.as_deref().and_then(|o| o.parse().ok())),
+                    decided_by: r.decided_by.map(|p| p.to_string()).unwrap_or_default(),
+                    decide_time: r.decide_time.map(conv::timestamp),
+                })
+                .collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn sign_gate(
         &self,
         request: Request<pb::SignGateRequest>,
