@@ -766,6 +766,104 @@ async fn an_endpoint_answering_410_is_disabled() {
                 .len(),
             1
         );
+
+        // The director sees an organisation-level alert naming the host and
+        // why; a member does not.
+        let list = |who: &'static str, kind: pb::AlertKind| {
+            let app = &app;
+            let org = org.clone();
+            async move {
+                app.portfolio()
+                    .list_alerts(authed(
+                        who,
+                        pb::ListAlertsRequest {
+                            organisation_id: org,
+                            kind: kind as i32,
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .alerts
+            }
+        };
+        let alerts = list("dina", pb::AlertKind::Unspecified).await;
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].kind, pb::AlertKind::WebhookDisabled as i32);
+        assert_eq!(alerts[0].project_id, "");
+        assert_eq!(alerts[0].webhook_endpoint_id, endpoint.id);
+        assert!(
+            alerts[0].reason.contains("127.0.0.1") && alerts[0].reason.contains("410"),
+            "{}",
+            alerts[0].reason
+        );
+        assert_eq!(list("dina", pb::AlertKind::WebhookDisabled).await, alerts);
+        assert!(list("dina", pb::AlertKind::NoSponsor).await.is_empty());
+        assert!(list("sam", pb::AlertKind::Unspecified).await.is_empty());
+        assert!(list("sam", pb::AlertKind::WebhookDisabled).await.is_empty());
+        // ... and an `alert.raised` event, also for the director only.
+        let watched = |who: &'static str| {
+            let app = &app;
+            let org = org.clone();
+            async move {
+                let mut stream = app
+                    .events()
+                    .watch_events(authed(
+                        who,
+                        pb::WatchEventsRequest {
+                            organisation_id: org,
+                            types: vec!["alert.raised".into(), "alert.cleared".into()],
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let mut out = Vec::new();
+                while let Ok(Ok(Some(m))) =
+                    tokio::time::timeout(Duration::from_millis(500), stream.message()).await
+                {
+                    if let Some(pb::watch_events_response::Kind::Event(e)) = m.kind {
+                        out.push((e.r#type, e.subject, e.data_json));
+                    }
+                }
+                out
+            }
+        };
+        let raised = watched("dina").await;
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert_eq!(raised[0].0, "alert.raised");
+        assert_eq!(raised[0].1, format!("webhook_endpoints/{}", endpoint.id));
+        assert!(raised[0].2.contains("WEBHOOK_DISABLED"), "{}", raised[0].2);
+        assert!(watched("sam").await.is_empty());
+
+        // Re-enabling clears it.
+        let current = get_endpoint(&app.channel, "alice", &org, &endpoint.id).await;
+        hooks(&app.channel)
+            .update_webhook_endpoint(authed(
+                "alice",
+                pb::UpdateWebhookEndpointRequest {
+                    organisation_id: org.clone(),
+                    endpoint: Some(pb::WebhookEndpoint {
+                        id: endpoint.id.clone(),
+                        enabled: true,
+                        etag: current.etag,
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["enabled".into()],
+                    }),
+                },
+            ))
+            .await
+            .unwrap();
+        assert!(list("dina", pb::AlertKind::Unspecified).await.is_empty());
+        let events = watched("dina").await;
+        assert_eq!(
+            events.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+            ["alert.raised", "alert.cleared"]
+        );
         app.cleanup().await;
     }
 }

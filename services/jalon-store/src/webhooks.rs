@@ -39,7 +39,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    audit::NewEvent,
+    audit::{Actor, NewEvent},
     begin_write,
     change::{Caller, Change},
     commit,
@@ -328,6 +328,9 @@ pub async fn update(
             model.disable_time = Set(None);
             model.failing_since = Set(None);
             model.cursor = Set(position.max(current.cursor));
+            if current.disabled_reason.is_some() {
+                change.notice(events::endpoint_alert_notice("alert.cleared", id));
+            }
         }
         Some(false) if current.enabled => {
             model.enabled = Set(false);
@@ -405,6 +408,9 @@ pub async fn delete(
         .exec(change.conn())
         .await
         .map_err(db_error)?;
+    if !current.enabled && current.disabled_reason.is_some() {
+        change.notice(events::endpoint_alert_notice("alert.cleared", id));
+    }
     change.event(endpoint_event(
         "webhook.deleted",
         id,
@@ -822,6 +828,46 @@ pub async fn claim_due(
         .collect())
 }
 
+/// The actor of the delivery worker's events (an endpoint it disables).
+pub const WORKER_SUBJECT: &str = "jalon:webhook-worker";
+
+/// An organisation-level alert: an endpoint the delivery worker disabled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisabledAlert {
+    pub endpoint_id: Uuid,
+    pub since: DateTime<Utc>,
+    /// For a human: the endpoint's host and why.
+    pub reason: String,
+}
+
+/// The endpoints of the organisation disabled by the delivery worker (not
+/// by an ADMIN) and not re-enabled since, oldest id first: the
+/// organisation's `WEBHOOK_DISABLED` alerts.
+pub async fn disabled_alerts(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+) -> Result<Vec<DisabledAlert>> {
+    let rows = endpoint::Entity::find()
+        .filter(endpoint::Column::OrganisationId.eq(organisation_id))
+        .filter(endpoint::Column::Enabled.eq(false))
+        .filter(endpoint::Column::DisabledReason.is_not_null())
+        .order_by_asc(endpoint::Column::Id)
+        .all(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(rows
+        .into_iter()
+        .map(|m| DisabledAlert {
+            endpoint_id: m.id,
+            since: m.disable_time.unwrap_or(m.update_time),
+            reason: jalon_core::webhook::disabled_alert_reason(
+                &m.url,
+                m.disabled_reason.as_deref().unwrap_or_default(),
+            ),
+        })
+        .collect())
+}
+
 /// What one attempt found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
@@ -956,6 +1002,25 @@ pub async fn record_attempt(
             .await
             .map_err(db_error)?;
     }
+    let raised = matches!(outcome, Recorded::Disabled(_));
+    if raised {
+        // Last statement: the outbox's position is taken under its head's
+        // lock, held to the commit.
+        events::append(
+            &txn,
+            current.organisation_id,
+            &Actor {
+                person_id: None,
+                subject: WORKER_SUBJECT.to_owned(),
+            },
+            &[events::endpoint_alert_notice("alert.raised", current.id)],
+        )
+        .await?;
+    }
+    let backend = txn.get_database_backend();
     commit(txn).await?;
+    if raised {
+        events::committed(backend, current.organisation_id);
+    }
     Ok(outcome)
 }
