@@ -687,6 +687,28 @@ async fn failed_deliveries_are_retried_until_the_receiver_recovers() {
         assert_eq!(log.len(), 1);
         assert_eq!(log[0].attempts, 4);
         assert_eq!(log[0].last_status_code, 200);
+        // Every attempt is kept, newest first.
+        let tried = &log[0].recent_attempts;
+        assert_eq!(
+            tried
+                .iter()
+                .map(|a| (a.number, a.status_code))
+                .collect::<Vec<_>>(),
+            [(4, 200), (3, 302), (2, 503), (1, 500)]
+        );
+        assert!(tried[0].error.is_empty());
+        assert!(tried[1..].iter().all(|a| !a.error.is_empty()), "{tried:?}");
+        assert!(
+            tried
+                .iter()
+                .all(|a| a.latency_ms >= 0 && a.start_time.is_some())
+        );
+        assert!(
+            tried
+                .windows(2)
+                .all(|w| w[0].start_time.as_ref().unwrap().seconds
+                    >= w[1].start_time.as_ref().unwrap().seconds)
+        );
         // The failures were recorded on the way, and cleared by the success.
         assert!(
             get_endpoint(&app.channel, "alice", &org, &endpoint.id)
@@ -713,6 +735,14 @@ async fn failed_deliveries_are_retried_until_the_receiver_recovers() {
         assert_eq!(redelivered.state, pb::WebhookDeliveryState::Pending as i32);
         let got = receiver.wait_for(5).await;
         assert_eq!(got[4].header("webhook-id"), id);
+        // The redelivery's attempt continues the count.
+        let log = eventually("the redelivery recorded", || async {
+            let log = deliveries(&app.channel, "alice", &org, &endpoint.id).await;
+            (log.first()?.recent_attempts.len() == 5).then_some(log)
+        })
+        .await;
+        assert_eq!(log[0].recent_attempts[0].number, 5);
+        assert_eq!(log[0].recent_attempts[0].status_code, 200);
         // An unknown event is NOT_FOUND.
         let unknown = hooks(&app.channel)
             .redeliver_webhook_event(authed(
