@@ -1198,3 +1198,214 @@ async fn an_endpoint_failing_for_the_configured_time_is_disabled_with_the_reason
         app.cleanup().await;
     }
 }
+
+/// A private CA and a certificate it signed for 127.0.0.1, made with the
+/// `openssl` command in `dir`: (the CA's PEM path, the leaf's chain PEM,
+/// its key PEM). `None` when `openssl` is not installed.
+fn private_ca(dir: &std::path::Path) -> Option<(String, Vec<u8>, Vec<u8>)> {
+    let run = |args: &[&str]| {
+        std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let ca = run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &["-keyout", "ca.key", "-out", "ca.pem", "-days", "1"],
+        &["-subj", "/CN=jalon test CA"],
+    ]
+    .concat());
+    match ca {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("openssl: {e}"),
+        Ok(out) => assert!(out.status.success(), "openssl req -x509: {out:?}"),
+    }
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let csr = run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat())
+    .unwrap();
+    assert!(csr.status.success(), "openssl req: {csr:?}");
+    let signed = run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+    ])
+    .unwrap();
+    assert!(signed.status.success(), "openssl x509: {signed:?}");
+    Some((
+        dir.join("ca.pem").to_string_lossy().into_owned(),
+        std::fs::read(dir.join("leaf.pem")).unwrap(),
+        std::fs::read(dir.join("leaf.key")).unwrap(),
+    ))
+}
+
+/// An HTTPS receiver on 127.0.0.1 answering 204; the bodies it got.
+async fn tls_receiver(
+    chain: &[u8],
+    key: &[u8],
+) -> (SocketAddr, Arc<Mutex<Vec<Received>>>, JoinHandle<()>) {
+    use tokio_rustls::{
+        TlsAcceptor,
+        rustls::{
+            self,
+            pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+        },
+    };
+    let certs = CertificateDer::pem_slice_iter(chain)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let seen = received.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = service_fn(move |req: hyper::Request<Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        let headers = req
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| {
+                                (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())
+                            })
+                            .collect();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        seen.lock().unwrap().push(Received {
+                            headers,
+                            body: String::from_utf8(body.to_vec()).unwrap(),
+                        });
+                        Ok::<_, Infallible>(
+                            hyper::Response::builder()
+                                .status(204)
+                                .body(Full::new(Bytes::new()))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (addr, received, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_https_endpoint_signed_by_a_configured_private_ca_is_delivered_to() {
+    let dir = std::env::temp_dir().join(format!("jalon-tls-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let Some((ca, chain, key)) = private_ca(&dir) else {
+        eprintln!("skipped: the openssl command is not installed");
+        return;
+    };
+    let (addr, received, receiver) = tls_receiver(&chain, &key).await;
+    let url = format!("https://127.0.0.1:{}/hooks", addr.port());
+    for backend in backends() {
+        // Without the CA configured, the certificate is not trusted: a
+        // failed attempt that says why, nothing received.
+        let app = TestApp::spawn_with(&backend, hook_settings).await;
+        let (org, _) = app.create_org("hooks-tls-untrusted", "alice").await;
+        let (endpoint, _) = create_endpoint(&app.channel, "alice", &org.id, &url, &[])
+            .await
+            .unwrap();
+        app.add_person("alice", &org.id, "dina", pb::Role::Director)
+            .await;
+        let log = eventually("an untrusted certificate refused", || async {
+            let log = deliveries(&app.channel, "alice", &org.id, &endpoint.id).await;
+            (log.first()?.attempts >= 1).then_some(log)
+        })
+        .await;
+        assert!(log[0].last_error.contains("TLS"), "{}", log[0].last_error);
+        assert!(received.lock().unwrap().is_empty());
+        app.cleanup().await;
+
+        // With it: delivered over TLS, signed.
+        let ca = ca.clone();
+        let app = TestApp::spawn_with(&backend, move |s| {
+            hook_settings(s);
+            s.webhooks.allow_http = false;
+            s.webhooks.extra_root_certificates = vec![ca];
+        })
+        .await;
+        let (org, _) = app.create_org("hooks-tls", "alice").await;
+        let (endpoint, secret) = create_endpoint(&app.channel, "alice", &org.id, &url, &[])
+            .await
+            .unwrap();
+        app.add_person("alice", &org.id, "dina", pb::Role::Director)
+            .await;
+        let got = eventually("a delivery over TLS", || async {
+            let got = received.lock().unwrap().clone();
+            (!got.is_empty()).then_some(got)
+        })
+        .await;
+        let event: Value = serde_json::from_str(&got[0].body).unwrap();
+        assert_eq!(event["type"], "person.created");
+        assert!(!got[0].header("webhook-signature").is_empty());
+        if let Some(verdicts) = third_party_verify(&[(secret.as_str(), &got[0])]) {
+            assert!(verdicts.iter().all(|v| v["valid"] == true), "{verdicts:?}");
+        }
+        let log = eventually("the delivery succeeded", || async {
+            let log = deliveries(&app.channel, "alice", &org.id, &endpoint.id).await;
+            (log.first()?.state == pb::WebhookDeliveryState::Succeeded as i32).then_some(log)
+        })
+        .await;
+        assert_eq!(log[0].last_status_code, 204);
+        received.lock().unwrap().clear();
+        app.cleanup().await;
+    }
+    receiver.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
