@@ -13,6 +13,7 @@ mod m20261129_000006_create_portfolio;
 mod m20261202_000001_create_write_aggregates;
 mod m20261202_000002_create_outbox;
 mod m20261203_000001_create_webhooks;
+mod m20261203_000002_create_webhook_attempts;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_create_write_aggregates::Migration),
             Box::new(m20261202_000002_create_outbox::Migration),
             Box::new(m20261203_000001_create_webhooks::Migration),
+            Box::new(m20261203_000002_create_webhook_attempts::Migration),
         ]
     }
 }

@@ -687,6 +687,28 @@ async fn failed_deliveries_are_retried_until_the_receiver_recovers() {
         assert_eq!(log.len(), 1);
         assert_eq!(log[0].attempts, 4);
         assert_eq!(log[0].last_status_code, 200);
+        // Every attempt is kept, newest first.
+        let tried = &log[0].recent_attempts;
+        assert_eq!(
+            tried
+                .iter()
+                .map(|a| (a.number, a.status_code))
+                .collect::<Vec<_>>(),
+            [(4, 200), (3, 302), (2, 503), (1, 500)]
+        );
+        assert!(tried[0].error.is_empty());
+        assert!(tried[1..].iter().all(|a| !a.error.is_empty()), "{tried:?}");
+        assert!(
+            tried
+                .iter()
+                .all(|a| a.latency_ms >= 0 && a.start_time.is_some())
+        );
+        assert!(
+            tried
+                .windows(2)
+                .all(|w| w[0].start_time.as_ref().unwrap().seconds
+                    >= w[1].start_time.as_ref().unwrap().seconds)
+        );
         // The failures were recorded on the way, and cleared by the success.
         assert!(
             get_endpoint(&app.channel, "alice", &org, &endpoint.id)
@@ -713,6 +735,14 @@ async fn failed_deliveries_are_retried_until_the_receiver_recovers() {
         assert_eq!(redelivered.state, pb::WebhookDeliveryState::Pending as i32);
         let got = receiver.wait_for(5).await;
         assert_eq!(got[4].header("webhook-id"), id);
+        // The redelivery's attempt continues the count.
+        let log = eventually("the redelivery recorded", || async {
+            let log = deliveries(&app.channel, "alice", &org, &endpoint.id).await;
+            (log.first()?.recent_attempts.len() == 5).then_some(log)
+        })
+        .await;
+        assert_eq!(log[0].recent_attempts[0].number, 5);
+        assert_eq!(log[0].recent_attempts[0].status_code, 200);
         // An unknown event is NOT_FOUND.
         let unknown = hooks(&app.channel)
             .redeliver_webhook_event(authed(
@@ -765,6 +795,104 @@ async fn an_endpoint_answering_410_is_disabled() {
                 .await
                 .len(),
             1
+        );
+
+        // The director sees an organisation-level alert naming the host and
+        // why; a member does not.
+        let list = |who: &'static str, kind: pb::AlertKind| {
+            let app = &app;
+            let org = org.clone();
+            async move {
+                app.portfolio()
+                    .list_alerts(authed(
+                        who,
+                        pb::ListAlertsRequest {
+                            organisation_id: org,
+                            kind: kind as i32,
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .alerts
+            }
+        };
+        let alerts = list("dina", pb::AlertKind::Unspecified).await;
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].kind, pb::AlertKind::WebhookDisabled as i32);
+        assert_eq!(alerts[0].project_id, "");
+        assert_eq!(alerts[0].webhook_endpoint_id, endpoint.id);
+        assert!(
+            alerts[0].reason.contains("127.0.0.1") && alerts[0].reason.contains("410"),
+            "{}",
+            alerts[0].reason
+        );
+        assert_eq!(list("dina", pb::AlertKind::WebhookDisabled).await, alerts);
+        assert!(list("dina", pb::AlertKind::NoSponsor).await.is_empty());
+        assert!(list("sam", pb::AlertKind::Unspecified).await.is_empty());
+        assert!(list("sam", pb::AlertKind::WebhookDisabled).await.is_empty());
+        // ... and an `alert.raised` event, also for the director only.
+        let watched = |who: &'static str| {
+            let app = &app;
+            let org = org.clone();
+            async move {
+                let mut stream = app
+                    .events()
+                    .watch_events(authed(
+                        who,
+                        pb::WatchEventsRequest {
+                            organisation_id: org,
+                            types: vec!["alert.raised".into(), "alert.cleared".into()],
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let mut out = Vec::new();
+                while let Ok(Ok(Some(m))) =
+                    tokio::time::timeout(Duration::from_millis(500), stream.message()).await
+                {
+                    if let Some(pb::watch_events_response::Kind::Event(e)) = m.kind {
+                        out.push((e.r#type, e.subject, e.data_json));
+                    }
+                }
+                out
+            }
+        };
+        let raised = watched("dina").await;
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert_eq!(raised[0].0, "alert.raised");
+        assert_eq!(raised[0].1, format!("webhook_endpoints/{}", endpoint.id));
+        assert!(raised[0].2.contains("WEBHOOK_DISABLED"), "{}", raised[0].2);
+        assert!(watched("sam").await.is_empty());
+
+        // Re-enabling clears it.
+        let current = get_endpoint(&app.channel, "alice", &org, &endpoint.id).await;
+        hooks(&app.channel)
+            .update_webhook_endpoint(authed(
+                "alice",
+                pb::UpdateWebhookEndpointRequest {
+                    organisation_id: org.clone(),
+                    endpoint: Some(pb::WebhookEndpoint {
+                        id: endpoint.id.clone(),
+                        enabled: true,
+                        etag: current.etag,
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["enabled".into()],
+                    }),
+                },
+            ))
+            .await
+            .unwrap();
+        assert!(list("dina", pb::AlertKind::Unspecified).await.is_empty());
+        let events = watched("dina").await;
+        assert_eq!(
+            events.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+            ["alert.raised", "alert.cleared"]
         );
         app.cleanup().await;
     }
@@ -1069,4 +1197,215 @@ async fn an_endpoint_failing_for_the_configured_time_is_disabled_with_the_reason
         assert_eq!(receiver.received().len(), attempts);
         app.cleanup().await;
     }
+}
+
+/// A private CA and a certificate it signed for 127.0.0.1, made with the
+/// `openssl` command in `dir`: (the CA's PEM path, the leaf's chain PEM,
+/// its key PEM). `None` when `openssl` is not installed.
+fn private_ca(dir: &std::path::Path) -> Option<(String, Vec<u8>, Vec<u8>)> {
+    let run = |args: &[&str]| {
+        std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let ca = run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &["-keyout", "ca.key", "-out", "ca.pem", "-days", "1"],
+        &["-subj", "/CN=jalon test CA"],
+    ]
+    .concat());
+    match ca {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("openssl: {e}"),
+        Ok(out) => assert!(out.status.success(), "openssl req -x509: {out:?}"),
+    }
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let csr = run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat())
+    .unwrap();
+    assert!(csr.status.success(), "openssl req: {csr:?}");
+    let signed = run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+    ])
+    .unwrap();
+    assert!(signed.status.success(), "openssl x509: {signed:?}");
+    Some((
+        dir.join("ca.pem").to_string_lossy().into_owned(),
+        std::fs::read(dir.join("leaf.pem")).unwrap(),
+        std::fs::read(dir.join("leaf.key")).unwrap(),
+    ))
+}
+
+/// An HTTPS receiver on 127.0.0.1 answering 204; the bodies it got.
+async fn tls_receiver(
+    chain: &[u8],
+    key: &[u8],
+) -> (SocketAddr, Arc<Mutex<Vec<Received>>>, JoinHandle<()>) {
+    use tokio_rustls::{
+        TlsAcceptor,
+        rustls::{
+            self,
+            pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject},
+        },
+    };
+    let certs = CertificateDer::pem_slice_iter(chain)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+    let seen = received.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = service_fn(move |req: hyper::Request<Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        let headers = req
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| {
+                                (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())
+                            })
+                            .collect();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        seen.lock().unwrap().push(Received {
+                            headers,
+                            body: String::from_utf8(body.to_vec()).unwrap(),
+                        });
+                        Ok::<_, Infallible>(
+                            hyper::Response::builder()
+                                .status(204)
+                                .body(Full::new(Bytes::new()))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (addr, received, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_https_endpoint_signed_by_a_configured_private_ca_is_delivered_to() {
+    let dir = std::env::temp_dir().join(format!("jalon-tls-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let Some((ca, chain, key)) = private_ca(&dir) else {
+        eprintln!("skipped: the openssl command is not installed");
+        return;
+    };
+    let (addr, received, receiver) = tls_receiver(&chain, &key).await;
+    let url = format!("https://127.0.0.1:{}/hooks", addr.port());
+    for backend in backends() {
+        // Without the CA configured, the certificate is not trusted: a
+        // failed attempt that says why, nothing received.
+        let app = TestApp::spawn_with(&backend, hook_settings).await;
+        let (org, _) = app.create_org("hooks-tls-untrusted", "alice").await;
+        let (endpoint, _) = create_endpoint(&app.channel, "alice", &org.id, &url, &[])
+            .await
+            .unwrap();
+        app.add_person("alice", &org.id, "dina", pb::Role::Director)
+            .await;
+        let log = eventually("an untrusted certificate refused", || async {
+            let log = deliveries(&app.channel, "alice", &org.id, &endpoint.id).await;
+            (log.first()?.attempts >= 1).then_some(log)
+        })
+        .await;
+        assert!(log[0].last_error.contains("TLS"), "{}", log[0].last_error);
+        assert!(received.lock().unwrap().is_empty());
+        app.cleanup().await;
+
+        // With it: delivered over TLS, signed.
+        let ca = ca.clone();
+        let app = TestApp::spawn_with(&backend, move |s| {
+            hook_settings(s);
+            s.webhooks.allow_http = false;
+            s.webhooks.extra_root_certificates = vec![ca];
+        })
+        .await;
+        let (org, _) = app.create_org("hooks-tls", "alice").await;
+        let (endpoint, secret) = create_endpoint(&app.channel, "alice", &org.id, &url, &[])
+            .await
+            .unwrap();
+        app.add_person("alice", &org.id, "dina", pb::Role::Director)
+            .await;
+        let got = eventually("a delivery over TLS", || async {
+            let got = received.lock().unwrap().clone();
+            (!got.is_empty()).then_some(got)
+        })
+        .await;
+        let event: Value = serde_json::from_str(&got[0].body).unwrap();
+        assert_eq!(event["type"], "person.created");
+        assert!(!got[0].header("webhook-signature").is_empty());
+        if let Some(verdicts) = third_party_verify(&[(secret.as_str(), &got[0])]) {
+            assert!(verdicts.iter().all(|v| v["valid"] == true), "{verdicts:?}");
+        }
+        let log = eventually("the delivery succeeded", || async {
+            let log = deliveries(&app.channel, "alice", &org.id, &endpoint.id).await;
+            (log.first()?.state == pb::WebhookDeliveryState::Succeeded as i32).then_some(log)
+        })
+        .await;
+        assert_eq!(log[0].last_status_code, 204);
+        received.lock().unwrap().clear();
+        app.cleanup().await;
+    }
+    receiver.abort();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -192,7 +192,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "import,writers,kpi,events,rebuild"
+        default_value = "import,writers,kpi,events,webhooks,rebuild"
     )]
     phases: Vec<writes::WritePhase>,
     /// --writes: cost rows of the ImportCosts stream (and of the bare
@@ -228,6 +228,14 @@ struct Args {
     /// --writes: RecordCost calls whose events are timed to a watcher.
     #[arg(long, default_value_t = 1000)]
     event_writes: usize,
+    /// --writes: RecordCost calls whose events are delivered to an
+    /// in-process webhook receiver.
+    #[arg(long, default_value_t = 2000)]
+    webhook_writes: usize,
+    /// --writes: concurrent writers of the webhooks phase, each on its own
+    /// project.
+    #[arg(long, default_value_t = 8)]
+    webhook_writers: usize,
     /// --writes: projects of the generated portfolio whose rebuild is timed
     /// (0: skip).
     #[arg(long, default_value_t = 100_000)]
@@ -292,6 +300,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
             kpi_calls: args.kpi_calls.max(1),
             kpi_warmup: args.kpi_warmup,
             event_writes: args.event_writes,
+            webhook_writes: args.webhook_writes,
+            webhook_writers: args.webhook_writers.max(1),
             rebuild_projects: args.rebuild_projects,
             pg_analyze_every: Duration::from_secs_f64(args.pg_analyze_every.max(0.0)),
             db_connections: args.db_connections,

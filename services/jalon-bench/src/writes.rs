@@ -112,6 +112,7 @@ pub enum WritePhase {
     Writers,
     Kpi,
     Events,
+    Webhooks,
     Rebuild,
 }
 
@@ -129,6 +130,8 @@ pub struct WritesConfig {
     pub kpi_calls: usize,
     pub kpi_warmup: usize,
     pub event_writes: usize,
+    pub webhook_writes: usize,
+    pub webhook_writers: usize,
     pub rebuild_projects: u64,
     /// On a PostgreSQL server whose autovacuum is off: ANALYZE this often
     /// during phases 1 to 3, in its place (zero: never).
@@ -300,6 +303,33 @@ pub struct EventFigures {
     pub from_request: Stats,
 }
 
+/// The webhooks phase's figures: concurrent writers, one endpoint
+/// subscribed to their events, an in-process receiver.
+#[derive(Debug, Clone)]
+pub struct WebhookFigures {
+    pub writes: usize,
+    pub writers: usize,
+    /// From the first write sent to the last write answered.
+    pub write_secs: f64,
+    /// From the first write sent to the last delivery received.
+    pub deliver_secs: f64,
+    /// Requests the receiver got beyond one per event (at least once).
+    pub duplicates: usize,
+    /// From the event's commit (its CloudEvents `time`, taken in the
+    /// committing transaction) to the receiver getting it.
+    pub commit_to_delivery: Stats,
+}
+
+impl WebhookFigures {
+    pub fn deliveries_per_sec(&self) -> f64 {
+        self.writes as f64 / self.deliver_secs.max(1e-9)
+    }
+
+    pub fn writes_per_sec(&self) -> f64 {
+        self.writes as f64 / self.write_secs.max(1e-9)
+    }
+}
+
 /// Phase 4's figures.
 #[derive(Debug, Clone)]
 pub struct RebuildFigures {
@@ -318,6 +348,7 @@ pub struct WritesRun {
     pub writers: Option<Result<WritersFigures, String>>,
     pub kpi: Option<Result<KpiFigures, String>>,
     pub events: Option<Result<EventFigures, String>>,
+    pub webhooks: Option<Result<WebhookFigures, String>>,
     pub rebuild: Option<Result<RebuildFigures, String>>,
     /// What a reader of the figures must know about the database server.
     pub notes: Vec<String>,
@@ -337,6 +368,7 @@ pub async fn run(backend: Backend, config: WritesConfig) -> Result<(), BoxError>
         writers: None,
         kpi: None,
         events: None,
+        webhooks: None,
         rebuild: None,
         notes: Vec::new(),
     };
@@ -345,6 +377,7 @@ pub async fn run(backend: Backend, config: WritesConfig) -> Result<(), BoxError>
         WritePhase::Writers,
         WritePhase::Kpi,
         WritePhase::Events,
+        WritePhase::Webhooks,
     ];
     if server_phases.iter().any(|p| config.runs(*p)) {
         eprintln!("== write path on {}", backend.name());
@@ -369,6 +402,8 @@ pub async fn run(backend: Backend, config: WritesConfig) -> Result<(), BoxError>
         ("import", run.import.as_ref().map(|r| r.is_err())),
         ("writers", run.writers.as_ref().map(|r| r.is_err())),
         ("kpi", run.kpi.as_ref().map(|r| r.is_err())),
+        ("events", run.events.as_ref().map(|r| r.is_err())),
+        ("webhooks", run.webhooks.as_ref().map(|r| r.is_err())),
         ("rebuild", run.rebuild.as_ref().map(|r| r.is_err())),
     ]
     .into_iter()
@@ -449,6 +484,11 @@ async fn serve_and_measure(
     settings.auth.issuer = Some(ISSUER.into());
     settings.auth.audience = Some(AUDIENCE.into());
     settings.auth.platform_admins = vec![PLATFORM.into()];
+    if config.runs(WritePhase::Webhooks) {
+        // The receiver is this process, on the loopback: allowed here only.
+        settings.webhooks.allow_http = true;
+        settings.webhooks.allowed_networks = vec!["127.0.0.1".into()];
+    }
     let app = Application::build(settings).await?;
     let addr = app.local_addr();
     let api = Api {
@@ -492,6 +532,9 @@ async fn serve_and_measure(
         }
         if config.runs(WritePhase::Events) {
             run.events = Some(event_latency(&api, config, addr).await);
+        }
+        if config.runs(WritePhase::Webhooks) {
+            run.webhooks = Some(webhook_throughput(&api, config).await);
         }
         Ok::<(), BoxError>(())
     }
@@ -1699,6 +1742,180 @@ async fn event_latency(
         writes,
         after_answer: Stats::from_micros(after_answer),
         from_request: Stats::from_micros(from_request),
+    })
+}
+
+// The webhooks phase: deliveries per second, commit to delivery.
+
+/// What the in-process receiver saw: per request, when it arrived and the
+/// event's time and id from the body.
+type Arrivals = Arc<std::sync::Mutex<Vec<(chrono::DateTime<Utc>, String, String)>>>;
+
+/// An HTTP/1.1 receiver on 127.0.0.1 answering 204 to every POST.
+async fn hook_receiver()
+-> Result<(std::net::SocketAddr, Arrivals, tokio::task::JoinHandle<()>), String> {
+    use http_body_util::{BodyExt, Empty};
+    use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("the receiver's listener: {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("the receiver's address: {e}"))?;
+    let arrivals: Arrivals = Arc::default();
+    let seen = arrivals.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let arrived = Utc::now();
+                        let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                        let field = |k: &str| event[k].as_str().unwrap_or_default().to_owned();
+                        if let Ok(mut seen) = seen.lock() {
+                            seen.push((arrived, field("time"), field("id")));
+                        }
+                        hyper::Response::builder()
+                            .status(204)
+                            .body(Empty::<bytes::Bytes>::new())
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok((addr, arrivals, task))
+}
+
+/// `--webhook-writers` clients, each on its own project, make
+/// `--webhook-writes` `RecordCost` calls in all, as fast as answered; one
+/// endpoint subscribed to `finance.costs_posted` gets every event at an
+/// in-process receiver. Deliveries per second are counted from the first
+/// write to the last delivery (so they are at most the writes' rate: the
+/// table shows both); each delivery is timed from its event's commit.
+async fn webhook_throughput(api: &Api, config: &WritesConfig) -> Result<WebhookFigures, String> {
+    use jalon_proto::v1::webhook_service_client::WebhookServiceClient;
+    let writers = config.webhook_writers.max(1);
+    let writes = config.webhook_writes.max(writers);
+    eprintln!(
+        "  webhooks: {writes} RecordCost calls by {writers} writers, each event delivered to a receiver"
+    );
+    let org = organisation(api, "bench-webhooks").await?;
+    let mut projects = Vec::with_capacity(writers);
+    for w in 0..writers {
+        projects.push(project(api, &org, &format!("Hooked {w}")).await?);
+    }
+    let (addr, arrivals, receiver) = hook_receiver().await?;
+    WebhookServiceClient::new(api.channel.clone())
+        .create_webhook_endpoint(authed(
+            &api.admin,
+            pb::CreateWebhookEndpointRequest {
+                organisation_id: org.clone(),
+                endpoint: Some(pb::WebhookEndpoint {
+                    url: format!("http://{addr}/hooks"),
+                    description: "the benchmark's receiver".into(),
+                    event_types: vec!["finance.costs_posted".into()],
+                    enabled: true,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .map_err(|s| format!("CreateWebhookEndpoint: {}", status_text(s)))?;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (w, project_id) in projects.into_iter().enumerate() {
+        let mut finance = FinanceServiceClient::new(api.channel.clone());
+        let auth = api.director.clone();
+        let org = org.clone();
+        let mine = writes / writers + usize::from(w < writes % writers);
+        tasks.spawn(async move {
+            for n in 0..mine {
+                let cost = pb::Cost {
+                    project_id: project_id.clone(),
+                    amount: Some(money(10_000)),
+                    category: pb::CostCategory::Cloud as i32,
+                    nature: pb::CostNature::Opex as i32,
+                    incurred_on: Some(date(Utc::now().date_naive())),
+                    description: "webhook throughput".into(),
+                    external_ref: format!("WH-{w:03}-{n:08}"),
+                    ..Default::default()
+                };
+                finance
+                    .record_cost(authed(
+                        &auth,
+                        pb::RecordCostRequest {
+                            organisation_id: org.clone(),
+                            cost: Some(cost),
+                        },
+                    ))
+                    .await
+                    .map_err(|s| format!("RecordCost {w}/{n}: {}", status_text(s)))?;
+            }
+            Ok::<(), String>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| format!("a writer failed: {e}"))??;
+    }
+    let write_secs = started.elapsed().as_secs_f64();
+    let unique = || {
+        arrivals.lock().map_or(0, |a| {
+            a.iter()
+                .map(|(_, _, id)| id.as_str())
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while unique() < writes {
+        if Instant::now() > deadline {
+            receiver.abort();
+            return Err(format!(
+                "{} of {writes} deliveries within 120 s of the last write",
+                unique()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let deliver_secs = started.elapsed().as_secs_f64();
+    receiver.abort();
+    let seen = arrivals
+        .lock()
+        .map_err(|_| "the receiver's log is poisoned".to_owned())?
+        .clone();
+    let mut latencies = Vec::with_capacity(seen.len());
+    let mut ids = std::collections::HashSet::new();
+    for (arrived, time, id) in &seen {
+        if !ids.insert(id.as_str()) {
+            continue;
+        }
+        let committed = chrono::DateTime::parse_from_rfc3339(time)
+            .map_err(|e| format!("a delivery's time {time:?}: {e}"))?;
+        let micros = (*arrived - committed.with_timezone(&Utc))
+            .num_microseconds()
+            .unwrap_or(0)
+            .max(0);
+        latencies.push(u32::try_from(micros).unwrap_or(u32::MAX));
+    }
+    Ok(WebhookFigures {
+        writes,
+        writers,
+        write_secs,
+        deliver_secs,
+        duplicates: seen.len() - ids.len(),
+        commit_to_delivery: Stats::from_micros(latencies),
     })
 }
 

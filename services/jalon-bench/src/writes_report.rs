@@ -10,7 +10,7 @@ use crate::{
     report::{Verdict, thousands},
     writes::{
         Concurrent, EventFigures, ImportFigures, ImportRun, KpiFigures, RebuildFigures,
-        WritersFigures, WritesConfig, WritesRun,
+        WebhookFigures, WritersFigures, WritesConfig, WritesRun,
     },
 };
 
@@ -336,6 +336,41 @@ fn event_rows(f: &EventFigures) -> Vec<Row> {
     ]
 }
 
+fn webhook_rows(f: &WebhookFigures) -> Vec<Row> {
+    vec![
+        row(
+            format!(
+                "[webhooks] deliveries/s, {} writes by {} writers",
+                f.writes, f.writers
+            ),
+            format!(
+                "{:.0}/s ({:.2} s to the last delivery)",
+                f.deliveries_per_sec(),
+                f.deliver_secs
+            ),
+        )
+        .baseline(format!(
+            "writes: {:.0}/s ({:.2} s)",
+            f.writes_per_sec(),
+            f.write_secs
+        ))
+        .ratio(Some(f.deliveries_per_sec() / f.writes_per_sec().max(1e-9))),
+        row(
+            "[webhooks] commit to delivery (p50)".to_owned(),
+            format!(
+                "{}, mean {:.2} ms{}",
+                latency(&f.commit_to_delivery),
+                f.commit_to_delivery.mean_ms,
+                if f.duplicates > 0 {
+                    format!(", {} duplicate(s)", f.duplicates)
+                } else {
+                    String::new()
+                }
+            ),
+        ),
+    ]
+}
+
 fn rebuild_rows(f: &RebuildFigures) -> Vec<Row> {
     let p = &f.portfolio;
     let size = thousands(p.projects);
@@ -379,6 +414,11 @@ pub fn table(config: &WritesConfig, run: &WritesRun) -> String {
     match &run.events {
         Some(Ok(f)) => rows.extend(event_rows(f)),
         Some(Err(e)) => rows.push(error_row("[events]", e)),
+        None => {}
+    }
+    match &run.webhooks {
+        Some(Ok(f)) => rows.extend(webhook_rows(f)),
+        Some(Err(e)) => rows.push(error_row("[webhooks]", e)),
         None => {}
     }
     match &run.rebuild {
@@ -554,6 +594,16 @@ pub fn json(config: &WritesConfig, run: &WritesRun) -> Value {
             "writes": f.writes,
             "commit_to_watcher": f.after_answer.json(),
             "request_to_watcher": f.from_request.json(),
+        })),
+        "webhooks": result_json(&run.webhooks, |f| json!({
+            "writes": f.writes,
+            "writers": f.writers,
+            "write_secs": round3(f.write_secs),
+            "deliver_secs": round3(f.deliver_secs),
+            "writes_per_sec": round3(f.writes_per_sec()),
+            "deliveries_per_sec": round3(f.deliveries_per_sec()),
+            "duplicates": f.duplicates,
+            "commit_to_delivery": f.commit_to_delivery.json(),
         })),
         "rebuild": result_json(&run.rebuild, |f| json!({
             "projects": f.portfolio.projects,

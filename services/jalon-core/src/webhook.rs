@@ -373,6 +373,31 @@ pub fn honours_retry_after(status: u16) -> bool {
     matches!(status, 429 | 502 | 503 | 504)
 }
 
+/// The organisation-level alert kind raised when the delivery worker
+/// disables an endpoint (a 410, or every attempt failing for
+/// `disable_after`); cleared when the endpoint is re-enabled or deleted.
+pub const DISABLED_ALERT: &str = "WEBHOOK_DISABLED";
+
+/// Whether a role sees organisation-level alerts (in `ListAlerts` and as
+/// events): those who run the organisation, not members, viewers or
+/// integrations (the endpoints are an ADMIN's business; a DIRECTOR follows
+/// the portfolio's health).
+pub fn sees_organisation_alerts(role: crate::authz::Role) -> bool {
+    matches!(
+        role,
+        crate::authz::Role::Admin | crate::authz::Role::Director
+    )
+}
+
+/// The human reason of a [`DISABLED_ALERT`]: the endpoint's host (never its
+/// path or query, which may carry a token) and why it was disabled.
+pub fn disabled_alert_reason(url: &str, why: &str) -> String {
+    let host = EndpointUrl::parse(url, true)
+        .map(|u| u.host().to_owned())
+        .unwrap_or_else(|_| "an endpoint".to_owned());
+    format!("webhook endpoint {host} disabled: {why}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,5 +531,19 @@ mod tests {
         }
         assert!("DONE".parse::<DeliveryState>().is_err());
         assert!(honours_retry_after(503) && !honours_retry_after(500));
+    }
+
+    #[test]
+    fn a_disabled_alert_names_the_host_not_the_path() {
+        let reason = disabled_alert_reason(
+            "https://hooks.example.com:8443/jalon?token=secret",
+            "the endpoint answered 410 Gone",
+        );
+        assert_eq!(
+            reason,
+            "webhook endpoint hooks.example.com disabled: the endpoint answered 410 Gone"
+        );
+        assert!(sees_organisation_alerts(crate::authz::Role::Director));
+        assert!(!sees_organisation_alerts(crate::authz::Role::Member));
     }
 }

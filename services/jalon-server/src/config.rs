@@ -63,6 +63,10 @@ pub struct WebhookSettings {
     /// they are not public: loopback, private, link-local, unique-local and
     /// metadata addresses are refused otherwise, after DNS resolution.
     pub allowed_networks: Vec<String>,
+    /// PEM files of further certificate authorities trusted for `https://`
+    /// endpoints, beside the public ones (Mozilla's, compiled in): a
+    /// private CA of the receivers, or a test's own.
+    pub extra_root_certificates: Vec<String>,
     /// After a secret rotation, how long the previous secret keeps signing
     /// (a second signature), in seconds.
     pub secret_grace_secs: u64,
@@ -100,6 +104,7 @@ impl Default for WebhookSettings {
         Self {
             allow_http: false,
             allowed_networks: Vec::new(),
+            extra_root_certificates: Vec::new(),
             secret_grace_secs: 24 * 3600,
             timeout_secs: 15,
             lease_secs: 60,

@@ -121,6 +121,24 @@ impl Client {
     pub fn new(settings: &WebhookSettings) -> Result<Self, String> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for path in &settings.extra_root_certificates {
+            use rustls::pki_types::{CertificateDer, pem::PemObject};
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    format!("invalid configuration: webhooks.extra_root_certificates: {path}: {e}")
+                })?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "invalid configuration: webhooks.extra_root_certificates: {path} holds no certificate"
+                ));
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|e| {
+                    format!("invalid configuration: webhooks.extra_root_certificates: {path}: {e}")
+                })?;
+            }
+        }
         let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

@@ -53,6 +53,9 @@ pub struct Change {
     locked: BTreeSet<Uuid>,
     touched: BTreeSet<Uuid>,
     events: Vec<NewEvent>,
+    /// Outbox events that stand for no audit record (an organisation-level
+    /// alert cleared by the change).
+    notices: Vec<Notice>,
     /// The locked projects as read (without tags), kept current by the
     /// change: the refresh at commit does not read them again.
     projects: HashMap<Uuid, Project>,
@@ -120,6 +123,7 @@ impl Change {
             locked: BTreeSet::new(),
             touched: BTreeSet::new(),
             events: Vec::new(),
+            notices: Vec::new(),
             projects: HashMap::new(),
             currency: None,
         })
@@ -322,6 +326,11 @@ impl Change {
         self.events.push(event);
     }
 
+    /// Records an outbox event that no audit record stands for.
+    pub(crate) fn notice(&mut self, notice: Notice) {
+        self.notices.push(notice);
+    }
+
     /// Refreshes the touched projects' figures, writes the audit events and
     /// the outbox's events (those the audit records stand for, and the
     /// alerts the refresh raised or cleared), commits, and wakes this
@@ -337,6 +346,7 @@ impl Change {
         .await?;
         let mut notices: Vec<Notice> = self.events.iter().flat_map(events::notices_of).collect();
         notices.extend(alerts);
+        notices.extend(self.notices);
         for event in self.events {
             audit::record(&self.txn, self.organisation_id, &self.actor, event).await?;
         }

@@ -71,8 +71,14 @@ pub const TYPES: &[(&str, &str)] = &[
     ),
     ("finance.benefit_recorded", "benefit_id"),
     ("finance.budget_set", "(none)"),
-    ("alert.raised", "kind"),
-    ("alert.cleared", "kind"),
+    (
+        "alert.raised",
+        "kind (and endpoint_id for `WEBHOOK_DISABLED`, organisation-level)",
+    ),
+    (
+        "alert.cleared",
+        "kind (and endpoint_id for `WEBHOOK_DISABLED`, organisation-level)",
+    ),
     ("person.created", "person_id, role"),
     ("person.updated", "person_id, fields"),
     ("person.role_changed", "person_id, from, to"),
@@ -340,6 +346,18 @@ pub(crate) fn alert_notices(project_id: Uuid, raised: &[&str], cleared: &[String
             )
         }))
         .collect()
+}
+
+/// An organisation-level alert raised or cleared on a webhook endpoint
+/// (`kind`: `alert.raised` or `alert.cleared`): no project; the subject is
+/// the endpoint.
+pub(crate) fn endpoint_alert_notice(kind: &'static str, endpoint_id: Uuid) -> Notice {
+    notice(
+        kind,
+        None,
+        format!("webhook_endpoints/{endpoint_id}"),
+        json!({"kind": jalon_core::webhook::DISABLED_ALERT, "endpoint_id": endpoint_id}),
+    )
 }
 
 /// Appends events to an organisation's outbox, inside the change's

@@ -39,13 +39,13 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    audit::NewEvent,
+    audit::{Actor, NewEvent},
     begin_write,
     change::{Caller, Change},
     commit,
     entity::{
-        event_head as head, outbox_event as outbox, webhook_delivery as delivery,
-        webhook_endpoint as endpoint,
+        event_head as head, outbox_event as outbox, webhook_attempt as attempt_row,
+        webhook_delivery as delivery, webhook_endpoint as endpoint,
     },
     error::db_error,
     events,
@@ -108,6 +108,74 @@ pub struct Delivery {
     pub last_latency_ms: Option<i64>,
     pub last_error: Option<String>,
     pub create_time: DateTime<Utc>,
+    /// Its latest attempts, newest first (at most [`ATTEMPTS_SHOWN`]).
+    pub recent_attempts: Vec<PastAttempt>,
+}
+
+/// One attempt of a delivery, as its log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastAttempt {
+    /// 1 for the delivery's first attempt (redeliveries continue the count).
+    pub number: i32,
+    pub start_time: DateTime<Utc>,
+    /// The HTTP status, when the endpoint answered.
+    pub status_code: Option<i32>,
+    pub latency_ms: i64,
+    /// Why it failed (none on success).
+    pub error: Option<String>,
+}
+
+/// The attempts kept per delivery: the oldest beyond are deleted as new ones
+/// are recorded (the retry schedule makes about 15 over its three days, so
+/// only manual redeliveries reach it).
+pub const ATTEMPTS_KEPT: i32 = 100;
+
+/// The attempts a delivery log shows per delivery, newest first.
+pub const ATTEMPTS_SHOWN: usize = 20;
+
+/// The latest attempts of deliveries, newest first, at most
+/// [`ATTEMPTS_SHOWN`] each.
+async fn recent_attempts(
+    conn: &impl ConnectionTrait,
+    ids: Vec<Uuid>,
+) -> Result<std::collections::HashMap<Uuid, Vec<PastAttempt>>> {
+    let mut out: std::collections::HashMap<Uuid, Vec<PastAttempt>> =
+        std::collections::HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let rows = attempt_row::Entity::find()
+        .filter(attempt_row::Column::DeliveryId.is_in(ids))
+        .order_by_asc(attempt_row::Column::DeliveryId)
+        .order_by_desc(attempt_row::Column::Number)
+        .all(conn)
+        .await
+        .map_err(db_error)?;
+    for r in rows {
+        let list = out.entry(r.delivery_id).or_default();
+        if list.len() < ATTEMPTS_SHOWN {
+            list.push(PastAttempt {
+                number: r.number,
+                start_time: r.start_time,
+                status_code: r.status_code,
+                latency_ms: r.latency_ms,
+                error: r.error,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Deliveries with their latest attempts.
+async fn with_attempts(
+    conn: &impl ConnectionTrait,
+    mut deliveries: Vec<Delivery>,
+) -> Result<Vec<Delivery>> {
+    let mut attempts = recent_attempts(conn, deliveries.iter().map(|d| d.id).collect()).await?;
+    for d in &mut deliveries {
+        d.recent_attempts = attempts.remove(&d.id).unwrap_or_default();
+    }
+    Ok(deliveries)
 }
 
 fn parse_types(raw: &str, id: Uuid) -> Result<Vec<String>> {
@@ -155,6 +223,7 @@ fn delivery_from_model(m: delivery::Model) -> Result<Delivery> {
         last_latency_ms: m.last_latency_ms,
         last_error: m.last_error,
         create_time: m.create_time,
+        recent_attempts: Vec::new(),
     })
 }
 
@@ -328,6 +397,9 @@ pub async fn update(
             model.disable_time = Set(None);
             model.failing_since = Set(None);
             model.cursor = Set(position.max(current.cursor));
+            if current.disabled_reason.is_some() {
+                change.notice(events::endpoint_alert_notice("alert.cleared", id));
+            }
         }
         Some(false) if current.enabled => {
             model.enabled = Set(false);
@@ -396,6 +468,19 @@ pub async fn delete(
     if !etag_matches(etag, current.version) {
         return Err(Error::stale_etag("webhook endpoint"));
     }
+    attempt_row::Entity::delete_many()
+        .filter(
+            attempt_row::Column::DeliveryId.in_subquery(
+                Query::select()
+                    .column(delivery::Column::Id)
+                    .from(delivery::Entity)
+                    .and_where(delivery::Column::EndpointId.eq(id))
+                    .to_owned(),
+            ),
+        )
+        .exec(change.conn())
+        .await
+        .map_err(db_error)?;
     delivery::Entity::delete_many()
         .filter(delivery::Column::EndpointId.eq(id))
         .exec(change.conn())
@@ -405,6 +490,9 @@ pub async fn delete(
         .exec(change.conn())
         .await
         .map_err(db_error)?;
+    if !current.enabled && current.disabled_reason.is_some() {
+        change.notice(events::endpoint_alert_notice("alert.cleared", id));
+    }
     change.event(endpoint_event(
         "webhook.deleted",
         id,
@@ -501,6 +589,7 @@ pub async fn list_deliveries(
         .into_iter()
         .map(delivery_from_model)
         .collect::<Result<Vec<_>>>()?;
+    let rows = with_attempts(conn, rows).await?;
     Ok(paginate(rows, size, &filter.key(endpoint_id), |d| d.id))
 }
 
@@ -568,8 +657,13 @@ pub async fn redeliver(
         None,
         json!({"event_id": event_id}),
     ));
+    let delivery = delivery_from_model(model)?;
+    let delivery = with_attempts(change.conn(), vec![delivery])
+        .await?
+        .pop()
+        .ok_or_else(|| Error::Internal("a redelivered delivery vanished".into()))?;
     change.commit().await?;
-    delivery_from_model(model)
+    Ok(delivery)
 }
 
 /// The CloudEvents 1.0 structured JSON body of an outbox event: `source`
@@ -822,6 +916,46 @@ pub async fn claim_due(
         .collect())
 }
 
+/// The actor of the delivery worker's events (an endpoint it disables).
+pub const WORKER_SUBJECT: &str = "jalon:webhook-worker";
+
+/// An organisation-level alert: an endpoint the delivery worker disabled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisabledAlert {
+    pub endpoint_id: Uuid,
+    pub since: DateTime<Utc>,
+    /// For a human: the endpoint's host and why.
+    pub reason: String,
+}
+
+/// The endpoints of the organisation disabled by the delivery worker (not
+/// by an ADMIN) and not re-enabled since, oldest id first: the
+/// organisation's `WEBHOOK_DISABLED` alerts.
+pub async fn disabled_alerts(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+) -> Result<Vec<DisabledAlert>> {
+    let rows = endpoint::Entity::find()
+        .filter(endpoint::Column::OrganisationId.eq(organisation_id))
+        .filter(endpoint::Column::Enabled.eq(false))
+        .filter(endpoint::Column::DisabledReason.is_not_null())
+        .order_by_asc(endpoint::Column::Id)
+        .all(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(rows
+        .into_iter()
+        .map(|m| DisabledAlert {
+            endpoint_id: m.id,
+            since: m.disable_time.unwrap_or(m.update_time),
+            reason: jalon_core::webhook::disabled_alert_reason(
+                &m.url,
+                m.disabled_reason.as_deref().unwrap_or_default(),
+            ),
+        })
+        .collect())
+}
+
 /// What one attempt found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
@@ -901,6 +1035,27 @@ pub async fn record_attempt(
     if updated.rows_affected == 0 {
         return Ok(Recorded::LeaseLost);
     }
+    let number = claimed.attempts.saturating_add(1);
+    attempt_row::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        delivery_id: Set(claimed.id),
+        number: Set(number),
+        start_time: Set(attempt.start_time),
+        status_code: Set(attempt.status_code.map(i32::from)),
+        latency_ms: Set(attempt.latency_ms),
+        error: Set(attempt.error.clone()),
+    }
+    .insert(&txn)
+    .await
+    .map_err(db_error)?;
+    if number > ATTEMPTS_KEPT {
+        attempt_row::Entity::delete_many()
+            .filter(attempt_row::Column::DeliveryId.eq(claimed.id))
+            .filter(attempt_row::Column::Number.lte(number - ATTEMPTS_KEPT))
+            .exec(&txn)
+            .await
+            .map_err(db_error)?;
+    }
     let Some(current) = endpoint::Entity::find_by_id(claimed.endpoint_id)
         .lock(LockType::Update)
         .one(&txn)
@@ -956,6 +1111,25 @@ pub async fn record_attempt(
             .await
             .map_err(db_error)?;
     }
+    let raised = matches!(outcome, Recorded::Disabled(_));
+    if raised {
+        // Last statement: the outbox's position is taken under its head's
+        // lock, held to the commit.
+        events::append(
+            &txn,
+            current.organisation_id,
+            &Actor {
+                person_id: None,
+                subject: WORKER_SUBJECT.to_owned(),
+            },
+            &[events::endpoint_alert_notice("alert.raised", current.id)],
+        )
+        .await?;
+    }
+    let backend = txn.get_database_backend();
     commit(txn).await?;
+    if raised {
+        events::committed(backend, current.organisation_id);
+    }
     Ok(outcome)
 }

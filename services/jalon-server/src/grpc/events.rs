@@ -268,13 +268,20 @@ async fn forward(store: &Store, watch: &mut Watch, tx: &Sender) -> Result<Option
         }
         let full = batch.len() as u64 == BATCH;
         let visible = visible_projects(store, org, &membership.member(), &batch).await?;
+        // Organisation-level alerts (a disabled webhook endpoint) are for
+        // ADMIN and DIRECTOR, as in ListAlerts.
+        let organisation_alerts =
+            jalon_core::webhook::sees_organisation_alerts(membership.member().role);
         for event in batch {
             watch.cursor = event.position;
             let wanted = (watch.types.is_empty() || watch.types.contains(&event.kind))
                 && (watch.project_id.is_none() || watch.project_id == event.project_id)
                 && event
                     .project_id
-                    .is_none_or(|p| visible.get(&p).copied().unwrap_or(false));
+                    .is_none_or(|p| visible.get(&p).copied().unwrap_or(false))
+                && (organisation_alerts
+                    || event.project_id.is_some()
+                    || !event.kind.starts_with("alert."));
             if wanted {
                 let message = pb::WatchEventsResponse {
                     kind: Some(pb::watch_events_response::Kind::Event(event_to_proto(

@@ -2,17 +2,19 @@
 
 use chrono::{DateTime, Utc};
 use jalon_core::{
-    authz::{Action, Visibility, visibility},
+    authz::{Action, Role, Visibility, visibility},
     error::Violations,
     organisation::Organisation,
     portfolio::{AlertKind, Figures, Summary},
     project::parse_tags,
     values::{CurrencyCode, MAX_PAGE_SIZE, Money, parse_page_size},
+    webhook::sees_organisation_alerts,
 };
 use jalon_proto::v1::{self as pb, portfolio_service_server::PortfolioService};
 use jalon_store::{
     Store, organisations,
     portfolio::{self, Filter, Row, SortKey},
+    webhooks,
 };
 use prost_types::Timestamp;
 use tokio_stream::wrappers::ReceiverStream;
@@ -285,7 +287,7 @@ impl PortfolioApi {
         caller: &crate::auth::Caller,
         action: Action,
         org: Uuid,
-    ) -> jalon_core::Result<(Visibility, Organisation, CurrencyCode)> {
+    ) -> jalon_core::Result<(Visibility, Organisation, CurrencyCode, Role)> {
         // One statement: the membership and the organisation together.
         let (membership, o) =
             organisations::get_as_member(self.store.readers(), org, &caller.subject).await?;
@@ -296,7 +298,8 @@ impl PortfolioApi {
         })?;
         let currency = CurrencyCode::parse(&o.default_currency)
             .map_err(|e| jalon_core::Error::Internal(format!("stored currency: {e}")))?;
-        Ok((visibility(&membership.member()), o, currency))
+        let member = membership.member();
+        Ok((visibility(&member), o, currency, member.role))
     }
 }
 
@@ -310,7 +313,7 @@ impl PortfolioService for PortfolioApi {
         let caller = caller(&request)?;
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
-        let (visible_to, org, _) = self
+        let (visible_to, org, _, _) = self
             .scope(&caller, Action::GetPortfolioSummary, org)
             .await
             .or_status()?;
@@ -339,7 +342,7 @@ impl PortfolioService for PortfolioApi {
         let caller = caller(&request)?;
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
-        let (visible_to, org, currency) = self
+        let (visible_to, org, currency, _) = self
             .scope(&caller, Action::ListPortfolioProjects, org)
             .await
             .or_status()?;
@@ -388,13 +391,28 @@ impl PortfolioService for PortfolioApi {
         let caller = caller(&request)?;
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
-        let (visible_to, org, _) = self
+        let (visible_to, org, _, role) = self
             .scope(&caller, Action::ListAlerts, org)
             .await
             .or_status()?;
         let mut v = Violations::new();
         let filter = filter_in(req.filter.as_ref(), &mut v, visible_to);
-        let kind = v.check("kind", alert_kind_in(req.kind)).flatten();
+        // Organisation-level alerts (a disabled webhook endpoint) concern no
+        // project: on the first page, to those who see them, when no project
+        // filter narrows the request.
+        let webhook_kind = req.kind == pb::AlertKind::WebhookDisabled as i32;
+        let organisation_alerts = sees_organisation_alerts(role)
+            && req.page_token.is_empty()
+            && req
+                .filter
+                .as_ref()
+                .is_none_or(|f| *f == pb::PortfolioFilter::default())
+            && (webhook_kind || req.kind == pb::AlertKind::Unspecified as i32);
+        let kind = if webhook_kind {
+            None
+        } else {
+            v.check("kind", alert_kind_in(req.kind)).flatten()
+        };
         let size = v.check(
             "page_size",
             parse_page_size(req.page_size, DEFAULT_ALERTS, MAX_ALERTS),
@@ -404,28 +422,48 @@ impl PortfolioService for PortfolioApi {
         let (event_position, _) = jalon_store::events::head(&snapshot, org.id)
             .await
             .or_status()?;
-        let (alerts, next_page_token) = portfolio::alerts(
-            &snapshot,
-            &org,
-            &filter,
-            kind,
-            size.unwrap_or(DEFAULT_ALERTS),
-            &req.page_token,
-            Utc::now(),
-        )
-        .await
-        .or_status()?;
-        Ok(Response::new(pb::ListAlertsResponse {
-            alerts: alerts
+        let mut out: Vec<pb::Alert> = if organisation_alerts {
+            webhooks::disabled_alerts(&snapshot, org.id)
+                .await
+                .or_status()?
                 .into_iter()
                 .map(|a| pb::Alert {
-                    project_id: a.project_id.to_string(),
-                    project_name: a.project_name,
-                    kind: alert_kind_out(a.kind),
+                    project_id: String::new(),
+                    project_name: String::new(),
+                    kind: pb::AlertKind::WebhookDisabled as i32,
                     since: Some(conv::timestamp(a.since)),
                     reason: a.reason,
+                    webhook_endpoint_id: a.endpoint_id.to_string(),
                 })
-                .collect(),
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let (alerts, next_page_token) = if webhook_kind {
+            (Vec::new(), String::new())
+        } else {
+            portfolio::alerts(
+                &snapshot,
+                &org,
+                &filter,
+                kind,
+                size.unwrap_or(DEFAULT_ALERTS),
+                &req.page_token,
+                Utc::now(),
+            )
+            .await
+            .or_status()?
+        };
+        out.extend(alerts.into_iter().map(|a| pb::Alert {
+            project_id: a.project_id.to_string(),
+            project_name: a.project_name,
+            kind: alert_kind_out(a.kind),
+            since: Some(conv::timestamp(a.since)),
+            reason: a.reason,
+            webhook_endpoint_id: String::new(),
+        }));
+        Ok(Response::new(pb::ListAlertsResponse {
+            alerts: out,
             next_page_token,
             event_position,
         }))
@@ -441,7 +479,7 @@ impl PortfolioService for PortfolioApi {
         let caller = caller(&request)?;
         let req = request.get_ref();
         let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
-        let (visible_to, org, currency) = self
+        let (visible_to, org, currency, _) = self
             .scope(&caller, Action::ExportPortfolio, org)
             .await
             .or_status()?;

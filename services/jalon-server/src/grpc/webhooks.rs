@@ -84,6 +84,17 @@ fn delivery_to_proto(d: Delivery) -> pb::WebhookDelivery {
         last_latency_ms: d.last_latency_ms.unwrap_or_default(),
         last_error: d.last_error.unwrap_or_default(),
         create_time: Some(conv::timestamp(d.create_time)),
+        recent_attempts: d
+            .recent_attempts
+            .into_iter()
+            .map(|a| pb::WebhookAttempt {
+                number: a.number,
+                start_time: Some(conv::timestamp(a.start_time)),
+                status_code: a.status_code.unwrap_or_default(),
+                latency_ms: a.latency_ms,
+                error: a.error.unwrap_or_default(),
+            })
+            .collect(),
     }
 }
 

@@ -32,5 +32,6 @@ pub mod project_money;
 pub mod project_phase;
 pub mod project_tag;
 pub mod question_bank;
+pub mod webhook_attempt;
 pub mod webhook_delivery;
 pub mod webhook_endpoint;
