@@ -538,3 +538,67 @@ async fn on_shutdown_watch_streams_end_unavailable() {
         app.db.drop_database().await;
     }
 }
+
+/// A browser's gRPC-Web call (HTTP/1.1, CORS) watches too: the replay and
+/// then a live event arrive as frames of one streamed answer.
+#[tokio::test]
+async fn a_browser_watches_over_grpc_web() {
+    use prost::Message;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(&Backend::Sqlite, |s| {
+        s.server.cors_allowed_origins = vec!["https://portfolio.example".into()];
+    })
+    .await;
+    let (org, _) = app.create_org("web", "alice").await;
+    let request = after(&org.id, 0).encode_to_vec();
+    let mut frame = vec![0_u8];
+    frame.extend(u32::try_from(request.len()).unwrap().to_be_bytes());
+    frame.extend(request);
+    let head = format!(
+        "POST /jalon.v1.EventService/WatchEvents HTTP/1.1\r\nHost: jalon\r\n\
+         Origin: https://portfolio.example\r\nContent-Type: application/grpc-web+proto\r\n\
+         X-Grpc-Web: 1\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
+        token("alice"),
+        frame.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&frame).await.unwrap();
+    let mut answer = Vec::new();
+    let mut live_sent = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        let mut chunk = [0_u8; 4096];
+        match tokio::time::timeout(Duration::from_millis(300), stream.read(&mut chunk)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&chunk[..n]),
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => {}
+        }
+        let text = String::from_utf8_lossy(&answer).to_string();
+        if !live_sent && text.contains("person.created") {
+            // The replay arrived: now a live change.
+            app.add_person("alice", &org.id, "webby", pb::Role::Viewer)
+                .await;
+            live_sent = true;
+        }
+        if live_sent && text.matches("person.created").count() >= 2 {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let lower = text.to_lowercase();
+    assert!(lower.starts_with("http/1.1 200"), "{text}");
+    assert!(
+        lower.contains("access-control-allow-origin: https://portfolio.example"),
+        "{text}"
+    );
+    assert!(lower.contains("application/grpc-web"), "{text}");
+    assert_eq!(
+        text.matches("person.created").count(),
+        2,
+        "the replayed and the live event: {text}"
+    );
+    drop(stream);
+    app.cleanup().await;
+}
