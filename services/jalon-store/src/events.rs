@@ -375,21 +375,15 @@ pub(crate) async fn append(
     }
     let n = i64::try_from(notices.len()).unwrap_or(i64::MAX);
     let backend = conn.get_database_backend();
-    let (sql, values) = if is_postgres(conn) {
-        (
-            "INSERT INTO event_heads (organisation_id, position, purged_through) VALUES ($1, $2, 0) \
-             ON CONFLICT (organisation_id) DO UPDATE SET position = event_heads.position + EXCLUDED.position \
-             RETURNING position",
-            vec![organisation_id.into(), n.into()],
-        )
-    } else {
-        (
-            "INSERT INTO event_heads (organisation_id, position, purged_through) VALUES (?, ?, 0) \
-             ON CONFLICT (organisation_id) DO UPDATE SET position = event_heads.position + excluded.position \
-             RETURNING position",
-            vec![organisation_id.into(), n.into()],
-        )
-    };
+    let p = |n| crate::aggregates::placeholder(conn, n);
+    let sql = format!(
+        "INSERT INTO event_heads (organisation_id, position, purged_through) VALUES ({}, {}, 0) \
+         ON CONFLICT (organisation_id) DO UPDATE SET position = event_heads.position + excluded.position \
+         RETURNING position",
+        p(1),
+        p(2)
+    );
+    let values: Vec<sea_orm::Value> = vec![organisation_id.into(), n.into()];
     let row = conn
         .query_one_raw(Statement::from_sql_and_values(backend, sql, values))
         .await

@@ -465,12 +465,12 @@ pub async fn update(
     apply: impl FnOnce(&Project, CurrencyCode) -> Result<ProjectDetails>,
 ) -> Result<Project> {
     let mut change = Change::begin(db, organisation_id, caller, Action::UpdateProject).await?;
-    let current = change.project_for(id, "project").await?;
+    // Read with its tags (the update compares them), then the policy.
+    let current = change.locked_project(id, "project").await?;
+    change.allow(&Parties::of(&current), "project")?;
     if !etag_matches(etag, current.version) {
         return Err(Error::stale_etag("project"));
     }
-    // The cached project carries no tags: read them for the comparison.
-    let current = get(change.conn(), organisation_id, id).await?;
     let details = apply(&current, change.currency().await?)?;
     if details.sponsor_id != current.details.sponsor_id
         || details.lead_id != current.details.lead_id

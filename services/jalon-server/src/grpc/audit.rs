@@ -1,6 +1,5 @@
 //! `jalon.v1.AuditService`.
 
-use chrono::DateTime;
 use jalon_core::{
     authz::Action,
     values::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, parse_page_size},
@@ -11,7 +10,6 @@ use jalon_store::{
     audit::{self, Event, EventFilter},
     page,
 };
-use prost_types::Timestamp;
 use tonic::{Request, Response, Status};
 
 use super::{authorise, caller, conversions as conv, projects::optional_person};
@@ -42,17 +40,6 @@ fn event_to_proto(e: Event) -> pb::AuditEvent {
     }
 }
 
-pub(crate) fn time_in(t: Option<&Timestamp>) -> Result<Option<DateTime<chrono::Utc>>, String> {
-    match t {
-        None => Ok(None),
-        Some(t) => u32::try_from(t.nanos)
-            .ok()
-            .and_then(|n| DateTime::from_timestamp(t.seconds, n))
-            .map(Some)
-            .ok_or_else(|| "is not a valid time".to_owned()),
-    }
-}
-
 #[tonic::async_trait]
 impl AuditService for AuditApi {
     #[tracing::instrument(skip_all)]
@@ -75,10 +62,10 @@ impl AuditService for AuditApi {
             .check("actor_person_id", optional_person(&req.actor_person_id))
             .flatten();
         let start = v
-            .check("start_time", time_in(req.start_time.as_ref()))
+            .check("start_time", conv::time_in(req.start_time.as_ref()))
             .flatten();
         let end = v
-            .check("end_time", time_in(req.end_time.as_ref()))
+            .check("end_time", conv::time_in(req.end_time.as_ref()))
             .flatten();
         let action = v
             .check("action", jalon_core::values::free_text(&req.action, 64))

@@ -30,6 +30,19 @@ pub fn money_out(m: jalon_core::values::Money) -> pb::Money {
 }
 
 /// A UTC time on the wire.
+/// An optional wire time (`None` when absent); an out-of-range one is
+/// refused.
+pub fn time_in(t: Option<&Timestamp>) -> Result<Option<DateTime<Utc>>, String> {
+    match t {
+        None => Ok(None),
+        Some(t) => u32::try_from(t.nanos)
+            .ok()
+            .and_then(|n| DateTime::from_timestamp(t.seconds, n))
+            .map(Some)
+            .ok_or_else(|| "is not a valid time".to_owned()),
+    }
+}
+
 pub fn timestamp(time: DateTime<Utc>) -> Timestamp {
     Timestamp {
         seconds: time.timestamp(),

@@ -233,10 +233,10 @@ impl GateService for GateApi {
         let verdict = v.check("verdict", verdict_in(req.verdict)).flatten();
         let outcome = v.check("outcome", outcome_in(req.outcome)).flatten();
         let start = v
-            .check("start_time", super::audit::time_in(req.start_time.as_ref()))
+            .check("start_time", conv::time_in(req.start_time.as_ref()))
             .flatten();
         let end = v
-            .check("end_time", super::audit::time_in(req.end_time.as_ref()))
+            .check("end_time", conv::time_in(req.end_time.as_ref()))
             .flatten();
         v.finish().or_status()?;
         let membership = member(

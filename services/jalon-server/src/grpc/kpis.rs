@@ -238,11 +238,7 @@ fn blank(project_id: Uuid, organisation_id: Uuid) -> Kpi {
 }
 
 fn time_in(t: Option<&Timestamp>) -> Result<DateTime<chrono::Utc>, String> {
-    let t = t.ok_or_else(|| "is required".to_owned())?;
-    u32::try_from(t.nanos)
-        .ok()
-        .and_then(|n| DateTime::from_timestamp(t.seconds, n))
-        .ok_or_else(|| "is not a valid time".to_owned())
+    conv::time_in(t)?.ok_or_else(|| "is required".to_owned())
 }
 
 /// A wire measurement to a new one, or the first bad field.

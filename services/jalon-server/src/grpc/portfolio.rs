@@ -16,7 +16,6 @@ use jalon_store::{
     portfolio::{self, Filter, Row, SortKey},
     webhooks,
 };
-use prost_types::Timestamp;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -58,17 +57,6 @@ fn alert_kind_out(kind: AlertKind) -> i32 {
     pb::AlertKind::from_str_name(&format!("ALERT_KIND_{}", kind.as_str())).map_or(0, |e| e as i32)
 }
 
-fn time_in(t: Option<&Timestamp>) -> Result<Option<DateTime<Utc>>, String> {
-    match t {
-        None => Ok(None),
-        Some(t) => u32::try_from(t.nanos)
-            .ok()
-            .and_then(|n| DateTime::from_timestamp(t.seconds, n))
-            .map(Some)
-            .ok_or_else(|| "is not a valid time".to_owned()),
-    }
-}
-
 /// The filter of a request, validated; a MEMBER only sees their projects.
 fn filter_in(
     f: Option<&pb::PortfolioFilter>,
@@ -108,11 +96,14 @@ fn filter_in(
         created_from: v
             .check(
                 "filter.create_time_from",
-                time_in(f.create_time_from.as_ref()),
+                conv::time_in(f.create_time_from.as_ref()),
             )
             .flatten(),
         created_to: v
-            .check("filter.create_time_to", time_in(f.create_time_to.as_ref()))
+            .check(
+                "filter.create_time_to",
+                conv::time_in(f.create_time_to.as_ref()),
+            )
             .flatten(),
         visibility,
     }
