@@ -13,6 +13,7 @@ mod helpers;
 mod imports;
 mod kpis;
 mod leavers;
+mod money_limits;
 mod observability;
 mod organisations;
 mod people;

@@ -9,7 +9,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::{
     project::Phase,
-    values::{CurrencyCode, Money},
+    values::{CurrencyCode, MAX_MINOR_UNITS, Money},
 };
 
 macro_rules! money_enum {
@@ -190,6 +190,51 @@ pub struct MoneyTotals {
     pub flows: BTreeMap<NaiveDate, (i64, i64)>,
 }
 
+/// The largest sum, in minor units, of one money figure over an
+/// organisation's projects (its portfolio's cost, budget, benefits, each
+/// category): 4 x 10^18, so that the portfolio's figures computed from two
+/// of them (benefit, net value, variance) stay within 64 bits. A write that
+/// would take one beyond it is refused.
+pub const MAX_ORGANISATION_MINOR_UNITS: i64 = 4_000_000_000_000_000_000;
+
+/// Refuses a project's money beyond [`MAX_MINOR_UNITS`]: its total cost,
+/// recorded benefit, derived benefits (summed in absolute value: a KPI that
+/// worsened derives a negative benefit), and so every category, phase and
+/// month of them. Checked by every write that moves a project's money, so
+/// that nothing computed from these totals (net value, ROI, payback, NPV,
+/// budget variance) can overflow. Names the total that would be too large.
+pub fn check_project_totals(
+    totals: &MoneyTotals,
+    derived: &[BenefitLine],
+    currency: CurrencyCode,
+) -> Result<(), String> {
+    let cost: i128 = totals
+        .cost_by_category
+        .values()
+        .map(|v| i128::from(*v))
+        .sum();
+    let phase: i128 = totals.cost_by_phase.values().map(|v| i128::from(*v)).sum();
+    let recorded = i128::from(totals.recorded);
+    let derived: i128 = derived
+        .iter()
+        .map(|b| i128::from(b.amount_minor).abs())
+        .sum();
+    for (what, total) in [
+        ("cost", cost.max(phase)),
+        ("recorded benefit", recorded),
+        ("derived benefit (in absolute value)", derived),
+    ] {
+        if total.abs() > i128::from(MAX_MINOR_UNITS) {
+            return Err(format!(
+                "the project's {what} would reach {} {currency}, beyond the largest total kept for a project ({} {currency})",
+                Decimal::from_i128_with_scale(total, currency.minor_unit_digits()),
+                Money::from_minor(MAX_MINOR_UNITS, currency),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// [`financials`] of summed money plus the benefits derived from KPIs.
 pub fn financials_of_totals(
     currency: CurrencyCode,
@@ -205,20 +250,25 @@ pub fn financials_of_totals(
         recorded: recorded_total,
         mut flows,
     } = totals;
-    let total_cost: i64 = by_category.values().sum();
-    let derived_total: i64 = derived.iter().map(|b| b.amount_minor).sum();
-    let benefit = recorded_total + derived_total;
+    // Saturating: the writes keep every total within MAX_MINOR_UNITS
+    // (check_project_totals), so these never saturate on data Jalon wrote;
+    // a read never panics or fails on data it did not.
+    let sum = |values: &mut dyn Iterator<Item = i64>| values.fold(0_i64, i64::saturating_add);
+    let total_cost = sum(&mut by_category.values().copied());
+    let derived_total = sum(&mut derived.iter().map(|b| b.amount_minor));
+    let benefit = recorded_total.saturating_add(derived_total);
     let roi = roi(total_cost, benefit);
 
     // Monthly net flows.
     for b in derived {
-        flows.entry(month_of(b.date)).or_default().1 += b.amount_minor;
+        let flow = flows.entry(month_of(b.date)).or_default();
+        flow.1 = flow.1.saturating_add(b.amount_minor);
     }
     let (mut cum_cost, mut cum_benefit) = (0_i64, 0_i64);
     let mut payback_month = None;
     for (month, (cost, gain)) in &flows {
-        cum_cost += cost;
-        cum_benefit += gain;
+        cum_cost = cum_cost.saturating_add(*cost);
+        cum_benefit = cum_benefit.saturating_add(*gain);
         if payback_month.is_none() && cum_cost > 0 && cum_benefit >= cum_cost {
             payback_month = Some(*month);
         }
@@ -227,13 +277,19 @@ pub fn financials_of_totals(
     let first = flows.keys().next().copied();
     let mut npv = Decimal::ZERO;
     if let Some(first) = first {
+        // The months are in order: the factor grows from one flow to the
+        // next. A factor beyond Decimal's range (a flow centuries after the
+        // first at a high rate) discounts that flow and the later ones to
+        // nothing.
+        let (mut factor, mut at) = (Some(Decimal::ONE), 0);
         for (month, (cost, gain)) in &flows {
             let n = months_between(first, *month);
-            let mut factor = Decimal::ONE;
-            for _ in 0..n {
-                factor *= monthly;
+            while at < n && factor.is_some() {
+                factor = factor.and_then(|f| f.checked_mul(monthly));
+                at += 1;
             }
-            npv += Decimal::from(gain - cost) / factor;
+            let Some(factor) = factor else { break };
+            npv += (Decimal::from(*gain) - Decimal::from(*cost)) / factor;
         }
     }
     let digits = currency.minor_unit_digits();
@@ -245,7 +301,7 @@ pub fn financials_of_totals(
             (
                 *category,
                 money(*budget, currency),
-                money(budget - actual, currency),
+                money(budget.saturating_sub(actual), currency),
             )
         })
         .collect();
@@ -262,12 +318,12 @@ pub fn financials_of_totals(
             .collect(),
         recorded_benefit: money(recorded_total, currency),
         derived_benefit: money(derived_total, currency),
-        net_value: money(benefit - total_cost, currency),
+        net_value: money(benefit.saturating_sub(total_cost), currency),
         roi,
         payback_month,
         npv: money(npv_minor, currency),
         budget: budget_total_minor.map(|b| money(b, currency)),
-        budget_variance: budget_total_minor.map(|b| money(b - total_cost, currency)),
+        budget_variance: budget_total_minor.map(|b| money(b.saturating_sub(total_cost), currency)),
         budget_by_category,
     }
 }

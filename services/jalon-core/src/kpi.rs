@@ -469,20 +469,28 @@ pub fn underperforming(kpi: &Kpi, r: &KpiResult) -> bool {
 
 /// The money an improvement is worth over one review period: improvement x
 /// value per unit x volume, rounded half-even to the currency's minor unit.
-/// Negative when the KPI got worse.
+/// Negative when the KPI got worse. An amount beyond 64 bits saturates: the
+/// write that would store such a KPI or measurement is refused by the
+/// project's total check ([`crate::finance::check_project_totals`]), so
+/// only a read of data older than that check can meet one.
 pub fn monetised(kpi: &Kpi, improvement: f64) -> Option<Money> {
     let value = kpi.value_per_unit?;
     let volume = kpi.volume_per_period?;
-    let improvement = Decimal::from_f64(improvement)?;
-    let amount = (improvement * value.amount() * volume).round_dp_with_strategy(
-        value.currency().minor_unit_digits(),
-        RoundingStrategy::MidpointNearestEven,
-    );
-    let minor = (amount * Decimal::from(10_i64.pow(value.currency().minor_unit_digits())))
-        .trunc()
-        .to_string()
-        .parse::<i64>()
-        .ok()?;
+    if !improvement.is_finite() {
+        return None;
+    }
+    let digits = value.currency().minor_unit_digits();
+    let minor = Decimal::from_f64(improvement)
+        .and_then(|i| i.checked_mul(value.amount()))
+        .and_then(|x| x.checked_mul(volume))
+        .map(|x| x.round_dp_with_strategy(digits, RoundingStrategy::MidpointNearestEven))
+        .and_then(|x| x.checked_mul(Decimal::from(10_i64.pow(digits))))
+        .and_then(|x| x.trunc().to_string().parse::<i64>().ok())
+        .unwrap_or_else(|| {
+            let negative =
+                (improvement < 0.0) ^ (value.amount() < Decimal::ZERO) ^ (volume < Decimal::ZERO);
+            if negative { i64::MIN } else { i64::MAX }
+        });
     Some(Money::from_minor(minor, value.currency()))
 }
 

@@ -334,8 +334,17 @@ pub fn reduce(facts: &ProjectFacts) -> (Figures, BTreeMap<String, i64>, Vec<Rais
         .rev()
         .find(|s| s.phase == facts.phase)
         .map_or(facts.create_time, |s| s.enter_time);
-    let cost_minor: i64 = facts.money.cost_by_category.iter().map(|(_, v)| v).sum();
-    let benefit_minor = facts.money.recorded_benefit_minor + facts.money.derived_benefit_minor;
+    // Within MAX_MINOR_UNITS on data Jalon wrote (the write checks it);
+    // saturating so that nothing else can panic.
+    let cost_minor = facts
+        .money
+        .cost_by_category
+        .iter()
+        .fold(0_i64, |sum, (_, v)| sum.saturating_add(*v));
+    let benefit_minor = facts
+        .money
+        .recorded_benefit_minor
+        .saturating_add(facts.money.derived_benefit_minor);
     let kpi_gain = facts
         .kpis
         .iter()
@@ -444,6 +453,12 @@ pub fn reduce(facts: &ProjectFacts) -> (Figures, BTreeMap<String, i64>, Vec<Rais
         facts.money.recorded_benefit_minor,
     );
     add("benefit_derived".into(), facts.money.derived_benefit_minor);
+    // Bounds every partial sum of benefit_derived (negative for a KPI that
+    // worsened): the write checks it against the organisation's limit.
+    add(
+        "benefit_derived_abs".into(),
+        facts.money.derived_benefit_minor.saturating_abs(),
+    );
     add("paid_back".into(), i64::from(facts.money.paid_back));
     if live {
         for (phase, concern, n) in &facts.open_high_risk {
@@ -454,6 +469,15 @@ pub fn reduce(facts: &ProjectFacts) -> (Figures, BTreeMap<String, i64>, Vec<Rais
         add(format!("alert:{}", a.kind.as_str()), 1);
     }
     (figures, c, alerts)
+}
+
+/// Whether a counter holds money (checked against
+/// [`crate::finance::MAX_ORGANISATION_MINOR_UNITS`] by the writes).
+pub fn is_money_counter(name: &str) -> bool {
+    matches!(
+        name,
+        "budget" | "cost" | "benefit_recorded" | "benefit_derived" | "benefit_derived_abs"
+    ) || name.starts_with("cost:")
 }
 
 /// Nearest-rank percentile of a histogram of whole days.
@@ -588,7 +612,10 @@ pub fn summarise(
     let cost = get("cost");
     let recorded = get("benefit_recorded");
     let derived = get("benefit_derived");
-    let benefit = recorded + derived;
+    // Within 64 bits: each counter is kept within
+    // MAX_ORGANISATION_MINOR_UNITS by the writes (saturating on data that
+    // was not).
+    let benefit = recorded.saturating_add(derived);
     let reached_production = get("production");
     let summary_money = PortfolioMoney {
         budget: money(get("budget")),
@@ -599,7 +626,7 @@ pub fn summarise(
             .collect(),
         recorded_benefit: money(recorded),
         derived_benefit: money(derived),
-        net_value: money(benefit - cost),
+        net_value: money(benefit.saturating_sub(cost)),
         roi: crate::finance::roi_text(crate::finance::roi(cost, benefit)),
         paid_back_projects: get("paid_back"),
         projects_with_cost: get("with_cost"),

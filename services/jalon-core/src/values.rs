@@ -168,6 +168,13 @@ impl fmt::Display for CurrencyCode {
     }
 }
 
+/// The largest amount, in minor units, of one money line and of any total
+/// of one project (its cost, benefit, budget, each month, category and
+/// phase): fifteen digits, e.g. EUR 9,999,999,999,999.99. Every write that
+/// would take a project's total beyond it is refused, so that no figure
+/// computed from such totals can overflow.
+pub const MAX_MINOR_UNITS: i64 = 999_999_999_999_999;
+
 /// An exact amount of money: integer minor units (cents) of a currency.
 /// Never a float; parsed from and rendered to a decimal string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -189,11 +196,16 @@ impl Money {
                 "{currency} amounts have at most {digits} decimal places"
             ));
         }
-        let minor = (normalized * Decimal::from(10_i64.pow(digits)))
-            .trunc()
-            .to_string()
-            .parse::<i64>()
-            .map_err(|_| "is too large".to_owned())?;
+        let minor = normalized
+            .checked_mul(Decimal::from(10_i64.pow(digits)))
+            .and_then(|m| m.trunc().to_string().parse::<i64>().ok())
+            .filter(|m| m.unsigned_abs() <= MAX_MINOR_UNITS.unsigned_abs())
+            .ok_or_else(|| {
+                format!(
+                    "is too large: an amount is at most {} {currency}",
+                    Self::from_minor(MAX_MINOR_UNITS, currency)
+                )
+            })?;
         Ok(Self { minor, currency })
     }
 
@@ -506,6 +518,30 @@ mod tests {
         assert_eq!(Money::parse("500", jpy).map(|m| m.minor_units()), Ok(500));
         assert!(Money::parse("500.5", jpy).is_err());
         assert_eq!(Money::from_minor(-250, eur).to_string(), "-2.50");
+    }
+
+    #[test]
+    fn money_has_a_documented_maximum_and_never_panics() {
+        let eur = CurrencyCode::parse("EUR").unwrap();
+        let jpy = CurrencyCode::parse("JPY").unwrap();
+        assert_eq!(
+            Money::parse("9999999999999.99", eur).map(|m| m.minor_units()),
+            Ok(MAX_MINOR_UNITS)
+        );
+        assert_eq!(
+            Money::parse("-9999999999999.99", eur).map(|m| m.minor_units()),
+            Ok(-MAX_MINOR_UNITS)
+        );
+        assert_eq!(
+            Money::parse("10000000000000.00", eur),
+            Err("is too large: an amount is at most 9999999999999.99 EUR".into())
+        );
+        assert!(Money::parse("92233720368547758.07", eur).is_err());
+        assert!(Money::parse("999999999999999", jpy).is_ok());
+        assert!(Money::parse("1000000000000000", jpy).is_err());
+        // Decimal's own limit: no overflow panic on scaling.
+        assert!(Money::parse("79228162514264337593543950335", eur).is_err());
+        assert!(Money::parse("-79228162514264337593543950335", eur).is_err());
     }
 
     #[test]

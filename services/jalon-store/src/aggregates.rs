@@ -37,8 +37,10 @@ use crate::{
 pub(crate) const COST: &str = "COST";
 pub(crate) const BENEFIT: &str = "BENEFIT";
 
-/// The largest amount a total may reach, in minor units.
-const MAX_TOTAL: i64 = i64::MAX;
+/// The largest amount a money row may reach, in minor units: a month's
+/// cost of one category and phase is part of the project's total, which
+/// is kept within the same limit.
+const MAX_TOTAL: i64 = jalon_core::values::MAX_MINOR_UNITS;
 
 /// The first day of `d`'s month: money is bucketed by month.
 pub(crate) fn month_of(d: NaiveDate) -> NaiveDate {
@@ -84,11 +86,16 @@ fn overflow(key: &MoneyKey) -> Error {
         "TOTAL_OVERFLOW",
         format!("projects/{}", key.project_id),
         format!(
-            "the project's {} of {} would exceed the largest total kept ({MAX_TOTAL} minor units): the write is refused",
+            "the project's {} of {} would exceed the largest total kept for a project ({MAX_TOTAL} minor units of its currency, e.g. 9999999999999.99 EUR): the write is refused",
             key.nature.to_lowercase(),
             key.month.format("%Y-%m")
         ),
     )
+}
+
+/// A sum, if within [`MAX_TOTAL`] in absolute value.
+fn within_total(sum: Option<i64>) -> Option<i64> {
+    sum.filter(|t| t.unsigned_abs() <= MAX_TOTAL.unsigned_abs())
 }
 
 /// Adds amounts to the money rows of their keys (several lines may share a
@@ -102,7 +109,7 @@ pub(crate) async fn add_money(
     let mut delta: BTreeMap<MoneyKey, (i64, i64)> = BTreeMap::new();
     for (key, amount) in lines {
         let slot = delta.entry(key.clone()).or_default();
-        slot.0 = slot.0.checked_add(amount).ok_or_else(|| overflow(&key))?;
+        slot.0 = within_total(slot.0.checked_add(amount)).ok_or_else(|| overflow(&key))?;
         slot.1 += 1;
     }
     if delta.is_empty() {
@@ -148,9 +155,7 @@ pub(crate) async fn add_money(
             ))
             .copied()
             .unwrap_or_default();
-        let total = old_amount
-            .checked_add(amount)
-            .ok_or_else(|| overflow(&key))?;
+        let total = within_total(old_amount.checked_add(amount)).ok_or_else(|| overflow(&key))?;
         rows.push(money::ActiveModel {
             project_id: Set(key.project_id),
             nature: Set(key.nature.to_owned()),

@@ -186,10 +186,14 @@ async fn gather_many(
                 relative_change: r.relative_change,
             });
         }
+        let totals = money.remove(&p.id).unwrap_or_default();
+        jalon_core::finance::check_project_totals(&totals, &derived, currency).map_err(
+            |reason| Error::precondition("TOTAL_OVERFLOW", format!("projects/{}", p.id), reason),
+        )?;
         let f = crate::rows::budgets::financials_of(
             currency,
             rate,
-            money.remove(&p.id).unwrap_or_default(),
+            totals,
             &derived,
             budgets.remove(&p.id).as_ref(),
         );
@@ -338,7 +342,52 @@ async fn add_to_counters(
             .await
             .map_err(db_error)?;
     }
-    Ok(())
+    check_organisation_money(conn, organisation_id, deltas).await
+}
+
+/// Refuses (and so rolls back) a change that took one of the
+/// organisation's money counters beyond
+/// [`jalon_core::finance::MAX_ORGANISATION_MINOR_UNITS`]: one indexed read
+/// of the counters the change moved, only when it moved money.
+async fn check_organisation_money(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    deltas: &BTreeMap<String, i64>,
+) -> Result<()> {
+    use jalon_core::finance::MAX_ORGANISATION_MINOR_UNITS as MAX;
+    let moved: Vec<String> = deltas
+        .iter()
+        .filter(|(name, v)| **v != 0 && portfolio::is_money_counter(name))
+        .map(|(name, _)| name.clone())
+        .collect();
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let beyond: Vec<(String, i64)> = counter::Entity::find()
+        .select_only()
+        .column(counter::Column::Name)
+        .column(counter::Column::Value)
+        .filter(counter::Column::OrganisationId.eq(organisation_id))
+        .filter(counter::Column::Name.is_in(moved))
+        .filter(
+            Condition::any()
+                .add(counter::Column::Value.gt(MAX))
+                .add(counter::Column::Value.lt(-MAX)),
+        )
+        .into_tuple()
+        .all(conn)
+        .await
+        .map_err(db_error)?;
+    match beyond.first() {
+        None => Ok(()),
+        Some((name, _)) => Err(Error::precondition(
+            "TOTAL_OVERFLOW",
+            format!("organisations/{organisation_id}"),
+            format!(
+                "the organisation's total '{name}' would exceed the largest total kept for a portfolio ({MAX} minor units of its currency): the write is refused"
+            ),
+        )),
+    }
 }
 
 /// Recomputes the figures of `project_ids` (of one organisation) and moves

@@ -218,6 +218,24 @@ fn a_monetised_gain() {
     assert_eq!(monetised(&k, 30.0), None);
 }
 
+#[test]
+fn a_monetised_gain_beyond_64_bits_saturates_instead_of_panicking() {
+    let mut k = kpi(Direction::HigherIsBetter, None);
+    let eur = CurrencyCode::parse("EUR").unwrap();
+    k.value_per_unit = Some(Money::parse("9999999999999.99", eur).unwrap());
+    k.volume_per_period = Some(Decimal::from(1_000_000_000_i64));
+    assert_eq!(
+        monetised(&k, 1e300).map(|m| m.minor_units()),
+        Some(i64::MAX)
+    );
+    assert_eq!(
+        monetised(&k, -1e12).map(|m| m.minor_units()),
+        Some(i64::MIN)
+    );
+    assert_eq!(monetised(&k, 1e-300).map(|m| m.minor_units()), Some(0));
+    assert_eq!(monetised(&k, f64::NAN), None);
+}
+
 fn facts(
     primary: bool,
     target: Option<f64>,
