@@ -299,3 +299,121 @@ async fn the_demo_portfolio_summary_matches_hand_computed_figures() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_demo_history_is_dated_along_its_phases() {
+    on_each_backend(async |app: &TestApp| {
+        let store = Store::connect(&app.db.url, &PoolOptions::default())
+            .await
+            .expect("store");
+        demo::seed(&store).await.expect("seed");
+        let org = demo::organisation_id(&store)
+            .await
+            .unwrap()
+            .expect("the demo organisation")
+            .to_string();
+        store.close().await;
+        let secs = |t: &Option<prost_types::Timestamp>| t.as_ref().map_or(i64::MAX, |t| t.seconds);
+        let projects = app
+            .projects()
+            .list_projects(authed(
+                demo::DIRECTOR,
+                pb::ListProjectsRequest {
+                    organisation_id: org.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .projects;
+        // Every signature falls within the phase it approved leaving (or,
+        // for the last gate, the phase the project is in), months ago for
+        // the projects that moved on long ago.
+        let signatures = app
+            .gates()
+            .list_signatures(authed(
+                demo::DIRECTOR,
+                pb::ListSignaturesRequest {
+                    organisation_id: org.clone(),
+                    page_size: 500,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .signatures;
+        assert!(signatures.len() >= 8, "{}", signatures.len());
+        let now = chrono::Utc::now().timestamp();
+        let mut old = 0;
+        for s in &signatures {
+            let p = projects.iter().find(|p| p.id == s.project_id).unwrap();
+            let signed = secs(&s.sign_time);
+            let within = p.phase_history.iter().any(|span| {
+                span.phase == s.from_phase
+                    && secs(&span.enter_time) <= signed
+                    && signed <= secs(&span.leave_time).min(now + 1)
+            });
+            assert!(within, "{} signed outside its phase: {s:?}", p.name);
+            if now - signed > 30 * 86_400 {
+                old += 1;
+            }
+        }
+        assert!(
+            old >= 5,
+            "most signatures are months old, not seed time: {old}"
+        );
+        // The decision log reads in time order and its chain still holds.
+        let mut events = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = app
+                .audit()
+                .list_audit_events(authed(
+                    demo::DIRECTOR,
+                    pb::ListAuditEventsRequest {
+                        organisation_id: org.clone(),
+                        page_size: 500,
+                        page_token: page_token.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            events.extend(page.events);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        assert!(events.len() > 50, "{}", events.len());
+        assert!(
+            events
+                .windows(2)
+                .all(|w| w[0].sequence < w[1].sequence && secs(&w[0].time) <= secs(&w[1].time)),
+            "the log is in sequence and time order"
+        );
+        for p in &projects {
+            let created = events
+                .iter()
+                .find(|e| e.action == "project.created" && e.resource_id == p.id)
+                .unwrap_or_else(|| panic!("{} created", p.name));
+            assert_eq!(secs(&created.time), secs(&p.create_time), "{}", p.name);
+        }
+        let verified = app
+            .audit()
+            .verify_audit_log(authed(
+                demo::DIRECTOR,
+                pb::VerifyAuditLogRequest {
+                    organisation_id: org.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(verified.valid, "{verified:?}");
+    })
+    .await;
+}

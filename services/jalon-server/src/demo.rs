@@ -600,6 +600,8 @@ pub async fn seed(store: &Store) -> Result<bool> {
         id("demo-lead-data")?,
     )
     .await?;
+    // The gates and the decision log, dated along the phase histories.
+    jalon_store::demo_history::date_history_for_demo(db, org.id).await?;
     Ok(true)
 }
 

@@ -302,6 +302,74 @@ pub async fn list(
     Ok(paginate(rows, page_size, &filter.key(), |e| e.sequence))
 }
 
+/// Gives events of an organisation new times (the demo's history, dated
+/// after the fact) and rewrites its log so that it stays a log: events in
+/// the order of their times (ties in their former order), numbered with
+/// the same set of sequence numbers, the chain renumbered and every hash
+/// recomputed, the head moved to the new last entry. Runs in the caller's
+/// transaction; never used on data a user wrote.
+pub(crate) async fn restamp(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    times: &std::collections::HashMap<Uuid, DateTime<Utc>>,
+) -> Result<()> {
+    let mut events = event::Entity::find()
+        .filter(event::Column::OrganisationId.eq(organisation_id))
+        .order_by_asc(event::Column::Sequence)
+        .all(conn)
+        .await
+        .map_err(db_error)?;
+    let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
+    for e in &mut events {
+        if let Some(t) = times.get(&e.id) {
+            e.time = DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(*t);
+        }
+    }
+    // Stable: ties keep their sequence order.
+    events.sort_by_key(|e| e.time);
+    let (mut chain, mut previous) = (0_i64, String::new());
+    for (e, sequence) in events.iter_mut().zip(sequences) {
+        e.sequence = sequence;
+        if e.chain_sequence > 0 {
+            chain += 1;
+            e.chain_sequence = chain;
+            e.previous_hash = previous.clone();
+            e.hash = hash(&previous, &canonical(e));
+            previous = e.hash.clone();
+        }
+    }
+    event::Entity::delete_many()
+        .filter(event::Column::OrganisationId.eq(organisation_id))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    let last_sequence = events.last().map_or(0, |e| e.sequence);
+    for chunk in events.chunks(crate::CHUNK / 16) {
+        event::Entity::insert_many(chunk.iter().cloned().map(event::ActiveModel::from))
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
+    }
+    head::Entity::update_many()
+        .col_expr(
+            head::Column::LastSequence,
+            sea_orm::sea_query::Expr::value(last_sequence),
+        )
+        .col_expr(
+            head::Column::LastChainSequence,
+            sea_orm::sea_query::Expr::value(chain),
+        )
+        .col_expr(
+            head::Column::LastHash,
+            sea_orm::sea_query::Expr::value(previous),
+        )
+        .filter(head::Column::OrganisationId.eq(organisation_id))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
 /// What a walk of the chain found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {

@@ -8,6 +8,7 @@ pub mod aggregates;
 pub mod assessments;
 pub mod audit;
 pub mod change;
+pub mod demo_history;
 pub mod entity;
 mod error;
 pub mod events;
