@@ -346,8 +346,8 @@ async fn an_import_that_would_overflow_a_total_is_refused_whole() {
 
 #[tokio::test]
 async fn a_write_that_would_overflow_the_portfolio_total_is_refused() {
-    use jalon_store::entity::portfolio_counter as counter;
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+    use jalon_store::entity::portfolio_counter_delta as delta;
+    use sea_orm::{ActiveValue::Set, EntityTrait};
     on_each_backend(async |app: &TestApp| {
         let (org, _) = app.create_org("acme", "alice").await;
         let org = org.id;
@@ -388,16 +388,18 @@ async fn a_write_that_would_overflow_the_portfolio_total_is_refused() {
             .await
             .expect("a first cost");
         // 4,000 projects at their limit would take the portfolio's cost
-        // here; the counter is set by hand to stand for them.
+        // here; a counter delta written by hand stands for them.
         let max = jalon_core::finance::MAX_ORGANISATION_MINOR_UNITS;
         let db = app.db.connect().await;
-        counter::Entity::update_many()
-            .col_expr(counter::Column::Value, Expr::value(max - 50))
-            .filter(counter::Column::OrganisationId.eq(uuid::Uuid::parse_str(&org).unwrap()))
-            .filter(counter::Column::Name.eq("cost"))
-            .exec(&db)
-            .await
-            .expect("set the counter");
+        delta::Entity::insert(delta::ActiveModel {
+            id: Set(uuid::Uuid::now_v7()),
+            organisation_id: Set(uuid::Uuid::parse_str(&org).unwrap()),
+            name: Set("cost".into()),
+            value: Set(max - 50 - 100),
+        })
+        .exec(&db)
+        .await
+        .expect("stand for 4,000 projects");
         let status = expect_code(
             app.finance()
                 .record_cost(authed("alice", cost("0.51")))

@@ -260,7 +260,8 @@ fn db_text(e: sea_orm::DbErr) -> String {
 }
 
 /// What GetPortfolioSummary reads for the whole organisation, written by
-/// hand: the organisation's counters and the three deadline counts.
+/// hand: the organisation's counters (folded and pending deltas) and the
+/// three deadline counts.
 pub async fn summary_sql(db: &DatabaseConnection, organisation_id: Uuid) -> Result<(), String> {
     let backend = db.get_database_backend();
     let now = Utc::now();
@@ -269,7 +270,11 @@ pub async fn summary_sql(db: &DatabaseConnection, organisation_id: Uuid) -> Resu
     let counters = db
         .query_all_raw(Statement::from_sql_and_values(
             backend,
-            "SELECT name, value FROM portfolio_counters WHERE organisation_id = $1",
+            "SELECT name, CAST(SUM(value) AS BIGINT) AS value FROM ( \
+               SELECT name, value FROM portfolio_counters WHERE organisation_id = $1 \
+               UNION ALL \
+               SELECT name, value FROM portfolio_counter_deltas WHERE organisation_id = $1 \
+             ) AS c GROUP BY name",
             [organisation_id.into()],
         ))
         .await

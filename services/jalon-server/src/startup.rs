@@ -410,6 +410,28 @@ impl Application {
             })
         };
 
+        // The counters' deltas that writes append are folded into the
+        // counters every second (by every replica: each delta once).
+        let counter_folder = AbortOnDrop(tokio::spawn({
+            let store = store.clone();
+            async move {
+                let mut every = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    every.tick().await;
+                    loop {
+                        match jalon_store::portfolio::fold_counters(store.db(), FOLD_BATCH).await {
+                            Ok(n) if n == FOLD_BATCH => continue,
+                            Ok(_) => break,
+                            Err(error) => {
+                                tracing::warn!(%error, "cannot fold the portfolio counters");
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }));
+
         // Webhook deliveries: this replica's worker. Dropped with this
         // future (even when it is cancelled rather than drained): its
         // deliveries in flight end, their leases expire, another replica
@@ -448,6 +470,7 @@ impl Application {
             let _ = task.await;
         }
         drop(webhook_worker);
+        drop(counter_folder);
         purger.abort();
         event_purger.abort();
         listener_task.abort();
@@ -460,6 +483,10 @@ impl Application {
 }
 
 /// Aborts a background task when dropped.
+/// Counter deltas folded per transaction (several in a row while more are
+/// waiting).
+const FOLD_BATCH: u64 = 10_000;
+
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {

@@ -36,8 +36,9 @@ use crate::{
     CHUNK, aggregates, begin_write, commit,
     entity::{
         aggregate_rebuild, gate_condition, gate_review, person,
-        portfolio_contribution as contribution, portfolio_counter as counter, project,
-        project_alert, project_figures as fig, project_tag,
+        portfolio_contribution as contribution, portfolio_counter as counter,
+        portfolio_counter_delta as delta, project, project_alert, project_figures as fig,
+        project_tag,
     },
     error::db_error,
     events::Notice,
@@ -311,21 +312,129 @@ fn figures_from(m: fig::Model) -> Result<Figures> {
     })
 }
 
-/// Adds `deltas` to the organisation's counters (in name order, so that
-/// concurrent writers lock rows in the same order).
+/// Adds `deltas` to the organisation's counters: appended as rows of
+/// `portfolio_counter_deltas` (inserts, which concurrent writers never
+/// wait on: updating the counters' rows here made every cost write of an
+/// organisation queue behind the others until commit), folded into
+/// `portfolio_counters` by [`fold_counters`]; readers sum both
+/// ([`organisation_counters`]).
 async fn add_to_counters(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
     deltas: &BTreeMap<String, i64>,
 ) -> Result<()> {
     use sea_orm::ActiveValue::Set;
-    let rows: Vec<counter::ActiveModel> = deltas
+    let rows: Vec<delta::ActiveModel> = deltas
         .iter()
         .filter(|(_, v)| **v != 0)
-        .map(|(name, value)| counter::ActiveModel {
+        .map(|(name, value)| delta::ActiveModel {
+            id: Set(Uuid::now_v7()),
             organisation_id: Set(organisation_id),
             name: Set(name.clone()),
             value: Set(*value),
+        })
+        .collect();
+    for chunk in rows.chunks(CHUNK) {
+        delta::Entity::insert_many(chunk.to_vec())
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
+    }
+    check_organisation_money(conn, organisation_id, deltas).await
+}
+
+/// The organisation's counters as of this statement: the folded values
+/// plus the deltas not folded yet, summed by the database in one statement
+/// (one snapshot: a fold committing meanwhile is seen whole or not at all).
+/// All of them, or only `names`.
+pub(crate) async fn organisation_counters(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    names: Option<&[String]>,
+) -> Result<BTreeMap<String, i64>> {
+    let p = |n: usize| aggregates::placeholder(conn, n);
+    // Each half binds its own values (SQLite's `?` are positional).
+    let mut values: Vec<sea_orm::Value> = Vec::new();
+    let mut condition = || {
+        values.push(organisation_id.into());
+        let mut sql = format!("organisation_id = {}", p(values.len()));
+        if let Some(names) = names {
+            let marks: Vec<String> = names
+                .iter()
+                .map(|n| {
+                    values.push(n.clone().into());
+                    p(values.len())
+                })
+                .collect();
+            sql.push_str(&format!(" AND name IN ({})", marks.join(", ")));
+        }
+        sql
+    };
+    let (folded, pending) = (condition(), condition());
+    let sql = format!(
+        "SELECT name, CAST(SUM(value) AS BIGINT) AS value FROM ( \
+           SELECT name, value FROM portfolio_counters WHERE {folded} \
+           UNION ALL \
+           SELECT name, value FROM portfolio_counter_deltas WHERE {pending} \
+         ) AS c GROUP BY name"
+    );
+    let rows = conn
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            sql,
+            values,
+        ))
+        .await
+        .map_err(db_error)?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let name: String = row.try_get("", "name").map_err(db_error)?;
+        let value: i64 = row.try_get("", "value").map_err(db_error)?;
+        out.insert(name, value);
+    }
+    Ok(out)
+}
+
+/// Folds the counter deltas (of every organisation, up to `limit` of
+/// them) into the counters, in one transaction: the deltas taken are
+/// deleted and their sums added. Safe with several replicas folding at
+/// once: a delta is deleted, and so added, by exactly one of them. Returns
+/// how many were folded.
+pub async fn fold_counters(db: &DatabaseConnection, limit: u64) -> Result<u64> {
+    use sea_orm::ActiveValue::Set;
+    let txn = begin_write(db).await?;
+    let p = |n: usize| aggregates::placeholder(&txn, n);
+    let sql = format!(
+        "DELETE FROM portfolio_counter_deltas WHERE id IN \
+         (SELECT id FROM portfolio_counter_deltas ORDER BY id LIMIT {}) \
+         RETURNING organisation_id, name, value",
+        p(1)
+    );
+    let rows = txn
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            sql,
+            [i64::try_from(limit).unwrap_or(i64::MAX).into()],
+        ))
+        .await
+        .map_err(db_error)?;
+    let folded = rows.len() as u64;
+    let mut sums: BTreeMap<(Uuid, String), i64> = BTreeMap::new();
+    for row in rows {
+        let org: Uuid = row.try_get("", "organisation_id").map_err(db_error)?;
+        let name: String = row.try_get("", "name").map_err(db_error)?;
+        let value: i64 = row.try_get("", "value").map_err(db_error)?;
+        let sum = sums.entry((org, name)).or_default();
+        *sum = sum.saturating_add(value);
+    }
+    // In key order: two folders lock counter rows in the same order.
+    let rows: Vec<counter::ActiveModel> = sums
+        .into_iter()
+        .filter(|(_, v)| *v != 0)
+        .map(|((org, name), value)| counter::ActiveModel {
+            organisation_id: Set(org),
+            name: Set(name),
+            value: Set(value),
         })
         .collect();
     for chunk in rows.chunks(CHUNK) {
@@ -338,17 +447,18 @@ async fn add_to_counters(
                     )
                     .to_owned(),
             )
-            .exec(conn)
+            .exec(&txn)
             .await
             .map_err(db_error)?;
     }
-    check_organisation_money(conn, organisation_id, deltas).await
+    commit(txn).await?;
+    Ok(folded)
 }
 
 /// Refuses (and so rolls back) a change that took one of the
 /// organisation's money counters beyond
-/// [`jalon_core::finance::MAX_ORGANISATION_MINOR_UNITS`]: one indexed read
-/// of the counters the change moved, only when it moved money.
+/// [`jalon_core::finance::MAX_ORGANISATION_MINOR_UNITS`]: one read of the
+/// counters the change moved, only when it moved money.
 async fn check_organisation_money(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
@@ -363,22 +473,8 @@ async fn check_organisation_money(
     if moved.is_empty() {
         return Ok(());
     }
-    let beyond: Vec<(String, i64)> = counter::Entity::find()
-        .select_only()
-        .column(counter::Column::Name)
-        .column(counter::Column::Value)
-        .filter(counter::Column::OrganisationId.eq(organisation_id))
-        .filter(counter::Column::Name.is_in(moved))
-        .filter(
-            Condition::any()
-                .add(counter::Column::Value.gt(MAX))
-                .add(counter::Column::Value.lt(-MAX)),
-        )
-        .into_tuple()
-        .all(conn)
-        .await
-        .map_err(db_error)?;
-    match beyond.first() {
+    let counters = organisation_counters(conn, organisation_id, Some(&moved)).await?;
+    match counters.iter().find(|(_, v)| **v > MAX || **v < -MAX) {
         None => Ok(()),
         Some((name, _)) => Err(Error::precondition(
             "TOTAL_OVERFLOW",
@@ -780,6 +876,10 @@ async fn rebuild_in(txn: &crate::WriteTxn, organisation_id: Uuid) -> Result<u64>
             p(1)
         ),
         format!(
+            "DELETE FROM portfolio_counter_deltas WHERE organisation_id = {}",
+            p(1)
+        ),
+        format!(
             "INSERT INTO portfolio_counters (organisation_id, name, value) \
              SELECT organisation_id, name, CAST(SUM(value) AS BIGINT) FROM portfolio_contributions \
              WHERE organisation_id = {} GROUP BY organisation_id, name HAVING SUM(value) <> 0",
@@ -980,17 +1080,7 @@ pub async fn summary(
     let counters: BTreeMap<String, i64> = if filter.is_everything() {
         // Names and values only: an organisation has thousands of counters
         // (the time-in-phase histograms hold one per phase and day).
-        counter::Entity::find()
-            .select_only()
-            .column(counter::Column::Name)
-            .column(counter::Column::Value)
-            .filter(counter::Column::OrganisationId.eq(organisation_id))
-            .into_tuple::<(String, i64)>()
-            .all(db)
-            .await
-            .map_err(db_error)?
-            .into_iter()
-            .collect()
+        organisation_counters(db, organisation_id, None).await?
     } else {
         contribution::Entity::find()
             .select_only()
@@ -1280,13 +1370,11 @@ pub async fn list(
         String::new()
     };
     let total_size = if filter.is_everything() {
-        counter::Entity::find()
-            .filter(counter::Column::OrganisationId.eq(organisation_id))
-            .filter(counter::Column::Name.eq("projects"))
-            .one(db)
-            .await
-            .map_err(db_error)?
-            .map_or(0, |c| c.value)
+        organisation_counters(db, organisation_id, Some(&["projects".to_owned()]))
+            .await?
+            .get("projects")
+            .copied()
+            .unwrap_or(0)
     } else {
         i64::try_from(
             fig::Entity::find()

@@ -25,6 +25,7 @@ pub mod outbox_event;
 pub mod person;
 pub mod portfolio_contribution;
 pub mod portfolio_counter;
+pub mod portfolio_counter_delta;
 pub mod project;
 pub mod project_alert;
 pub mod project_figures;
