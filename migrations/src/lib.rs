@@ -14,6 +14,7 @@ mod m20261202_000001_create_write_aggregates;
 mod m20261202_000002_create_outbox;
 mod m20261203_000001_create_webhooks;
 mod m20261203_000002_create_webhook_attempts;
+mod m20261205_000001_create_finance_feeds;
 mod m20261206_000001_create_counter_deltas;
 
 /// The ordered list of migrations.
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000002_create_outbox::Migration),
             Box::new(m20261203_000001_create_webhooks::Migration),
             Box::new(m20261203_000002_create_webhook_attempts::Migration),
+            Box::new(m20261205_000001_create_finance_feeds::Migration),
             Box::new(m20261206_000001_create_counter_deltas::Migration),
         ]
     }

@@ -8,6 +8,7 @@ mod bad_input;
 mod counters;
 mod demo;
 mod events;
+mod finance_feeds;
 mod gates;
 mod hardening_auth;
 mod helpers;

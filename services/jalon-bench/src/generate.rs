@@ -910,6 +910,13 @@ impl Context {
                 )),
                 external_ref: Set(Some(format!("ERP-{i}-{j}"))),
                 create_time: Set(at),
+                source: Set(jalon_core::finance::MANUAL_SOURCE.to_owned()),
+                posting_period: Set(at.format("%Y-%m").to_string()),
+                original_amount_minor: Set(None),
+                original_currency: Set(None),
+                exchange_rate: Set(None),
+                rate_date: Set(None),
+                reverses_cost_id: Set(None),
             });
         }
 

@@ -905,6 +905,13 @@ impl ImportRow {
             description: Set(self.description.clone()),
             external_ref: Set(Some(self.external_ref.clone())),
             create_time: Set(Utc::now()),
+            source: Set(jalon_core::finance::MANUAL_SOURCE.to_owned()),
+            posting_period: Set(Utc::now().format("%Y-%m").to_string()),
+            original_amount_minor: Set(None),
+            original_currency: Set(None),
+            exchange_rate: Set(None),
+            rate_date: Set(None),
+            reverses_cost_id: Set(None),
         }
     }
 }
@@ -1399,6 +1406,13 @@ impl Writer for BareWriter {
                 description: Set("concurrent writer".to_owned()),
                 external_ref: Set(Some(format!("W{:02}-{n:08}", self.worker))),
                 create_time: Set(now),
+                source: Set(jalon_core::finance::MANUAL_SOURCE.to_owned()),
+                posting_period: Set(now.format("%Y-%m").to_string()),
+                original_amount_minor: Set(None),
+                original_currency: Set(None),
+                exchange_rate: Set(None),
+                rate_date: Set(None),
+                reverses_cost_id: Set(None),
             })
             .into_query();
             q.into_table(Alias::new(BARE_COSTS));

@@ -54,6 +54,78 @@ money_enum!(
     BenefitKind { Savings => "SAVINGS", Revenue => "REVENUE", AvoidedCost => "AVOIDED_COST" }
 );
 
+money_enum!(
+    /// What kind of a finance system's cost object names a project.
+    CostObjectKind { WbsElement => "WBS_ELEMENT", InternalOrder => "INTERNAL_ORDER", CostCollector => "COST_COLLECTOR" }
+);
+
+/// The built-in source of every organisation: costs posted by hand or
+/// without a source.
+pub const MANUAL_SOURCE: &str = "manual";
+
+/// A source's name: a slug of 1 to 64 lowercase letters, digits and `-`,
+/// starting with a letter.
+pub fn parse_source_name(raw: &str) -> Result<String, String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 64
+        && raw.starts_with(|c: char| c.is_ascii_lowercase())
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!(
+            "'{raw}' is not a source name: 1 to 64 lowercase letters, digits and '-', starting with a letter (e.g. \"sap-fi\")"
+        ))
+    }
+}
+
+/// An accounting period "YYYY-MM" (years 1900 to 9999).
+pub fn parse_period(raw: &str) -> Result<String, String> {
+    let bad = || format!("'{raw}' is not a period: \"YYYY-MM\" (e.g. \"2026-01\")");
+    let (y, m) = raw.split_once('-').ok_or_else(bad)?;
+    if y.len() != 4 || m.len() != 2 || !y.chars().chain(m.chars()).all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let (y, m): (i32, u32) = (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if !(1900..=9999).contains(&y) || !(1..=12).contains(&m) {
+        return Err(bad());
+    }
+    Ok(raw.to_owned())
+}
+
+/// The period of a day: "YYYY-MM".
+pub fn period_of(day: NaiveDate) -> String {
+    day.format("%Y-%m").to_string()
+}
+
+/// An amount in another currency converted at a rate (organisation units
+/// per unit of the original), once, rounded half-even to `currency`'s minor
+/// unit.
+pub fn convert(original: Decimal, rate: Decimal, currency: CurrencyCode) -> Result<Money, String> {
+    let value = original
+        .checked_mul(rate)
+        .ok_or_else(|| "original_amount x exchange_rate is too large".to_owned())?
+        .round_dp_with_strategy(
+            currency.minor_unit_digits(),
+            RoundingStrategy::MidpointNearestEven,
+        );
+    Money::parse(&value.to_string(), currency)
+}
+
+/// An exchange rate: a positive decimal string.
+pub fn parse_rate(raw: &str) -> Result<Decimal, String> {
+    let rate: Decimal = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{raw}' is not a decimal rate (e.g. \"1.0842\")"))?;
+    if rate <= Decimal::ZERO {
+        return Err("must be positive".into());
+    }
+    Ok(rate)
+}
+
 /// A cost as the money rules see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CostLine {
@@ -87,6 +159,9 @@ pub struct Financials {
     pub total_cost: Money,
     pub cost_by_category: Vec<(CostCategory, Money)>,
     pub cost_by_phase: Vec<(Phase, Money)>,
+    /// Cost by charge month (the first day of the month), months with
+    /// cost lines only, oldest first.
+    pub cost_by_month: Vec<(NaiveDate, Money)>,
     pub recorded_benefit: Money,
     pub derived_benefit: Money,
     pub net_value: Money,
@@ -258,6 +333,11 @@ pub fn financials_of_totals(
     let derived_total = sum(&mut derived.iter().map(|b| b.amount_minor));
     let benefit = recorded_total.saturating_add(derived_total);
     let roi = roi(total_cost, benefit);
+    let cost_by_month = flows
+        .iter()
+        .filter(|(_, (cost, _))| *cost != 0)
+        .map(|(m, (cost, _))| (*m, money(*cost, currency)))
+        .collect();
 
     // Monthly net flows.
     for b in derived {
@@ -316,6 +396,7 @@ pub fn financials_of_totals(
             .into_iter()
             .map(|(k, v)| (k, money(v, currency)))
             .collect(),
+        cost_by_month,
         recorded_benefit: money(recorded_total, currency),
         derived_benefit: money(derived_total, currency),
         net_value: money(benefit.saturating_sub(total_cost), currency),
@@ -464,5 +545,38 @@ mod tests {
         let none = financials(eur(), Decimal::ZERO, &[], &[], &[], None, &[]);
         assert_eq!(none.roi, None);
         assert_eq!(none.npv.to_string(), "0.00");
+    }
+
+    #[test]
+    fn conversion_rounds_half_even_to_the_minor_unit() {
+        // 100.25 x 1.1 = 110.275 -> 110.28 (8 is even); 100.35 x 1.1 =
+        // 110.385 -> 110.38.
+        let rate = parse_rate("1.1").unwrap();
+        assert_eq!(
+            convert(Decimal::new(10025, 2), rate, eur())
+                .unwrap()
+                .to_string(),
+            "110.28"
+        );
+        assert_eq!(
+            convert(Decimal::new(10035, 2), rate, eur())
+                .unwrap()
+                .to_string(),
+            "110.38"
+        );
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("abc").is_err());
+    }
+
+    #[test]
+    fn periods_and_source_names() {
+        assert_eq!(parse_period("2026-01").unwrap(), "2026-01");
+        for bad in ["2026-13", "2026-1", "26-01", "2026/01", "", "2026-00"] {
+            assert!(parse_period(bad).is_err(), "{bad}");
+        }
+        assert!(parse_source_name("sap-fi").is_ok());
+        for bad in ["", "SAP", "1sap", "sap fi", &"a".repeat(65)] {
+            assert!(parse_source_name(bad).is_err(), "{bad}");
+        }
     }
 }

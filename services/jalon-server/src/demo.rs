@@ -691,15 +691,19 @@ async fn money(
         .enumerate()
         .map(|(i, (category, amount, days_ago, phase))| {
             Ok(NewCost {
-                project_id: project.id,
+                target: finance::CostTarget::Project(project.id),
                 amount: Money::parse(&amount.to_string(), eur).map_err(invalid)?,
-                category: *category,
-                nature: if *category == CostCategory::Cloud {
+                original: None,
+                category: Some(*category),
+                nature: Some(if *category == CostCategory::Cloud {
                     CostNature::Opex
                 } else {
                     CostNature::Capex
-                },
-                incurred_on: today - chrono::Days::new(*days_ago),
+                }),
+                incurred_on: Some(today - chrono::Days::new(*days_ago)),
+                source: None,
+                posting_period: None,
+                reverses: None,
                 cost_centre: format!("CC-{}", case.business_unit.to_uppercase().replace(' ', "-")),
                 phase: Some(*phase),
                 description: format!("{} for {}", category.as_str().to_lowercase(), case.name),
@@ -714,6 +718,7 @@ async fn money(
         &caller_of(director),
         Action::RecordCost,
         &rows,
+        false,
     )
     .await?;
     let budget = Money::parse(&(total + total / 5).to_string(), eur).map_err(invalid)?;

@@ -12,6 +12,7 @@ pub mod demo_history;
 pub mod entity;
 mod error;
 pub mod events;
+pub mod feeds;
 pub mod finance;
 pub mod gates;
 pub mod handover;

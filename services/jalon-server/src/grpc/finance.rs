@@ -9,7 +9,7 @@ use jalon_core::{
 use jalon_proto::v1::{self as pb, finance_service_server::FinanceService};
 use jalon_store::{
     Store,
-    finance::{self, Cost, CostOutcome, NewCost},
+    finance::{self, Cost, CostOutcome, CostTarget, NewCost, Original, Reverses},
 };
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
@@ -39,6 +39,13 @@ wire_enum!(
     pb::CostNature,
     CostNature,
     "COST_NATURE_"
+);
+wire_enum!(
+    cost_object_kind_in,
+    cost_object_kind_out,
+    pb::CostObjectKind,
+    jalon_core::finance::CostObjectKind,
+    "COST_OBJECT_KIND_"
 );
 wire_enum!(
     kind_in,
@@ -71,6 +78,12 @@ fn money_in(m: Option<&pb::Money>, currency: CurrencyCode) -> Result<Money, Stri
 
 fn cost_to_proto(c: Cost) -> pb::Cost {
     let currency = CurrencyCode::parse(&c.currency).ok();
+    let original_amount = match (c.original_amount_minor, c.original_currency.as_deref()) {
+        (Some(m), Some(cur)) => CurrencyCode::parse(cur)
+            .ok()
+            .map(|cur| conv::money_out(Money::from_minor(m, cur))),
+        _ => None,
+    };
     pb::Cost {
         id: c.id.to_string(),
         project_id: c.project_id.to_string(),
@@ -83,6 +96,126 @@ fn cost_to_proto(c: Cost) -> pb::Cost {
         description: c.description,
         external_ref: c.external_ref.unwrap_or_default(),
         create_time: Some(conv::timestamp(c.create_time)),
+        source: c.source,
+        posting_period: c.posting_period,
+        original_amount,
+        exchange_rate: c.exchange_rate.unwrap_or_default(),
+        rate_date: date_out(c.rate_date),
+        reverses_source: String::new(),
+        reverses_external_ref: String::new(),
+        reverses_cost_id: c
+            .reverses_cost_id
+            .map(|i| i.to_string())
+            .unwrap_or_default(),
+        project_ref: String::new(),
+    }
+}
+
+/// A source named on the wire: empty is none ("manual").
+fn source_in(raw: &str) -> Result<Option<String>, String> {
+    if raw.is_empty() {
+        Ok(None)
+    } else {
+        jalon_core::finance::parse_source_name(raw).map(Some)
+    }
+}
+
+/// A period named on the wire: empty is none.
+fn period_in(raw: &str) -> Result<Option<String>, String> {
+    if raw.is_empty() {
+        Ok(None)
+    } else {
+        jalon_core::finance::parse_period(raw).map(Some)
+    }
+}
+
+/// The amount of a cost, in the organisation's currency: sent as such, or
+/// converted from the original amount at the feed's rate (half-even to the
+/// minor unit), with the original kept.
+fn cost_amount(
+    c: &pb::Cost,
+    currency: CurrencyCode,
+    f: &impl Fn(&str) -> String,
+) -> Result<(Money, Option<Original>), (String, String)> {
+    let Some(original) = c.original_amount.as_ref() else {
+        if !c.exchange_rate.is_empty() {
+            return Err((f("exchange_rate"), "is only for an original_amount".into()));
+        }
+        if c.rate_date.is_some() {
+            return Err((f("rate_date"), "is only for an original_amount".into()));
+        }
+        let amount = c.amount.as_ref().ok_or_else(|| {
+            (
+                f("amount"),
+                "is required (or original_amount, exchange_rate and rate_date)".into(),
+            )
+        })?;
+        if amount.currency_code != currency.as_str() {
+            return Err((
+                f("amount"),
+                format!(
+                    "must be in the organisation's currency {currency}, not '{}': send the feed's amount as original_amount with exchange_rate and rate_date",
+                    amount.currency_code
+                ),
+            ));
+        }
+        return Money::parse(&amount.amount, currency)
+            .map(|m| (m, None))
+            .map_err(|e| (f("amount"), e));
+    };
+    let original_currency = CurrencyCode::parse(&original.currency_code)
+        .map_err(|e| (f("original_amount.currency_code"), e))?;
+    if original_currency == currency {
+        return Err((
+            f("original_amount"),
+            format!("is in the organisation's currency {currency}: send it as amount"),
+        ));
+    }
+    let original_amount =
+        Money::parse(&original.amount, original_currency).map_err(|e| (f("original_amount"), e))?;
+    if c.exchange_rate.is_empty() {
+        return Err((
+            f("exchange_rate"),
+            format!(
+                "is required with an original_amount in {original_currency} (no rate is looked up)"
+            ),
+        ));
+    }
+    let rate =
+        jalon_core::finance::parse_rate(&c.exchange_rate).map_err(|e| (f("exchange_rate"), e))?;
+    let rate_date = date_in(c.rate_date.as_ref())
+        .and_then(|v| v.ok_or_else(|| "is required with an original_amount".into()))
+        .map_err(|e| (f("rate_date"), e))?;
+    let amount = jalon_core::finance::convert(original_amount.amount(), rate, currency)
+        .map_err(|e| (f("original_amount"), e))?;
+    if let Some(sent) = c.amount.as_ref() {
+        let same = sent.currency_code == currency.as_str()
+            && Money::parse(&sent.amount, currency).is_ok_and(|m| m == amount);
+        if !same {
+            return Err((
+                f("amount"),
+                format!(
+                    "leave it empty with an original_amount (the conversion gives {amount} {currency})"
+                ),
+            ));
+        }
+    }
+    Ok((
+        amount,
+        Some(Original {
+            amount: original_amount,
+            rate,
+            rate_date,
+        }),
+    ))
+}
+
+/// `value`, which must be there when `needed`.
+fn required_unless<T>(value: Option<T>, needed: bool) -> Result<Option<T>, String> {
+    if needed && value.is_none() {
+        Err("is required".into())
+    } else {
+        Ok(value)
     }
 }
 
@@ -93,23 +226,57 @@ fn new_cost(
     prefix: &str,
 ) -> Result<NewCost, (String, String)> {
     let f = |n: &str| format!("{prefix}{n}");
-    let project_id =
-        jalon_core::values::parse_id(&c.project_id).map_err(|e| (f("project_id"), e))?;
-    let amount = money_in(c.amount.as_ref(), currency).map_err(|e| (f("amount"), e))?;
-    if amount.minor_units() < 0 {
+    let target = match (c.project_id.is_empty(), c.project_ref.is_empty()) {
+        (false, false) => {
+            return Err((
+                f("project_ref"),
+                "give project_id or project_ref, not both".into(),
+            ));
+        }
+        (false, true) => CostTarget::Project(
+            jalon_core::values::parse_id(&c.project_id).map_err(|e| (f("project_id"), e))?,
+        ),
+        (true, false) => CostTarget::Reference(
+            jalon_core::values::free_text(&c.project_ref, COST_OBJECT_MAX_CHARS)
+                .map_err(|e| (f("project_ref"), e))?,
+        ),
+        (true, true) => CostTarget::Unnamed,
+    };
+    let reverses = if c.reverses_external_ref.is_empty() {
+        if !c.reverses_source.is_empty() {
+            return Err((
+                f("reverses_source"),
+                "is only for a reversal (with reverses_external_ref)".into(),
+            ));
+        }
+        None
+    } else {
+        Some(Reverses {
+            source: source_in(&c.reverses_source).map_err(|e| (f("reverses_source"), e))?,
+            external_ref: jalon_core::values::free_text(&c.reverses_external_ref, 200)
+                .map_err(|e| (f("reverses_external_ref"), e))?,
+        })
+    };
+    let (amount, original) = cost_amount(c, currency, &f)?;
+    if amount.minor_units() < 0 && reverses.is_none() {
         return Err((
             f("amount"),
-            "must not be negative (post a benefit or a correction instead)".into(),
+            "must not be negative: a negative amount is a reversal and names the line it reverses (reverses_external_ref); credits are not modelled".into(),
         ));
     }
+    if amount.minor_units() >= 0 && reverses.is_some() {
+        return Err((f("amount"), "a reversal's amount must be negative".into()));
+    }
+    // A reversal takes them from the reversed line.
+    let needed = reverses.is_none();
     let category = category_in(c.category)
-        .and_then(|v| v.ok_or_else(|| "is required".into()))
+        .and_then(|v| required_unless(v, needed))
         .map_err(|e| (f("category"), e))?;
     let nature = nature_in(c.nature)
-        .and_then(|v| v.ok_or_else(|| "is required".into()))
+        .and_then(|v| required_unless(v, needed))
         .map_err(|e| (f("nature"), e))?;
     let incurred_on = date_in(c.incurred_on.as_ref())
-        .and_then(|v| v.ok_or_else(|| "is required".into()))
+        .and_then(|v| required_unless(v, needed))
         .map_err(|e| (f("incurred_on"), e))?;
     let phase = phase_in(c.phase).map_err(|e| (f("phase"), e))?;
     let cost_centre = jalon_core::values::free_text(&c.cost_centre, COST_CENTRE_MAX_CHARS)
@@ -118,9 +285,12 @@ fn new_cost(
         jalon_core::project::parse_long_text(&c.description).map_err(|e| (f("description"), e))?;
     let external_ref =
         jalon_core::values::free_text(&c.external_ref, 200).map_err(|e| (f("external_ref"), e))?;
+    let source = source_in(&c.source).map_err(|e| (f("source"), e))?;
+    let posting_period = period_in(&c.posting_period).map_err(|e| (f("posting_period"), e))?;
     Ok(NewCost {
-        project_id,
+        target,
         amount,
+        original,
         category,
         nature,
         incurred_on,
@@ -128,8 +298,17 @@ fn new_cost(
         phase,
         description,
         external_ref: (!external_ref.is_empty()).then_some(external_ref),
+        source,
+        posting_period,
+        reverses,
     })
 }
+
+/// Longest cost object reference, in characters.
+const COST_OBJECT_MAX_CHARS: usize = 100;
+
+/// Most rows of a RecordCosts call.
+pub const RECORD_COSTS_MAX_ROWS: usize = 1_000;
 
 /// Longest cost centre, in characters.
 const COST_CENTRE_MAX_CHARS: usize = 100;
@@ -170,6 +349,8 @@ impl FinanceApi {
 pub struct CostSession {
     currency: CurrencyCode,
     caller: jalon_store::change::Caller,
+    /// ImportCosts or RecordCosts.
+    action: Action,
 }
 
 impl Import for FinanceApi {
@@ -193,6 +374,7 @@ impl Import for FinanceApi {
         Ok(CostSession {
             currency,
             caller: requester(caller),
+            action: Action::ImportCosts,
         })
     }
 
@@ -211,8 +393,9 @@ impl Import for FinanceApi {
             self.store.db(),
             org,
             &session.caller,
-            Action::ImportCosts,
+            session.action,
             rows,
+            false,
         )
         .await?;
         Ok(outcomes
@@ -250,6 +433,7 @@ impl FinanceService for FinanceApi {
             &requester(&caller),
             Action::RecordCost,
             &[new],
+            false,
         )
         .await
         .or_status()?;
@@ -303,12 +487,18 @@ impl FinanceService for FinanceApi {
         {
             v.check::<()>("incurred_to", Err("is before incurred_from".into()));
         }
+        let posting_period = v
+            .check("posting_period", period_in(&req.posting_period))
+            .flatten();
+        let source = v.check("source", source_in(&req.source)).flatten();
         v.finish().or_status()?;
         let filter = finance::CostFilter {
             from,
             to,
             category,
             cost_centre,
+            posting_period,
+            source,
         };
         let after =
             jalon_store::page::decode(&req.page_token, &filter.key(project_id), "page_token")
@@ -353,26 +543,7 @@ impl FinanceService for FinanceApi {
             self.imports,
         )
         .await?;
-        Ok(Response::new(pb::ImportCostsResponse {
-            results: summary
-                .results
-                .into_iter()
-                .map(|r| pb::ImportCostResult {
-                    row: r.row,
-                    status: match r.status {
-                        RowStatus::Duplicate => pb::ImportCostStatus::Duplicate,
-                        RowStatus::Rejected => pb::ImportCostStatus::Rejected,
-                    } as i32,
-                    id: r.id,
-                    reason: r.reason,
-                    field: r.field,
-                })
-                .collect(),
-            accepted: summary.accepted,
-            duplicates: summary.duplicates,
-            rejected: summary.rejected,
-            omitted_results: summary.omitted,
-        }))
+        Ok(Response::new(import_response(summary)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -585,6 +756,9 @@ impl FinanceService for FinanceApi {
         let f = finance::financials(self.store.db(), org, project_id, currency, rate)
             .await
             .or_status()?;
+        let by_centre = finance::cost_by_cost_centre(self.store.db(), org, project_id)
+            .await
+            .or_status()?;
         let mut kpi_gains = Vec::new();
         for k in jalon_store::kpis::list(self.store.db(), org, project_id, None, false)
             .await
@@ -644,6 +818,530 @@ impl FinanceService for FinanceApi {
                 })
                 .collect(),
             kpi_gains,
+            cost_by_month: f
+                .cost_by_month
+                .into_iter()
+                .map(|(m, a)| pb::MonthAmount {
+                    month: date_out(Some(m)),
+                    amount: Some(conv::money_out(a)),
+                })
+                .collect(),
+            cost_by_cost_centre: by_centre
+                .into_iter()
+                .map(|(c, a)| pb::CostCentreAmount {
+                    cost_centre: c,
+                    amount: Some(conv::money_out(Money::from_minor(a, currency))),
+                })
+                .collect(),
         }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn record_costs(
+        &self,
+        request: Request<pb::RecordCostsRequest>,
+    ) -> Result<Response<pb::RecordCostsResponse>, Status> {
+        let caller = caller(&request)?;
+        let extensions = request.extensions().clone();
+        let req = request.into_inner();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        if req.costs.is_empty() || req.costs.len() > RECORD_COSTS_MAX_ROWS {
+            return Err(Error::invalid(
+                "costs",
+                format!(
+                    "holds {} rows: from 1 to {RECORD_COSTS_MAX_ROWS} a call (stream more with ImportCosts)",
+                    req.costs.len()
+                ),
+            ))
+            .or_status();
+        }
+        let currency = self
+            .currency_for(&caller, Action::RecordCosts, org)
+            .await
+            .or_status()?;
+        let session = CostSession {
+            currency,
+            caller: requester(&caller),
+            action: Action::RecordCosts,
+        };
+        let summary = import::run_rows(self, &session, &extensions, org, req.costs, self.imports)
+            .await
+            .or_status()?;
+        let r = import_response(summary);
+        Ok(Response::new(pb::RecordCostsResponse {
+            results: r.results,
+            accepted: r.accepted,
+            duplicates: r.duplicates,
+            rejected: r.rejected,
+            omitted_results: r.omitted_results,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn correct_cost(
+        &self,
+        request: Request<pb::CorrectCostRequest>,
+    ) -> Result<Response<pb::CorrectCostResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let currency = self
+            .currency_for(&caller, Action::CorrectCost, org)
+            .await
+            .or_status()?;
+        let mut v = jalon_core::error::Violations::new();
+        let source = v.check("source", source_in(&req.source)).flatten();
+        let external_ref = v.check(
+            "external_ref",
+            jalon_core::values::free_text(&req.external_ref, 200).and_then(|r| {
+                if r.is_empty() {
+                    Err("is required: the line to correct".into())
+                } else {
+                    Ok(r)
+                }
+            }),
+        );
+        let amount = match req.amount.as_ref() {
+            None => None,
+            Some(m) => v.check(
+                "amount",
+                money_in(Some(m), currency).and_then(|a| {
+                    if a.minor_units() > 0 {
+                        Ok(a)
+                    } else {
+                        Err("must be positive: how much of the line to reverse".into())
+                    }
+                }),
+            ),
+        };
+        let reversal_external_ref = v
+            .check(
+                "reversal_external_ref",
+                jalon_core::values::free_text(&req.reversal_external_ref, 200),
+            )
+            .filter(|r| !r.is_empty());
+        let posting_period = v
+            .check("posting_period", period_in(&req.posting_period))
+            .flatten();
+        let description = v.check(
+            "description",
+            jalon_core::project::parse_long_text(&req.description),
+        );
+        let replacement = match req.replacement.as_ref() {
+            None => None,
+            Some(c) => match new_cost(c, currency, "replacement.") {
+                Ok(r) if r.reverses.is_some() => {
+                    v.check::<()>(
+                        "replacement.reverses_external_ref",
+                        Err("a replacement is a new line, not a reversal".into()),
+                    );
+                    None
+                }
+                Ok(r) => Some(r),
+                Err((field, why)) => {
+                    v.check::<()>(&field, Err(why));
+                    None
+                }
+            },
+        };
+        v.finish().or_status()?;
+        let (Some(external_ref), Some(description)) = (external_ref, description) else {
+            return Err(Error::invalid("external_ref", "is invalid")).or_status();
+        };
+        let with_replacement = replacement.is_some();
+        let outcomes = finance::correct_cost(
+            self.store.db(),
+            org,
+            &requester(&caller),
+            currency,
+            finance::Correction {
+                source,
+                external_ref,
+                amount,
+                reversal_external_ref,
+                posting_period,
+                description,
+                replacement,
+            },
+        )
+        .await
+        .or_status()?;
+        let mut outcomes = outcomes.into_iter();
+        let (reversal, duplicate) = match outcomes.next() {
+            Some(CostOutcome::Accepted(c)) => (c, false),
+            Some(CostOutcome::Duplicate(c)) => (c, true),
+            Some(CostOutcome::Rejected(e)) => return Err(to_status(e)),
+            None => {
+                return Err(to_status(Error::Internal(
+                    "no outcome for the reversal".into(),
+                )));
+            }
+        };
+        let replacement = match outcomes.next() {
+            Some(CostOutcome::Accepted(c) | CostOutcome::Duplicate(c)) => Some(cost_to_proto(c)),
+            Some(CostOutcome::Rejected(e)) => return Err(to_status(e)),
+            None if with_replacement => {
+                return Err(to_status(Error::Internal(
+                    "no outcome for the replacement".into(),
+                )));
+            }
+            None => None,
+        };
+        Ok(Response::new(pb::CorrectCostResponse {
+            reversal: Some(cost_to_proto(reversal)),
+            replacement,
+            duplicate,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_cost_source(
+        &self,
+        request: Request<pb::CreateCostSourceRequest>,
+    ) -> Result<Response<pb::CreateCostSourceResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let wire = conv::required("source", req.source.as_ref()).or_status()?;
+        let mut v = jalon_core::error::Violations::new();
+        let name = v.check(
+            "source.name",
+            jalon_core::finance::parse_source_name(&wire.name),
+        );
+        let display_name = v.check(
+            "source.display_name",
+            jalon_core::values::free_text(&wire.display_name, 200),
+        );
+        v.finish().or_status()?;
+        let (Some(name), Some(display_name)) = (name, display_name) else {
+            return Err(Error::invalid("source", "is invalid")).or_status();
+        };
+        let stored = jalon_store::feeds::create_source(
+            self.store.db(),
+            org,
+            &requester(&caller),
+            &name,
+            &display_name,
+        )
+        .await
+        .or_status()?;
+        Ok(Response::new(pb::CreateCostSourceResponse {
+            source: Some(source_to_proto(stored)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_cost_sources(
+        &self,
+        request: Request<pb::ListCostSourcesRequest>,
+    ) -> Result<Response<pb::ListCostSourcesResponse>, Status> {
+        let caller = caller(&request)?;
+        let org = conv::id("organisation_id", &request.get_ref().organisation_id).or_status()?;
+        member(
+            authorise(&self.store, &caller, Action::ListCostSources, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        let sources = jalon_store::feeds::sources(self.store.db(), org)
+            .await
+            .or_status()?;
+        let manual = pb::CostSource {
+            name: jalon_core::finance::MANUAL_SOURCE.to_owned(),
+            display_name: "Posted by hand or without a source".to_owned(),
+            create_time: None,
+        };
+        Ok(Response::new(pb::ListCostSourcesResponse {
+            sources: std::iter::once(manual)
+                .chain(sources.into_iter().map(source_to_proto))
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn close_period(
+        &self,
+        request: Request<pb::ClosePeriodRequest>,
+    ) -> Result<Response<pb::ClosePeriodResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let period = jalon_core::finance::parse_period(&req.period)
+            .map_err(|e| Error::invalid("period", e))
+            .or_status()?;
+        let stored = jalon_store::feeds::set_period(
+            self.store.db(),
+            org,
+            &requester(&caller),
+            &period,
+            true,
+        )
+        .await
+        .or_status()?;
+        Ok(Response::new(pb::ClosePeriodResponse {
+            period: Some(period_to_proto(stored)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn reopen_period(
+        &self,
+        request: Request<pb::ReopenPeriodRequest>,
+    ) -> Result<Response<pb::ReopenPeriodResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let period = jalon_core::finance::parse_period(&req.period)
+            .map_err(|e| Error::invalid("period", e))
+            .or_status()?;
+        let stored = jalon_store::feeds::set_period(
+            self.store.db(),
+            org,
+            &requester(&caller),
+            &period,
+            false,
+        )
+        .await
+        .or_status()?;
+        Ok(Response::new(pb::ReopenPeriodResponse {
+            period: Some(period_to_proto(stored)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_periods(
+        &self,
+        request: Request<pb::ListPeriodsRequest>,
+    ) -> Result<Response<pb::ListPeriodsResponse>, Status> {
+        let caller = caller(&request)?;
+        let org = conv::id("organisation_id", &request.get_ref().organisation_id).or_status()?;
+        member(
+            authorise(&self.store, &caller, Action::ListPeriods, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        let periods = jalon_store::feeds::periods(self.store.db(), org)
+            .await
+            .or_status()?;
+        Ok(Response::new(pb::ListPeriodsResponse {
+            periods: periods.into_iter().map(period_to_proto).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_project_cost_objects(
+        &self,
+        request: Request<pb::SetProjectCostObjectsRequest>,
+    ) -> Result<Response<pb::SetProjectCostObjectsResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let project_id = conv::id("project_id", &req.project_id).or_status()?;
+        let mut v = jalon_core::error::Violations::new();
+        if req.cost_objects.len() > MAX_COST_OBJECTS {
+            v.check::<()>(
+                "cost_objects",
+                Err(format!("holds more than {MAX_COST_OBJECTS} cost objects")),
+            );
+        }
+        let mut objects = Vec::new();
+        for (i, o) in req.cost_objects.iter().enumerate() {
+            let kind = v.check(
+                &format!("cost_objects[{i}].kind"),
+                cost_object_kind_in(o.kind).and_then(|k| k.ok_or_else(|| "is required".into())),
+            );
+            let reference = v.check(
+                &format!("cost_objects[{i}].reference"),
+                jalon_core::values::free_text(&o.reference, COST_OBJECT_MAX_CHARS).and_then(|r| {
+                    if r.is_empty() {
+                        Err("is required".into())
+                    } else {
+                        Ok(r)
+                    }
+                }),
+            );
+            if let (Some(kind), Some(reference)) = (kind, reference) {
+                if objects.iter().any(|(_, r)| *r == reference) {
+                    v.check::<()>(
+                        &format!("cost_objects[{i}].reference"),
+                        Err("appears twice".into()),
+                    );
+                } else {
+                    objects.push((kind, reference));
+                }
+            }
+        }
+        v.finish().or_status()?;
+        let stored = jalon_store::feeds::set_cost_objects(
+            self.store.db(),
+            org,
+            &requester(&caller),
+            project_id,
+            &objects,
+        )
+        .await
+        .or_status()?;
+        Ok(Response::new(pb::SetProjectCostObjectsResponse {
+            cost_objects: stored.into_iter().map(cost_object_to_proto).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_cost_objects(
+        &self,
+        request: Request<pb::ListCostObjectsRequest>,
+    ) -> Result<Response<pb::ListCostObjectsResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let project_id = if req.project_id.is_empty() {
+            None
+        } else {
+            Some(conv::id("project_id", &req.project_id).or_status()?)
+        };
+        member(
+            authorise(&self.store, &caller, Action::ListCostObjects, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        let objects = jalon_store::feeds::cost_objects(self.store.db(), org, project_id)
+            .await
+            .or_status()?;
+        Ok(Response::new(pb::ListCostObjectsResponse {
+            cost_objects: objects.into_iter().map(cost_object_to_proto).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_cost_centre_rule(
+        &self,
+        request: Request<pb::SetCostCentreRuleRequest>,
+    ) -> Result<Response<pb::SetCostCentreRuleResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let rule = conv::required("rule", req.rule.as_ref()).or_status()?;
+        let cost_centre = cost_centre_in("rule.cost_centre", &rule.cost_centre).or_status()?;
+        let project_id = conv::id("rule.project_id", &rule.project_id).or_status()?;
+        let stored = jalon_store::feeds::set_rule(
+            self.store.db(),
+            org,
+            &requester(&caller),
+            &cost_centre,
+            project_id,
+        )
+        .await
+        .or_status()?;
+        Ok(Response::new(pb::SetCostCentreRuleResponse {
+            rule: Some(rule_to_proto(stored)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_cost_centre_rule(
+        &self,
+        request: Request<pb::DeleteCostCentreRuleRequest>,
+    ) -> Result<Response<pb::DeleteCostCentreRuleResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.get_ref();
+        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
+        let cost_centre = cost_centre_in("cost_centre", &req.cost_centre).or_status()?;
+        jalon_store::feeds::delete_rule(self.store.db(), org, &requester(&caller), &cost_centre)
+            .await
+            .or_status()?;
+        Ok(Response::new(pb::DeleteCostCentreRuleResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_cost_centre_rules(
+        &self,
+        request: Request<pb::ListCostCentreRulesRequest>,
+    ) -> Result<Response<pb::ListCostCentreRulesResponse>, Status> {
+        let caller = caller(&request)?;
+        let org = conv::id("organisation_id", &request.get_ref().organisation_id).or_status()?;
+        member(
+            authorise(&self.store, &caller, Action::ListCostCentreRules, org)
+                .await
+                .or_status()?,
+        )
+        .or_status()?;
+        let rules = jalon_store::feeds::rules(self.store.db(), org)
+            .await
+            .or_status()?;
+        Ok(Response::new(pb::ListCostCentreRulesResponse {
+            rules: rules.into_iter().map(rule_to_proto).collect(),
+        }))
+    }
+}
+
+/// Most cost objects of a project.
+const MAX_COST_OBJECTS: usize = 100;
+
+/// A cost centre that must be there.
+fn cost_centre_in(field: &str, raw: &str) -> Result<String> {
+    let c = jalon_core::values::free_text(raw, COST_CENTRE_MAX_CHARS)
+        .map_err(|e| Error::invalid(field, e))?;
+    if c.is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    Ok(c)
+}
+
+fn source_to_proto(s: jalon_store::feeds::CostSource) -> pb::CostSource {
+    pb::CostSource {
+        name: s.name,
+        display_name: s.display_name,
+        create_time: Some(conv::timestamp(s.create_time)),
+    }
+}
+
+fn period_to_proto(p: jalon_store::feeds::CostPeriod) -> pb::CostPeriod {
+    pb::CostPeriod {
+        period: p.period,
+        closed: p.closed,
+        update_time: (!p.updated_by.is_empty()).then(|| conv::timestamp(p.update_time)),
+        updated_by: p.updated_by,
+    }
+}
+
+fn cost_object_to_proto(o: jalon_store::feeds::CostObject) -> pb::ProjectCostObject {
+    pb::ProjectCostObject {
+        kind: cost_object_kind_out(o.kind.parse().ok()),
+        reference: o.reference,
+        project_id: o.project_id.to_string(),
+    }
+}
+
+fn rule_to_proto(r: jalon_store::feeds::CostCentreRule) -> pb::CostCentreRule {
+    pb::CostCentreRule {
+        cost_centre: r.cost_centre,
+        project_id: r.project_id.to_string(),
+        create_time: Some(conv::timestamp(r.create_time)),
+    }
+}
+
+/// A summary of rows as ImportCosts answers it.
+fn import_response(summary: import::Summary) -> pb::ImportCostsResponse {
+    pb::ImportCostsResponse {
+        results: summary
+            .results
+            .into_iter()
+            .map(|r| pb::ImportCostResult {
+                row: r.row,
+                status: match r.status {
+                    RowStatus::Duplicate => pb::ImportCostStatus::Duplicate,
+                    RowStatus::Rejected => pb::ImportCostStatus::Rejected,
+                } as i32,
+                id: r.id,
+                reason: r.reason,
+                field: r.field,
+            })
+            .collect(),
+        accepted: summary.accepted,
+        duplicates: summary.duplicates,
+        rejected: summary.rejected,
+        omitted_results: summary.omitted,
     }
 }

@@ -262,6 +262,34 @@ pub async fn run<I: Import>(
     outcome.map(|()| summary)
 }
 
+/// The rows of one unary call (RecordCosts): validated and written as one
+/// batch of a stream (the same parse, the same store call, in one
+/// transaction), and answered like a stream.
+pub async fn run_rows<I: Import>(
+    import: &I,
+    session: &I::Session,
+    extensions: &Extensions,
+    org: Uuid,
+    wires: Vec<I::Wire>,
+    limits: ImportLimits,
+) -> Result<Summary> {
+    let mut summary = Summary::default();
+    let mut pending: Vec<Pending<I::Row>> = Vec::with_capacity(wires.len());
+    for wire in wires {
+        pending.push((summary.rows, I::parse(session, &wire)));
+        summary.rows += 1;
+    }
+    flush(import, session, org, &mut pending, &mut summary, limits).await?;
+    crate::metrics::rows_imported(
+        extensions,
+        I::KIND,
+        summary.accepted,
+        summary.duplicates,
+        summary.rejected,
+    );
+    Ok(summary)
+}
+
 fn rate(rows: i64, seconds: f64) -> f64 {
     if seconds > 0.0 {
         rows as f64 / seconds

@@ -17,6 +17,16 @@ pub struct Model {
     pub description: String,
     pub external_ref: Option<String>,
     pub create_time: DateTimeUtc,
+    /// A registered source's name, or "manual".
+    pub source: String,
+    /// "YYYY-MM".
+    pub posting_period: String,
+    pub original_amount_minor: Option<i64>,
+    pub original_currency: Option<String>,
+    /// A decimal string.
+    pub exchange_rate: Option<String>,
+    pub rate_date: Option<Date>,
+    pub reverses_cost_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
