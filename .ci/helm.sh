@@ -208,6 +208,14 @@ def common(name, expect):
     check(cm.get("JALON__LOG__FORMAT") == expect["log_format"], f"ConfigMap: JALON__LOG__FORMAT={expect['log_format']}")
     check(cm.get("JALON__AUTH__ALGORITHM") == expect["algorithm"], f"ConfigMap: JALON__AUTH__ALGORITHM={expect['algorithm']}")
     check(cm.get("JALON__SERVER__CORS_ALLOWED_ORIGINS", "").startswith("["), "ConfigMap: CORS origins as a list string")
+    overload = {"JALON__SERVER__MAX_IN_FLIGHT_CALLS": "512", "JALON__SERVER__MAX_IN_FLIGHT_STREAMS": "1024",
+                "JALON__SERVER__MAX_CONCURRENT_STREAMS_PER_CONNECTION": "100",
+                "JALON__SERVER__IDLE_CONNECTION_TIMEOUT_SECS": "300",
+                "JALON__SERVER__HTTP2_KEEPALIVE_INTERVAL_SECS": "60",
+                "JALON__SERVER__HTTP2_KEEPALIVE_TIMEOUT_SECS": "20",
+                "JALON__SERVER__CALLER_RATE_LIMIT_PER_SEC": "0"}
+    check(all(cm.get(k) == v for k, v in overload.items()),
+          f"ConfigMap: overload bounds {[(k, cm.get(k)) for k in overload if cm.get(k) != overload[k]] or 'as the defaults'}")
     check(cm.get("JALON__AUTH__PLATFORM_ADMINS", "").startswith("["), "ConfigMap: platform admins as a list string")
 
     # The Deployment.

@@ -18,6 +18,7 @@ mod leavers;
 mod money_limits;
 mod observability;
 mod organisations;
+mod overload;
 mod people;
 mod portfolio;
 mod projects;

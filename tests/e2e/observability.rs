@@ -72,7 +72,7 @@ pub async fn scrape(app: &TestApp) -> String {
 }
 
 /// The value of `series` (name and labels, as exposed), if exposed.
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|line| {
         line.strip_prefix(series)?
             .strip_prefix(' ')?

@@ -62,6 +62,18 @@
 //! without statistics, a plan a pooled connection prepared while a table was
 //! empty is kept however large the table grows.
 //!
+//! **The overload benchmark** (`--overload`, issue 15): the release `jalon`
+//! binary, started as a process of its own on a generated portfolio, under
+//! `h2load -c 500 -m 100` on `GetProject`; its resident memory during and
+//! after the load, the calls it shed, and 1,000 idle connections closed
+//! after a shortened idle timeout. See `overload.rs`; it needs `h2load`
+//! (Debian's nghttp2-client).
+//!
+//! ```sh
+//! cargo build --release -p jalon-server -p jalon-bench
+//! target/release/jalon-bench --overload
+//! ```
+//!
 //! `--phases import,writers,kpi,rebuild` runs a subset. Progress goes to
 //! stderr; the table to stdout; the figures to `--json`
 //! (`target/jalon-bench-writes.json` by default). The exit status is a
@@ -80,6 +92,7 @@ mod database;
 mod echo;
 mod generate;
 mod load;
+mod overload;
 mod report;
 mod rng;
 mod writes;
@@ -245,6 +258,42 @@ struct Args {
     /// never).
     #[arg(long, default_value_t = 60.0)]
     pg_analyze_every: f64,
+    /// Run the overload benchmark instead (see the --overload-*, --idle-*
+    /// and --jalon-bin options).
+    #[arg(long)]
+    overload: bool,
+    /// --overload: projects of the generated portfolio.
+    #[arg(long, default_value_t = 1000)]
+    overload_projects: u64,
+    /// --overload: the `jalon` binary to start [default: `jalon` beside
+    /// this program].
+    #[arg(long)]
+    jalon_bin: Option<PathBuf>,
+    /// --overload: the h2load program.
+    #[arg(long, default_value = "h2load")]
+    h2load: String,
+    /// --overload: h2load's clients (connections), `-c`.
+    #[arg(long, default_value_t = 500)]
+    overload_clients: usize,
+    /// --overload: h2load's streams in flight per connection, `-m`.
+    #[arg(long, default_value_t = 100)]
+    overload_streams: usize,
+    /// --overload: seconds of load, h2load's `-D`.
+    #[arg(long, default_value_t = 30)]
+    overload_duration: u64,
+    /// --overload: seconds the memory is watched after the load.
+    #[arg(long, default_value_t = 70)]
+    overload_after: u64,
+    /// --overload: the server's server.max_in_flight_calls [default: the
+    /// server's default].
+    #[arg(long)]
+    overload_max_in_flight: Option<usize>,
+    /// --overload: idle HTTP/2 connections opened after the load.
+    #[arg(long, default_value_t = 1000)]
+    idle_connections: usize,
+    /// --overload: the server's server.idle_connection_timeout_secs, shortened.
+    #[arg(long, default_value_t = 10)]
+    idle_timeout: u64,
     /// Internal: generate the portfolio into this database, recompute its
     /// figures, print what was done as JSON, and exit. The benchmark runs
     /// itself this way so that the generator's memory is not the server's.
@@ -287,6 +336,31 @@ async fn run(args: Args) -> Result<(), BoxError> {
         Some(url) => Backend::Postgres(url.clone()),
         None => Backend::Sqlite,
     };
+    if args.overload {
+        let jalon_bin = match &args.jalon_bin {
+            Some(path) => path.clone(),
+            None => std::env::current_exe()?.with_file_name("jalon"),
+        };
+        let config = overload::OverloadConfig {
+            projects: args.overload_projects.max(1),
+            seed: args.seed,
+            jalon_bin,
+            h2load: args.h2load.clone(),
+            clients: args.overload_clients.max(1),
+            streams_per_client: args.overload_streams.max(1),
+            duration: Duration::from_secs(args.overload_duration.max(1)),
+            after: Duration::from_secs(args.overload_after),
+            idle_connections: args.idle_connections,
+            idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+            max_in_flight_calls: args.overload_max_in_flight,
+            keep_database: args.keep_database,
+            json: args
+                .json
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("target/jalon-bench-overload.json")),
+        };
+        return overload::run(backend, config).await;
+    }
     if args.writes {
         let config = writes::WritesConfig {
             phases: args.phases.clone(),

@@ -20,7 +20,10 @@ use jsonwebtoken::{
 use serde::{Deserialize, Serialize};
 use tonic::{Request, Status, service::Interceptor};
 
-use crate::config::{AuthSettings, DatabaseSettings};
+use crate::{
+    config::{AuthSettings, DatabaseSettings},
+    overload::RateLimiter,
+};
 
 /// The subject treated as platform administrator in development mode.
 pub const DEV_ADMIN_SUBJECT: &str = "dev-admin";
@@ -505,9 +508,15 @@ pub fn parse_ttl(raw: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-/// The tonic interceptor that authenticates every call of the API services.
+/// The tonic interceptor that authenticates every call of the API services
+/// and, when `server.caller_rate_limit_per_sec` is set, holds each caller
+/// (the token's subject) to its rate: a call over it is answered
+/// RESOURCE_EXHAUSTED with retry advice, counted in the metrics.
 #[derive(Clone)]
-pub struct AuthInterceptor(pub Arc<Authenticator>);
+pub struct AuthInterceptor {
+    pub authenticator: Arc<Authenticator>,
+    pub rate_limit: Option<Arc<RateLimiter>>,
+}
 
 impl Interceptor for AuthInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
@@ -519,8 +528,18 @@ impl Interceptor for AuthInterceptor {
                 let (scheme, token) = v.split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
-            .and_then(|token| self.0.authenticate(token))
+            .and_then(|token| self.authenticator.authenticate(token))
             .ok_or_else(|| Status::unauthenticated("missing or invalid credentials"))?;
+        if let Some(limiter) = &self.rate_limit
+            && let Err(retry_after) = limiter.check(&caller.subject)
+        {
+            crate::metrics::rate_limited(request.extensions());
+            tracing::debug!(
+                retry_after_ms = retry_after.as_millis() as u64,
+                "caller over its rate limit"
+            );
+            return Err(limiter.refusal(retry_after));
+        }
         request.extensions_mut().insert(caller);
         Ok(request)
     }

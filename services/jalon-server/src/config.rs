@@ -202,6 +202,34 @@ pub struct ServerSettings {
     /// Browser origins allowed to call over gRPC-Web (CORS); `["*"]` allows
     /// any; empty allows none.
     pub cors_allowed_origins: Vec<String>,
+    /// Unary calls handled at once; a call beyond it is answered
+    /// RESOURCE_EXHAUSTED at once (with retry advice), never queued.
+    pub max_in_flight_calls: usize,
+    /// Long-lived streams (event watches, streamed imports, reflection)
+    /// open at once: a budget of their own, so that they cannot starve the
+    /// unary calls; a stream beyond it is answered RESOURCE_EXHAUSTED.
+    pub max_in_flight_streams: usize,
+    /// Streams one HTTP/2 connection may open at once
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub max_concurrent_streams_per_connection: u32,
+    /// The retry advice of a shed call (`grpc-retry-pushback-ms` and
+    /// `google.rpc.RetryInfo`), in milliseconds.
+    pub shed_retry_after_ms: u64,
+    /// HTTP/2 keepalive: a PING is sent on a connection silent for this
+    /// long, in seconds.
+    pub http2_keepalive_interval_secs: u64,
+    /// HTTP/2 keepalive: a connection whose PING is not acknowledged within
+    /// this long is closed, in seconds.
+    pub http2_keepalive_timeout_secs: u64,
+    /// A connection with no call or stream open for this long is closed,
+    /// in seconds.
+    pub idle_connection_timeout_secs: u64,
+    /// Calls per second each caller (the token's subject) may make,
+    /// sustained; 0: no per-caller limit (the default).
+    pub caller_rate_limit_per_sec: u32,
+    /// Calls a caller may make in a burst above its rate (the bucket's
+    /// size); used when `caller_rate_limit_per_sec` is set.
+    pub caller_rate_limit_burst: u32,
 }
 
 impl Default for ServerSettings {
@@ -213,6 +241,15 @@ impl Default for ServerSettings {
             drain_timeout_secs: 20,
             max_message_bytes: 4 * 1024 * 1024,
             cors_allowed_origins: Vec::new(),
+            max_in_flight_calls: 512,
+            max_in_flight_streams: 1024,
+            max_concurrent_streams_per_connection: 100,
+            shed_retry_after_ms: 1000,
+            http2_keepalive_interval_secs: 60,
+            http2_keepalive_timeout_secs: 20,
+            idle_connection_timeout_secs: 300,
+            caller_rate_limit_per_sec: 0,
+            caller_rate_limit_burst: 50,
         }
     }
 }
@@ -228,6 +265,48 @@ impl ServerSettings {
 
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_secs(self.drain_timeout_secs)
+    }
+
+    /// Every bound of the overload protection is at least 1 (the per-caller
+    /// rate limit is off at 0).
+    fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("import_idle_timeout_secs", self.import_idle_timeout_secs),
+            ("max_in_flight_calls", self.max_in_flight_calls as u64),
+            ("max_in_flight_streams", self.max_in_flight_streams as u64),
+            (
+                "max_concurrent_streams_per_connection",
+                u64::from(self.max_concurrent_streams_per_connection),
+            ),
+            ("shed_retry_after_ms", self.shed_retry_after_ms),
+            (
+                "http2_keepalive_interval_secs",
+                self.http2_keepalive_interval_secs,
+            ),
+            (
+                "http2_keepalive_timeout_secs",
+                self.http2_keepalive_timeout_secs,
+            ),
+            (
+                "idle_connection_timeout_secs",
+                self.idle_connection_timeout_secs,
+            ),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(format!(
+                    "invalid configuration: server.{key} must be at least 1"
+                ));
+            }
+        }
+        if self.caller_rate_limit_per_sec > 0 && self.caller_rate_limit_burst == 0 {
+            return Err(
+                "invalid configuration: server.caller_rate_limit_burst must be at least 1 \
+                 when server.caller_rate_limit_per_sec is set"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -712,12 +791,7 @@ pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Settings, String>
                 );
             }
             settings.webhooks.check()?;
-            if settings.server.import_idle_timeout_secs == 0 {
-                return Err(
-                    "invalid configuration: server.import_idle_timeout_secs must be at least 1"
-                        .into(),
-                );
-            }
+            settings.server.check()?;
             Ok(settings)
         })
 }
@@ -881,6 +955,51 @@ mod tests {
             jail.set_env("JALON__SERVER__IMPORT_IDLE_TIMEOUT_SECS", "0");
             let e = load(Some(Path::new("jalon.toml")), Figment::new()).expect_err("refused");
             assert!(e.contains("server.import_idle_timeout_secs"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn overload_bounds_have_defaults_are_configurable_and_checked() {
+        let defaults = ServerSettings::default();
+        assert_eq!(defaults.max_in_flight_calls, 512);
+        assert_eq!(defaults.max_in_flight_streams, 1024);
+        assert_eq!(defaults.max_concurrent_streams_per_connection, 100);
+        assert_eq!(defaults.idle_connection_timeout_secs, 300);
+        assert_eq!(defaults.caller_rate_limit_per_sec, 0, "off by default");
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "jalon.toml",
+                "[server]\nmax_in_flight_calls = 64\nidle_connection_timeout_secs = 30\n\
+                 caller_rate_limit_per_sec = 20",
+            )?;
+            jail.set_env("JALON__SERVER__MAX_IN_FLIGHT_STREAMS", "8");
+            let s =
+                load(Some(Path::new("jalon.toml")), Figment::new()).map_err(|e| e.to_string())?;
+            assert_eq!(s.server.max_in_flight_calls, 64);
+            assert_eq!(s.server.max_in_flight_streams, 8);
+            assert_eq!(s.server.idle_connection_timeout_secs, 30);
+            assert_eq!(s.server.caller_rate_limit_per_sec, 20);
+            for key in [
+                "MAX_IN_FLIGHT_CALLS",
+                "MAX_IN_FLIGHT_STREAMS",
+                "MAX_CONCURRENT_STREAMS_PER_CONNECTION",
+                "SHED_RETRY_AFTER_MS",
+                "HTTP2_KEEPALIVE_INTERVAL_SECS",
+                "HTTP2_KEEPALIVE_TIMEOUT_SECS",
+                "IDLE_CONNECTION_TIMEOUT_SECS",
+            ] {
+                jail.set_env(format!("JALON__SERVER__{key}"), "0");
+                let e = load(None, Figment::new()).expect_err("refused");
+                assert!(
+                    e.contains(&format!("server.{} must be at least 1", key.to_lowercase())),
+                    "{e}"
+                );
+                jail.set_env(format!("JALON__SERVER__{key}"), "5");
+            }
+            jail.set_env("JALON__SERVER__CALLER_RATE_LIMIT_BURST", "0");
+            let e = load(Some(Path::new("jalon.toml")), Figment::new()).expect_err("refused");
+            assert!(e.contains("server.caller_rate_limit_burst"), "{e}");
             Ok(())
         });
     }

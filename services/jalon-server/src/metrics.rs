@@ -11,6 +11,15 @@
 //!   response headers, which for a unary call is the time of the handler;
 //! - `jalon_grpc_requests_in_flight`: calls being handled now, until their
 //!   status is sent;
+//! - `jalon_grpc_requests_shed_total{reason}`: calls refused with
+//!   RESOURCE_EXHAUSTED before any work, by the bound they hit
+//!   (`in_flight_calls`: `server.max_in_flight_calls`, `in_flight_streams`:
+//!   `server.max_in_flight_streams`, `caller_rate_limit`: the caller's
+//!   `server.caller_rate_limit_per_sec`); they are counted in
+//!   `jalon_grpc_requests_total` too, with their code;
+//! - `jalon_connections_open`: client connections (HTTP/2 or HTTP/1) open
+//!   now; `jalon_connections_idle_closed_total`: connections closed after
+//!   `server.idle_connection_timeout_secs` without a call;
 //! - `jalon_db_pool_connections`, `jalon_db_pool_idle_connections`,
 //!   `jalon_db_pool_max_connections`: the database pool, read at each scrape;
 //! - `jalon_db_pool_acquire_seconds`: how long each query or transaction
@@ -133,7 +142,18 @@ pub struct Metrics {
     webhook_deliveries: Family<OutcomeLabels, Counter>,
     webhook_latency: Histogram,
     webhooks_disabled: Counter,
+    shed: Family<ReasonLabels, Counter>,
+    connections_open: Gauge,
+    connections_idle_closed: Counter,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// Why a call was shed, as labelled.
+pub const SHED_REASONS: [&str; 3] = ["in_flight_calls", "in_flight_streams", "caller_rate_limit"];
 
 /// Outcomes of a webhook delivery attempt, as labelled.
 pub const WEBHOOK_OUTCOMES: [&str; 6] = [
@@ -257,6 +277,27 @@ impl Metrics {
             "Webhook endpoints disabled by the service (410 Gone, or failing for too long)",
             webhooks_disabled.clone(),
         );
+        let shed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "jalon_grpc_requests_shed",
+            "Calls refused with RESOURCE_EXHAUSTED before any work, by the bound they hit",
+            shed.clone(),
+        );
+        for reason in SHED_REASONS {
+            let _ = shed.get_or_create(&ReasonLabels { reason });
+        }
+        let connections_open = Gauge::default();
+        registry.register(
+            "jalon_connections_open",
+            "Client connections of the gRPC port open now",
+            connections_open.clone(),
+        );
+        let connections_idle_closed = Counter::default();
+        registry.register(
+            "jalon_connections_idle_closed",
+            "Client connections closed after server.idle_connection_timeout_secs without a call",
+            connections_idle_closed.clone(),
+        );
         Self {
             registry,
             methods: known_methods(),
@@ -276,7 +317,29 @@ impl Metrics {
             webhook_deliveries,
             webhook_latency,
             webhooks_disabled,
+            shed,
+            connections_open,
+            connections_idle_closed,
         }
+    }
+
+    /// Counts a call shed (`reason` among [`SHED_REASONS`]).
+    pub fn shed(&self, reason: &'static str) {
+        self.shed.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// A client connection was accepted (`open`) or closed.
+    pub fn connection(&self, open: bool) {
+        if open {
+            self.connections_open.inc();
+        } else {
+            self.connections_open.dec();
+        }
+    }
+
+    /// Counts a connection closed for being idle.
+    pub fn connection_closed_idle(&self) {
+        self.connections_idle_closed.inc();
     }
 
     /// Counts a webhook delivery attempt (`outcome` among
@@ -418,6 +481,14 @@ pub fn gate_decided(extensions: &tonic::Extensions, outcome: Outcome) {
                 outcome: outcome.as_str(),
             })
             .inc();
+    }
+}
+
+/// Counts a call refused by the caller's rate limit, if this server
+/// records metrics.
+pub fn rate_limited(extensions: &tonic::Extensions) {
+    if let Some(Recorder(metrics)) = extensions.get::<Recorder>() {
+        metrics.shed("caller_rate_limit");
     }
 }
 

@@ -22,6 +22,7 @@ use jalon_proto::{
 };
 use jalon_store::{PoolOptions, Store};
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
 use tonic::{
     service::interceptor::InterceptedService,
     transport::{Server, server::TcpIncoming},
@@ -44,6 +45,7 @@ use crate::{
         people::PersonApi, portfolio::PortfolioApi, projects::ProjectApi, webhooks::WebhookApi,
     },
     metrics::{self, Metrics, MetricsLayer},
+    overload::{LoadShedLayer, RateLimiter, TrackedStream},
     telemetry,
     timeouts::TimeoutLayer,
 };
@@ -212,7 +214,10 @@ impl Application {
             .map_err(|e| format!("reflection: {e}"))?;
 
         let max = settings.server.max_message_bytes;
-        let interceptor = AuthInterceptor(authenticator);
+        let interceptor = AuthInterceptor {
+            authenticator,
+            rate_limit: RateLimiter::from_settings(&settings.server).map(Arc::new),
+        };
         let organisations = OrganisationServiceServer::new(OrganisationApi {
             store: store.clone(),
         })
@@ -286,10 +291,16 @@ impl Application {
             settings.server.request_timeout(),
             settings.server.import_idle_timeout(),
         )?;
+        // Inside the metrics, so that a shed call is counted with its code;
+        // outside the request log, so that overload does not write a line
+        // per shed call (the layer logs a summary instead), and before
+        // authentication and decoding, so that a shed call costs nothing.
+        let shedding = LoadShedLayer::new(&settings.server, recorded.clone())?;
         let layers = tower::ServiceBuilder::new()
             .layer(cors(&settings.server.cors_allowed_origins))
             .layer(tonic_web::GrpcWebLayer::new())
-            .layer(MetricsLayer::new(recorded))
+            .layer(MetricsLayer::new(recorded.clone()))
+            .layer(shedding)
             .layer(
                 TraceLayer::new_for_grpc()
                     .make_span_with(|req: &http::Request<_>| {
@@ -336,8 +347,18 @@ impl Application {
             .layer(timeouts);
 
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server_settings = &settings.server;
         let router = Server::builder()
             .accept_http1(true)
+            // Streams one connection may open at once; the budgets above
+            // bound the whole server.
+            .max_concurrent_streams(server_settings.max_concurrent_streams_per_connection)
+            .http2_keepalive_interval(Some(Duration::from_secs(
+                server_settings.http2_keepalive_interval_secs,
+            )))
+            .http2_keepalive_timeout(Some(Duration::from_secs(
+                server_settings.http2_keepalive_timeout_secs,
+            )))
             .layer(layers)
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -356,7 +377,17 @@ impl Application {
         let server = router.serve_with_incoming_shutdown(
             // TCP_NODELAY, as `Server::serve` sets it: without it a small
             // response waits for the client's delayed ACK (40 ms on Linux).
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            // Each connection counts its open calls and closes itself after
+            // server.idle_connection_timeout_secs without one.
+            {
+                let idle = Duration::from_secs(settings.server.idle_connection_timeout_secs);
+                let metrics = recorded.clone();
+                TcpIncoming::from(listener)
+                    .with_nodelay(Some(true))
+                    .map(move |accepted| {
+                        accepted.map(|stream| TrackedStream::new(stream, idle, metrics.clone()))
+                    })
+            },
             async {
                 let _ = stop_rx.await;
             },
