@@ -314,14 +314,15 @@ async fn the_rate_limit_holds_each_caller_to_its_own_bucket_when_enabled() {
     for backend in backends() {
         let app = TestApp::spawn_with(&backend, |s| {
             s.server.caller_rate_limit_per_sec = 2;
-            s.server.caller_rate_limit_burst = 3;
+            // The setup makes four calls in a row as alice.
+            s.server.caller_rate_limit_burst = 5;
         })
         .await;
         let c = callbot(&app).await;
         let (globex, _) = app.create_org("globex", "gus").await;
-        // The setup's calls spent the buckets of their callers: wait for
-        // them to fill again.
-        tokio::time::sleep(Duration::from_millis(1600)).await;
+        // The setup's calls spent some of their callers' tokens: wait for
+        // the buckets to fill again (5 tokens at 2 per second).
+        tokio::time::sleep(Duration::from_millis(2600)).await;
 
         let list = |who: &'static str, org: String| {
             let mut projects = app.projects();
@@ -337,8 +338,8 @@ async fn the_rate_limit_holds_each_caller_to_its_own_bucket_when_enabled() {
                     .await
             }
         };
-        // A burst of three, then refused with retry advice.
-        for _ in 0..3 {
+        // A burst of five, then refused with retry advice.
+        for _ in 0..5 {
             let page = list("dina", c.org.clone()).await.expect("within the burst");
             assert_eq!(page.into_inner().projects.len(), 1);
         }

@@ -779,7 +779,13 @@ fn cors(origins: &[String]) -> CorsLayer {
     } else {
         AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
     };
-    let exposed = ["grpc-status", "grpc-message", "grpc-status-details-bin"];
+    let exposed = [
+        "grpc-status",
+        "grpc-message",
+        "grpc-status-details-bin",
+        // The retry advice of a shed call.
+        crate::overload::PUSHBACK_HEADER,
+    ];
     let allowed = [
         "authorization",
         "content-type",
