@@ -28,6 +28,17 @@ if ! "$tools/venv/bin/python" -c "import standardwebhooks, cloudevents" 2>/dev/n
   [ -x "$tools/venv/bin/python" ] || python3 -m venv "$tools/venv"
   "$tools/venv/bin/pip" install --quiet "standardwebhooks==$STANDARDWEBHOOKS_VERSION" "cloudevents==$CLOUDEVENTS_VERSION"
 fi
+# h2load (Debian's nghttp2-client) drives `jalon-bench --overload`; CI does not
+# run the benchmark, so it is installed only when asked: bash .ci/tools.sh --bench
+if [ "${1:-}" = "--bench" ] && ! command -v h2load >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    (apt-get install -y -qq nghttp2-client >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null && apt-get install -y -qq nghttp2-client >/dev/null; })
+  else
+    echo "h2load not found: install nghttp2 (h2load) with your package manager" >&2
+    exit 1
+  fi
+fi
 # A wrapper, not a symlink: Python finds its venv from the path it was run by.
 rm -f "$tools/bin/webhooks-python"
 printf '#!/bin/sh\nexec "%s" "$@"\n' "$tools/venv/bin/python" >"$tools/bin/webhooks-python"
