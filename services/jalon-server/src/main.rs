@@ -13,13 +13,13 @@ use jalon_server::{
 };
 use jalon_store::Store;
 
-/// mimalloc returns the memory freed after a load peak to the system
-/// (glibc's malloc keeps it in its per-thread arenas: 118 MB still resident
-/// 70 s after an overload against under 100 MB with mimalloc, see the
-/// README's overload benchmark).
-#[cfg(feature = "mimalloc")]
+/// jemalloc, with its background thread (the `background_threads` feature):
+/// the memory freed after a load peak goes back to the system within its
+/// decay time (10 s), even while the server is idle. See the README's
+/// overload benchmark for the figures against glibc's malloc and mimalloc.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Jalon: run an enterprise's AI projects from idea to production as a
 /// portfolio.
