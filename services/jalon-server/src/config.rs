@@ -194,6 +194,10 @@ pub struct ServerSettings {
     /// with DEADLINE_EXCEEDED when its client sends nothing for this long,
     /// in seconds; it has no overall limit but the client's `grpc-timeout`.
     pub import_idle_timeout_secs: u64,
+    /// Rows an import writes per transaction (1 to 50,000): each batch also
+    /// refreshes the figures of the projects it touches once, so larger
+    /// batches import faster and hold the write lock longer.
+    pub import_batch_rows: usize,
     /// On SIGTERM/SIGINT, how long in-flight calls may take to finish, in
     /// seconds.
     pub drain_timeout_secs: u64,
@@ -210,6 +214,7 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             request_timeout_secs: 30,
             import_idle_timeout_secs: 60,
+            import_batch_rows: 500,
             drain_timeout_secs: 20,
             max_message_bytes: 4 * 1024 * 1024,
             cors_allowed_origins: Vec::new(),
@@ -718,9 +723,18 @@ pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Settings, String>
                         .into(),
                 );
             }
+            if !(1..=MAX_IMPORT_BATCH_ROWS).contains(&settings.server.import_batch_rows) {
+                return Err(format!(
+                    "invalid configuration: server.import_batch_rows must be between 1 and {MAX_IMPORT_BATCH_ROWS}, not {}",
+                    settings.server.import_batch_rows
+                ));
+            }
             Ok(settings)
         })
 }
+
+/// Largest `server.import_batch_rows`.
+pub const MAX_IMPORT_BATCH_ROWS: usize = 50_000;
 
 /// The log format the layers ask for, even when the rest of the
 /// configuration is invalid (a fatal error is then printed in that format);

@@ -266,7 +266,7 @@ impl Application {
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-        let imports = ImportLimits::new(max);
+        let imports = ImportLimits::new(max, settings.server.import_batch_rows);
         let finance = FinanceServiceServer::new(FinanceApi {
             store: store.clone(),
             imports,

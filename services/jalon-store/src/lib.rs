@@ -295,4 +295,4 @@ where
 
 /// Rows per multi-row INSERT or IN list (well under both databases'
 /// parameter limits).
-pub(crate) const CHUNK: usize = 500;
+pub const CHUNK: usize = 500;
