@@ -275,6 +275,13 @@ fn id_of(v: &Value) -> String {
 
 #[tokio::test]
 async fn scim_users_follow_the_identity_provider_with_entra_and_okta_quirks() {
+    jalon_server::telemetry::init(
+        &jalon_server::config::LogSettings {
+            format: jalon_server::config::LogFormat::Text,
+            filter: "info".into(),
+        },
+        None,
+    );
     on_each_backend(async |app| {
         let (org, _) = app.create_org("acme", "alice").await;
         let (token_id, secret) = new_token(app, "alice", &org.id, "Entra ID").await;
@@ -333,7 +340,7 @@ async fn scim_users_follow_the_identity_provider_with_entra_and_okta_quirks() {
             (r#"userName eq "BJENSEN@example.COM""#, 1),
             (r#"externalId eq "0f8fad5b-d9cb-469f-a165-70867728950e""#, 1),
             (r#"emails.value eq "jsmith@example.com""#, 1),
-            (r#"emails[type eq "work" and value eq "jsmith@example.com"]"#, 1),
+            (r#"emails[value eq "JSmith@example.com"]"#, 1),
             (r#"userName eq "bjensen@example.com" and title eq "Portfolio analyst""#, 1),
             (r#"userName eq "bjensen@example.com" or userName eq "jsmith@example.com""#, 2),
             (r#"userName sw "j""#, 1),
@@ -1036,13 +1043,20 @@ async fn scim2_tester_conformance_passes() {
         let (_, secret) = new_token(app, "alice", &org.id, "scim2-tester").await;
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/scim_conformance.py");
         let base = format!("http://{}/scim/v2", app.addr);
-        let output = tokio::process::Command::new(&python)
-            .arg(script)
-            .arg(&base)
-            .arg(&secret)
-            .output()
+        // On the blocking pool: the server runs on this test's runtime.
+        let output = {
+            let python = python.clone();
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(&python)
+                    .arg(script)
+                    .arg(&base)
+                    .arg(&secret)
+                    .output()
+                    .unwrap_or_else(|e| panic!("cannot run {python}: {e}"))
+            })
             .await
-            .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+            .unwrap()
+        };
         let stdout = String::from_utf8_lossy(&output.stdout);
         println!("{stdout}");
         assert!(
