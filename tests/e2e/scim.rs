@@ -747,8 +747,10 @@ async fn scim_groups_give_roles_and_keep_an_admin() {
             1
         );
         assert_eq!(person(app, "alice", &org.id, &u2).await.role, pb::Role::Viewer as i32);
-        // A deleted group's members lose its role.
+        // A deleted group's members lose its role: ada keeps the readers'.
         scim.delete(&format!("/Groups/{gid}")).await.expect(204);
+        assert_eq!(person(app, "alice", &org.id, &u2).await.role, pb::Role::Viewer as i32);
+        scim.delete(&format!("/Groups/{readers}")).await.expect(204);
         assert_eq!(person(app, "alice", &org.id, &u2).await.role, pb::Role::Member as i32);
         scim.get(&format!("/Groups/{gid}")).await.expect(404);
         // excludedAttributes=members, as Entra asks.

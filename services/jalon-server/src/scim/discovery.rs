@@ -85,9 +85,17 @@ fn user_schema(base: &str) -> Value {
         text("honorificSuffix", "The honorific suffix (III)."),
     ];
     let email_parts = [
-        text(
-            "value",
-            "An e-mail address; the primary one (or the first) is the person's.",
+        attr(
+            A {
+                required: true,
+                ..a(
+                    "value",
+                    "string",
+                    "An e-mail address; the primary one (or the first) is the person's.",
+                )
+            },
+            &[],
+            &[],
         ),
         text("display", "A label of the address."),
         {
@@ -149,8 +157,8 @@ fn user_schema(base: &str) -> Value {
             attr(a("name", "complex", "The person's name."), &name_parts, &[]),
             text("displayName", "The name shown in Jalon (else name.formatted, given and family names, or userName)."),
             text("title", "The person's job title."),
-            attr(A { multi: true, ..a("emails", "complex", "E-mail addresses; the primary one (or the first) is the person's.") }, &email_parts, &[]),
-            attr(a("active", "boolean", "false deactivates the person: they lose access at once."), &[], &[]),
+            attr(A { multi: true, required: true, ..a("emails", "complex", "E-mail addresses; the primary one (or the first) is the person's. Required unless userName is an e-mail address.") }, &email_parts, &[]),
+            attr(A { required: true, ..a("active", "boolean", "false deactivates the person: they lose access at once. A person is always active or not: a PUT without it keeps the current state.") }, &[], &[]),
             attr(A { multi: true, mutability: "readOnly", ..a("groups", "complex", "The groups the person is in (set through Groups).") }, &group_parts, &[]),
         ],
         "meta": meta("Schema", format!("{base}/Schemas/{USER_SCHEMA}")),
@@ -200,14 +208,6 @@ fn group_schema(base: &str) -> Value {
             },
             &[],
             &["User"],
-        ),
-        attr(
-            A {
-                mutability: "readOnly",
-                ..a("display", "string", "The member's name.")
-            },
-            &[],
-            &[],
         ),
         {
             let mut t = attr(
@@ -346,6 +346,20 @@ pub async fn schema(
         .find(|s| s["id"].as_str() == Some(id.as_str()))
         .map(|s| scim_json(StatusCode::OK, &s))
         .ok_or_else(|| ScimError::new(StatusCode::NOT_FOUND, None, format!("no schema {id}")))
+}
+
+/// `POST /.search` across resource types (RFC 7644 §3.4.3): not supported;
+/// search `/Users/.search` or `/Groups/.search`.
+pub async fn root_search(
+    State(state): State<ScimState>,
+    request: Request,
+) -> Result<Response, ScimError> {
+    ctx(state, &request).await?;
+    Err(ScimError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        None,
+        "searching several resource types at once is not supported: POST /Users/.search or /Groups/.search",
+    ))
 }
 
 pub async fn bulk(State(state): State<ScimState>, request: Request) -> Result<Response, ScimError> {

@@ -64,7 +64,6 @@ pub fn render(group: &Group, base: &str, with_members: bool) -> Value {
                 .map(|m| {
                     json!({
                         "value": m.id.to_string(),
-                        "display": m.display_name,
                         "$ref": format!("{base}/Users/{}", m.id),
                         "type": "User",
                     })

@@ -585,6 +585,7 @@ pub fn router(state: ScimState) -> Router {
         .route("/scim/v2/Schemas", get(discovery::schemas))
         .route("/scim/v2/Schemas/{id}", get(discovery::schema))
         .route("/scim/v2/Bulk", post(discovery::bulk))
+        .route("/scim/v2/.search", post(discovery::root_search))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
