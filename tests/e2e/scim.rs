@@ -275,13 +275,6 @@ fn id_of(v: &Value) -> String {
 
 #[tokio::test]
 async fn scim_users_follow_the_identity_provider_with_entra_and_okta_quirks() {
-    jalon_server::telemetry::init(
-        &jalon_server::config::LogSettings {
-            format: jalon_server::config::LogFormat::Text,
-            filter: "info".into(),
-        },
-        None,
-    );
     on_each_backend(async |app| {
         let (org, _) = app.create_org("acme", "alice").await;
         let (token_id, secret) = new_token(app, "alice", &org.id, "Entra ID").await;
