@@ -227,7 +227,7 @@ fn new_user(user_name: &str, given: &str, family: &str) -> Value {
     })
 }
 
-async fn person(app: &TestApp, admin: &str, org: &str, id: &str) -> pb::Person {
+async fn get_person(app: &TestApp, admin: &str, org: &str, id: &str) -> pb::Person {
     app.people()
         .get_person(authed(
             admin,
@@ -297,7 +297,7 @@ async fn scim_users_follow_the_identity_provider_with_entra_and_okta_quirks() {
         assert_eq!(created["meta"]["version"], json!(etag));
         assert_eq!(etag, "W/\"1\"");
         assert_eq!(created["displayName"], Value::Null, "not sent, not shown");
-        let p = person(app, "alice", &org.id, &id).await;
+        let p = get_person(app, "alice", &org.id, &id).await;
         assert_eq!(p.subject, "bjensen@example.com");
         assert_eq!(p.display_name, "Barbara Jensen");
         assert_eq!(p.email, "bjensen@example.com");
@@ -379,7 +379,7 @@ async fn scim_users_follow_the_identity_provider_with_entra_and_okta_quirks() {
         assert_eq!(put["active"], json!(true));
         assert_eq!(put["title"], json!("Head of portfolio"));
         assert_eq!(put["meta"]["version"], json!("W/\"2\""));
-        let p = person(app, "alice", &org.id, &id).await;
+        let p = get_person(app, "alice", &org.id, &id).await;
         assert!(p.active);
         assert_eq!(p.display_name, "Barb Jensen");
 
@@ -415,7 +415,7 @@ async fn scim_users_follow_the_identity_provider_with_entra_and_okta_quirks() {
             .expect(200);
         assert_eq!(replaced["name"]["familyName"], json!("Jensen-Smith"));
         assert_eq!(replaced["displayName"], json!("Babs Jensen"));
-        assert_eq!(person(app, "alice", &org.id, &id).await.display_name, "Babs Jensen");
+        assert_eq!(get_person(app, "alice", &org.id, &id).await.display_name, "Babs Jensen");
         let suspended = scim
             .patch(
                 &format!("/Users/{id}"),
@@ -424,7 +424,7 @@ async fn scim_users_follow_the_identity_provider_with_entra_and_okta_quirks() {
             .await
             .expect(200);
         assert_eq!(suspended["active"], json!(false));
-        let p = person(app, "alice", &org.id, &id).await;
+        let p = get_person(app, "alice", &org.id, &id).await;
         assert!(!p.active, "deactivated at once");
         // The person lost access: their token reaches nothing.
         expect_code(
@@ -473,7 +473,7 @@ async fn scim_users_follow_the_identity_provider_with_entra_and_okta_quirks() {
             .await
             .expect(200);
         assert_eq!(managed[ENTERPRISE]["manager"]["value"], json!(id));
-        let p2 = person(app, "alice", &org.id, &id_of(&second)).await;
+        let p2 = get_person(app, "alice", &org.id, &id_of(&second)).await;
         assert_eq!(p2.manager_id, id);
         assert_eq!(p2.department, "R&D");
         // A manager who is no User here: 400 naming the field.
@@ -511,12 +511,22 @@ async fn scim_users_follow_the_identity_provider_with_entra_and_okta_quirks() {
         scim.delete(&format!("/Users/{}", id_of(&second)))
             .await
             .expect(404);
-        let kept = person(app, "alice", &org.id, &id_of(&second)).await;
+        let kept = get_person(app, "alice", &org.id, &id_of(&second)).await;
         assert!(!kept.active);
         assert_eq!(
             scim.filter("Users", r#"userName eq "jsmith@example.com""#).await["totalResults"],
             json!(0)
         );
+        // Provisioned again, the person is adopted back, active.
+        let back_again = scim
+            .post("/Users", new_user("jsmith@example.com", "John", "Smith"))
+            .await
+            .expect(201);
+        assert_eq!(id_of(&back_again), id_of(&second));
+        assert!(get_person(app, "alice", &org.id, &id_of(&second)).await.active);
+        scim.delete(&format!("/Users/{}", id_of(&second)))
+            .await
+            .expect(204);
 
         // The audit trail names the token as the actor of every change.
         let events = audit(app, "alice", &org.id).await;
@@ -644,15 +654,15 @@ async fn scim_groups_give_roles_and_keep_an_admin() {
             .expect(201);
         let gid = id_of(&directors);
         assert_eq!(directors["members"][0]["value"], json!(u1));
-        assert_eq!(person(app, "alice", &org.id, &u1).await.role, pb::Role::Director as i32);
+        assert_eq!(get_person(app, "alice", &org.id, &u1).await.role, pb::Role::Director as i32);
         let readers = id_of(
             &scim
                 .post("/Groups", json!({"schemas": [GROUP], "displayName": "Readers", "members": [{"value": u1}, {"value": u2}]}))
                 .await
                 .expect(201),
         );
-        assert_eq!(person(app, "alice", &org.id, &u1).await.role, pb::Role::Director as i32);
-        assert_eq!(person(app, "alice", &org.id, &u2).await.role, pb::Role::Viewer as i32);
+        assert_eq!(get_person(app, "alice", &org.id, &u1).await.role, pb::Role::Director as i32);
+        assert_eq!(get_person(app, "alice", &org.id, &u2).await.role, pb::Role::Viewer as i32);
         let dup = scim
             .post("/Groups", json!({"schemas": [GROUP], "displayName": "readers"}))
             .await
@@ -666,7 +676,7 @@ async fn scim_groups_give_roles_and_keep_an_admin() {
         )
         .await
         .expect(200);
-        assert_eq!(person(app, "alice", &org.id, &u2).await.role, pb::Role::Director as i32);
+        assert_eq!(get_person(app, "alice", &org.id, &u2).await.role, pb::Role::Director as i32);
         let filtered = scim
             .filter("Groups", &format!(r#"displayName eq "ai portfolio directors" and members eq "{u2}""#))
             .await;
@@ -677,7 +687,7 @@ async fn scim_groups_give_roles_and_keep_an_admin() {
         )
         .await
         .expect(200);
-        assert_eq!(person(app, "alice", &org.id, &u1).await.role, pb::Role::Viewer as i32);
+        assert_eq!(get_person(app, "alice", &org.id, &u1).await.role, pb::Role::Viewer as i32);
         // Entra's other form: remove with the members in the value.
         scim.patch(
             &format!("/Groups/{readers}"),
@@ -685,7 +695,7 @@ async fn scim_groups_give_roles_and_keep_an_admin() {
         )
         .await
         .expect(200);
-        assert_eq!(person(app, "alice", &org.id, &u1).await.role, pb::Role::Member as i32);
+        assert_eq!(get_person(app, "alice", &org.id, &u1).await.role, pb::Role::Member as i32);
         // Members outside the organisation's Users are refused.
         let bad = scim
             .patch(
@@ -705,15 +715,15 @@ async fn scim_groups_give_roles_and_keep_an_admin() {
                 .await
                 .expect(201),
         );
-        assert_eq!(person(app, "alice", &org.id, &u2).await.role, pb::Role::Admin as i32);
-        assert_eq!(person(app, "alice", &org.id, &alice.id).await.role, pb::Role::Admin as i32);
+        assert_eq!(get_person(app, "alice", &org.id, &u2).await.role, pb::Role::Admin as i32);
+        assert_eq!(get_person(app, "alice", &org.id, &alice.id).await.role, pb::Role::Admin as i32);
         scim.patch(
             &format!("/Groups/{admins}"),
             json!([{"op": "remove", "path": format!("members[value eq \"{u2}\"]")}]),
         )
         .await
         .expect(200);
-        assert_eq!(person(app, "alice", &org.id, &u2).await.role, pb::Role::Director as i32);
+        assert_eq!(get_person(app, "alice", &org.id, &u2).await.role, pb::Role::Director as i32);
         let last = scim
             .patch(
                 &format!("/Groups/{admins}"),
@@ -722,7 +732,7 @@ async fn scim_groups_give_roles_and_keep_an_admin() {
             .await
             .expect(409);
         assert!(last["detail"].as_str().unwrap().contains("LAST_ADMIN"), "{last}");
-        assert_eq!(person(app, "alice", &org.id, &alice.id).await.role, pb::Role::Admin as i32);
+        assert_eq!(get_person(app, "alice", &org.id, &alice.id).await.role, pb::Role::Admin as i32);
         let group = scim.get(&format!("/Groups/{admins}")).await.expect(200);
         assert_eq!(group["members"].as_array().unwrap().len(), 1);
         let suspend = scim
@@ -739,12 +749,12 @@ async fn scim_groups_give_roles_and_keep_an_admin() {
             map_group(app, "alice", &org.id, "AI portfolio directors", pb::Role::Viewer).await,
             1
         );
-        assert_eq!(person(app, "alice", &org.id, &u2).await.role, pb::Role::Viewer as i32);
+        assert_eq!(get_person(app, "alice", &org.id, &u2).await.role, pb::Role::Viewer as i32);
         // A deleted group's members lose its role: ada keeps the readers'.
         scim.delete(&format!("/Groups/{gid}")).await.expect(204);
-        assert_eq!(person(app, "alice", &org.id, &u2).await.role, pb::Role::Viewer as i32);
+        assert_eq!(get_person(app, "alice", &org.id, &u2).await.role, pb::Role::Viewer as i32);
         scim.delete(&format!("/Groups/{readers}")).await.expect(204);
-        assert_eq!(person(app, "alice", &org.id, &u2).await.role, pb::Role::Member as i32);
+        assert_eq!(get_person(app, "alice", &org.id, &u2).await.role, pb::Role::Member as i32);
         scim.get(&format!("/Groups/{gid}")).await.expect(404);
         // excludedAttributes=members, as Entra asks.
         let slim = scim
@@ -1063,4 +1073,104 @@ async fn scim2_tester_conformance_passes() {
         assert!(stdout.contains("0 failed"), "{stdout}");
     })
     .await;
+}
+
+/// Entra: the person is the token's `oid` (`auth.subject_claim = "oid"`),
+/// provisioned from the SCIM externalId (`auth.scim_subject_attribute =
+/// "externalId"`, objectId mapped to externalId in Entra).
+#[tokio::test]
+async fn the_subject_claim_names_the_person_provisioned_from_external_id() {
+    for backend in backends() {
+        let app = TestApp::spawn_with(&backend, |s| {
+            s.auth.subject_claim = "oid".into();
+            s.auth.scim_subject_attribute = "externalId".into();
+        })
+        .await;
+        let oid_token = |oid: &str| {
+            let mut claims = claims("per-application-sub");
+            claims["oid"] = json!(oid);
+            hs256(&claims)
+        };
+        // The platform admin and the first admin are named by their oid.
+        let (org, _) = {
+            let response = app
+                .organisations()
+                .create_organisation(with_token(
+                    &oid_token(ROOT),
+                    pb::CreateOrganisationRequest {
+                        organisation: Some(organisation("entra")),
+                        initial_admin: Some(person("admin-oid", pb::Role::Unspecified)),
+                        request_id: String::new(),
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            (
+                response.organisation.unwrap(),
+                response.initial_admin.unwrap(),
+            )
+        };
+        let reply = provisioning(&app)
+            .create_provisioning_token(with_token(
+                &oid_token("admin-oid"),
+                pb::CreateProvisioningTokenRequest {
+                    organisation_id: org.id.clone(),
+                    display_name: "Entra ID".into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        let scim = Scim::connect(app.addr, &reply.secret).await;
+        // Without an externalId there is no subject: 400 naming it.
+        let refused = scim
+            .post("/Users", new_user("grace@example.com", "Grace", "Hopper"))
+            .await
+            .expect(400);
+        assert!(
+            refused["detail"].as_str().unwrap().contains("externalId"),
+            "{refused}"
+        );
+        let mut user = new_user("grace@example.com", "Grace", "Hopper");
+        user["externalId"] = json!("6a1f0c3e-oid-of-grace");
+        let id = id_of(&scim.post("/Users", user).await.expect(201));
+        let p = app
+            .people()
+            .get_person(with_token(
+                &oid_token("admin-oid"),
+                pb::GetPersonRequest {
+                    organisation_id: org.id.clone(),
+                    id: id.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .person
+            .unwrap();
+        assert_eq!(p.subject, "6a1f0c3e-oid-of-grace");
+        // Grace's token: her oid is who she is, whatever its sub.
+        let read = app
+            .organisations()
+            .get_organisation(with_token(
+                &oid_token("6a1f0c3e-oid-of-grace"),
+                pb::GetOrganisationRequest { id: org.id.clone() },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(read.organisation.unwrap().id, org.id);
+        // A token without the claim is refused.
+        expect_code(
+            app.organisations()
+                .get_organisation(authed(
+                    "6a1f0c3e-oid-of-grace",
+                    pb::GetOrganisationRequest { id: org.id.clone() },
+                ))
+                .await,
+            Code::Unauthenticated,
+        );
+        app.cleanup().await;
+    }
 }

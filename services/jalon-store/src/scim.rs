@@ -298,7 +298,7 @@ fn user_condition(filter: &Filter<UserAttr>) -> Result<Condition> {
 /// One page of the organisation's linked users matching `filter`, in
 /// creation order: `offset` skipped (startIndex - 1), at most `count`; with
 /// the total that match.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(skip(db, filter))]
 pub async fn list_users(
     db: &DatabaseConnection,
     organisation_id: Uuid,
@@ -749,7 +749,7 @@ fn group_condition(filter: &Filter<GroupAttr>) -> Condition {
 
 /// One page of the organisation's groups matching `filter`, by creation:
 /// with the total that match.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(skip(db, filter))]
 pub async fn list_groups(
     db: &DatabaseConnection,
     organisation_id: Uuid,

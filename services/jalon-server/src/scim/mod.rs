@@ -690,6 +690,9 @@ where
         if request.uri().path().starts_with("/scim/") || request.uri().path() == "/scim" {
             let router = self.router.clone();
             let timeout = self.timeout;
+            let method = request.method().clone();
+            let path = request.uri().path().to_owned();
+            let started = std::time::Instant::now();
             return Box::pin(async move {
                 let response = match tokio::time::timeout(
                     timeout,
@@ -706,6 +709,13 @@ where
                     )
                     .into_response(),
                 };
+                tracing::info!(
+                    %method,
+                    path,
+                    status = response.status().as_u16(),
+                    latency_ms = format_args!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
+                    "scim request"
+                );
                 Ok(response.map(tonic::body::Body::new))
             });
         }
