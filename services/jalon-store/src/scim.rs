@@ -243,17 +243,17 @@ fn user_condition(filter: &Filter<UserAttr>) -> Result<Condition> {
         Filter::Compare(attr, op, value) => match attr {
             UserAttr::Id => id_compare(person::Column::Id, *op, value),
             UserAttr::UserName => compare(
-                Expr::col((scim_user::Entity, scim_user::Column::UserNameKey)).into(),
+                Expr::col((scim_user::Entity, scim_user::Column::UserNameKey)),
                 *op,
                 value.to_lowercase(),
             ),
             UserAttr::ExternalId => compare(
-                Expr::col((person::Entity, person::Column::ExternalId)).into(),
+                Expr::col((person::Entity, person::Column::ExternalId)),
                 *op,
                 value.clone(),
             ),
             UserAttr::Email => compare(
-                Expr::col((person::Entity, person::Column::Email)).into(),
+                Expr::col((person::Entity, person::Column::Email)),
                 *op,
                 value.to_lowercase(),
             ),
@@ -718,12 +718,12 @@ fn group_condition(filter: &Filter<GroupAttr>) -> Condition {
         Filter::Compare(attr, op, value) => match attr {
             GroupAttr::Id => id_compare(group::Column::Id, *op, value),
             GroupAttr::DisplayName => compare(
-                Expr::col((group::Entity, group::Column::DisplayKey)).into(),
+                Expr::col((group::Entity, group::Column::DisplayKey)),
                 *op,
                 value.to_lowercase(),
             ),
             GroupAttr::ExternalId => compare(
-                Expr::col((group::Entity, group::Column::ExternalId)).into(),
+                Expr::col((group::Entity, group::Column::ExternalId)),
                 *op,
                 value.clone(),
             ),

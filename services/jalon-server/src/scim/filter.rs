@@ -115,9 +115,7 @@ impl<'a> Parser<'a> {
             }
             return Err(invalid("a string of the filter is not closed"));
         }
-        let len = rest
-            .find(|c: char| c == ' ' || c == ')' || c == ']')
-            .unwrap_or(rest.len());
+        let len = rest.find([' ', ')', ']']).unwrap_or(rest.len());
         let word = &rest[..len];
         self.pos += len;
         match word.to_ascii_lowercase().as_str() {

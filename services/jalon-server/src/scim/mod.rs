@@ -461,10 +461,11 @@ pub fn project(doc: Value, attributes: &[String], excluded: &[String], core: &st
                 .find(|(k, _)| k.eq_ignore_ascii_case(&attr))
                 .map(|(k, v)| (k.clone(), v.clone()))
             else {
-                if ext.is_some() && attr.is_empty() {
-                    if let Some(v) = all.get(ENTERPRISE_USER) {
-                        out.insert(ENTERPRISE_USER.into(), v.clone());
-                    }
+                if ext.is_some()
+                    && attr.is_empty()
+                    && let Some(v) = all.get(ENTERPRISE_USER)
+                {
+                    out.insert(ENTERPRISE_USER.into(), v.clone());
                 }
                 continue;
             };
