@@ -141,7 +141,7 @@ impl Change {
         action: Action,
     ) -> Result<Change> {
         let txn = begin_write(db).await?;
-        crate::provisioning::check_token(&txn, organisation_id, token_id).await?;
+        crate::access::check_provisioning_token(&txn, organisation_id, token_id).await?;
         Ok(Change {
             txn,
             organisation_id,
@@ -150,7 +150,7 @@ impl Change {
             member: None,
             actor: Actor {
                 person_id: None,
-                subject: crate::provisioning::actor_subject(token_id),
+                subject: crate::access::provisioning_actor(token_id),
             },
             locked: BTreeSet::new(),
             touched: BTreeSet::new(),

@@ -33,6 +33,9 @@ use crate::{
     people,
 };
 
+/// The audit actor of a token's changes: `scim-token:<id>`.
+pub use crate::access::provisioning_actor as actor_subject;
+
 /// The prefix of every provisioning secret (secret scanners can find them).
 pub const SECRET_PREFIX: &str = "jsp_";
 
@@ -62,11 +65,6 @@ fn token_from(m: token::Model) -> Token {
         last_used_time: m.last_used_time,
         revoke_time: m.revoke_time,
     }
-}
-
-/// The audit actor of a token's changes.
-pub fn actor_subject(token_id: Uuid) -> String {
-    format!("scim-token:{token_id}")
 }
 
 fn hash(secret: &str) -> String {
@@ -248,26 +246,6 @@ pub async fn authenticate(db: &DatabaseConnection, secret: &str) -> Result<Optio
         token_id: id,
         organisation_id: found.organisation_id,
     }))
-}
-
-/// Inside a provisioning change: the token must still be valid.
-pub(crate) async fn check_token(
-    conn: &impl ConnectionTrait,
-    organisation_id: Uuid,
-    token_id: Uuid,
-) -> Result<()> {
-    let revoked: Option<Option<DateTime<Utc>>> = token::Entity::find_by_id(token_id)
-        .filter(token::Column::OrganisationId.eq(organisation_id))
-        .select_only()
-        .column(token::Column::RevokeTime)
-        .into_tuple()
-        .one(conn)
-        .await
-        .map_err(db_error)?;
-    match revoked {
-        Some(None) => crate::access::lock_organisation(conn, organisation_id).await,
-        _ => Err(Error::Unauthenticated),
-    }
 }
 
 /// A group's mapping to a role.

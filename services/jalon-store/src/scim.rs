@@ -336,17 +336,20 @@ pub async fn list_users(
 }
 
 /// The person to adopt for a new SCIM User: an unlinked person of the
-/// organisation with the same subject, or else the same external id.
+/// organisation with the same subject, or else the same external id, or
+/// else the same e-mail address.
 async fn adoptable(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
     subject: &Subject,
     external_id: Option<&str>,
+    email: &str,
 ) -> Result<Option<Person>> {
     let mut by = vec![person::Column::Subject.eq(subject.as_str())];
     if let Some(external) = external_id {
         by.push(person::Column::ExternalId.eq(external));
     }
+    by.push(person::Column::Email.eq(email));
     for condition in by {
         let found = person::Entity::find()
             .filter(person::Column::OrganisationId.eq(organisation_id))
@@ -363,7 +366,7 @@ async fn adoptable(
                 // Its userName differs (else the insert's uniqueness
                 // answers): the subject or e-mail clash is a conflict.
                 return Err(Error::AlreadyExists(
-                    "another User already has this subject or externalId".into(),
+                    "another User already has this subject, externalId or e-mail address".into(),
                 ));
             }
             return Ok(Some(people::from_model(model)?));
@@ -443,6 +446,7 @@ pub async fn create_user(
         organisation_id,
         &subject,
         state.external_id.as_ref().map(|e| e.as_str()),
+        state.email.as_str(),
     )
     .await?;
     let id = match adopted {

@@ -727,3 +727,106 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_names_a_version_or_none() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(if_match(&headers), Ok(None));
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("W/\"3\""));
+        assert_eq!(if_match(&headers), Ok(Some(3)));
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("*"));
+        assert_eq!(if_match(&headers), Ok(None));
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("\"abc\""));
+        assert_eq!(
+            if_match(&headers).unwrap_err().status,
+            StatusCode::PRECONDITION_FAILED
+        );
+    }
+
+    #[test]
+    fn paging_follows_rfc_7644() {
+        let pairs = |q: &[(&str, &str)]| -> Vec<(String, String)> {
+            q.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let p = ListParams::from_query(&pairs(&[])).unwrap();
+        assert_eq!((p.start_index, p.count), (1, DEFAULT_COUNT));
+        let p = ListParams::from_query(&pairs(&[("startIndex", "0"), ("count", "-5")])).unwrap();
+        assert_eq!((p.start_index, p.count), (1, 0));
+        let p = ListParams::from_query(&pairs(&[("count", "100000")])).unwrap();
+        assert_eq!(p.count, MAX_RESULTS);
+        let e = ListParams::from_query(&pairs(&[("count", "ten")])).unwrap_err();
+        assert_eq!(e.scim_type, Some("invalidValue"));
+        let p = ListParams::from_search(&json!({
+            "schemas": [SEARCH_SCHEMA],
+            "filter": "userName eq \"a\"",
+            "startIndex": 3,
+            "attributes": ["userName"],
+        }))
+        .unwrap();
+        assert_eq!(p.start_index, 3);
+        assert!(p.filter.is_some());
+        assert_eq!(p.attributes, vec!["userName".to_string()]);
+        assert!(ListParams::from_search(&json!({"schemas": ["urn:other"]})).is_err());
+    }
+
+    #[test]
+    fn projection_keeps_id_and_schemas() {
+        let doc = json!({
+            "schemas": [USER_SCHEMA],
+            "id": "1",
+            "userName": "a",
+            "name": {"givenName": "A", "familyName": "B"},
+            ENTERPRISE_USER: {"department": "R&D", "manager": {"value": "2"}},
+            "meta": {"version": "W/\"1\""},
+        });
+        let some = project(
+            doc.clone(),
+            &[
+                "name.familyName".into(),
+                format!("{ENTERPRISE_USER}:department"),
+            ],
+            &[],
+            USER_SCHEMA,
+        );
+        assert_eq!(
+            some,
+            json!({"schemas": [USER_SCHEMA], "id": "1", "name": {"familyName": "B"}, ENTERPRISE_USER: {"department": "R&D"}})
+        );
+        let less = project(
+            doc,
+            &[],
+            &["name".into(), "id".into(), "meta".into()],
+            USER_SCHEMA,
+        );
+        assert!(less.get("name").is_none() && less.get("meta").is_none());
+        assert_eq!(less["id"], json!("1"));
+    }
+
+    #[test]
+    fn domain_errors_become_scim_errors() {
+        let e = ScimError::from(Error::AlreadyExists("taken".into()));
+        assert_eq!(
+            (e.status, e.scim_type),
+            (StatusCode::CONFLICT, Some("uniqueness"))
+        );
+        let e = ScimError::from(Error::stale_etag("User"));
+        assert_eq!(e.status, StatusCode::PRECONDITION_FAILED);
+        let e = ScimError::from(Error::precondition("LAST_ADMIN", "people/1", "last"));
+        assert_eq!(e.status, StatusCode::CONFLICT);
+        assert!(e.detail.contains("LAST_ADMIN"));
+        let e = ScimError::from(Error::invalid("userName", "is required"));
+        assert_eq!(
+            (e.status, e.scim_type),
+            (StatusCode::BAD_REQUEST, Some("invalidValue"))
+        );
+        assert!(e.detail.contains("userName"));
+        let e = ScimError::from(Error::Internal("secret cause".into()));
+        assert!(!e.detail.contains("secret"));
+    }
+}

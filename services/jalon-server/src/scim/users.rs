@@ -482,3 +482,52 @@ pub async fn delete(
     *response.status_mut() = StatusCode::NO_CONTENT;
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_body_becomes_a_state() {
+        let s = state(
+            &json!({
+                "userName": "grace@acme.example",
+                "name": {"givenName": "Grace", "familyName": "Hopper", "nickName": "ignored"},
+                "emails": [{"value": "g@other.example"}, {"value": "grace@acme.example", "primary": "True"}],
+                "active": "False",
+                "title": "Admiral",
+                ENTERPRISE_USER: {"department": "Navy", "manager": ""},
+            }),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            s.email.as_str(),
+            "grace@acme.example",
+            "the primary address"
+        );
+        assert_eq!(s.display_name.as_str(), "Grace Hopper");
+        assert!(!s.active);
+        assert_eq!(s.title.as_str(), "Admiral");
+        assert_eq!(s.department.as_str(), "Navy");
+        assert_eq!(s.manager_id, None);
+        assert!(!s.profile_json.contains("nickName"));
+    }
+
+    #[test]
+    fn a_user_name_that_is_an_address_stands_for_emails() {
+        let s = state(&json!({"userName": "ada@acme.example"}), None).unwrap();
+        assert_eq!(s.email.as_str(), "ada@acme.example");
+        assert!(s.active, "active by default");
+        let e = state(&json!({"userName": "ada"}), None).unwrap_err();
+        assert!(e.detail.starts_with("emails"), "{e:?}");
+        let e = state(&json!({"emails": [{"value": "a@b.co"}]}), None).unwrap_err();
+        assert!(e.detail.starts_with("userName"), "{e:?}");
+        let e = state(
+            &json!({"userName": "a", "emails": [{"value": "a@b.co", "primary": true}, {"value": "c@b.co", "primary": true}]}),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.detail.contains("primary"), "{e:?}");
+    }
+}
