@@ -23,8 +23,10 @@ pub mod page;
 pub mod people;
 pub mod portfolio;
 pub mod projects;
+pub mod provisioning;
 pub mod readers;
 mod rows;
+pub mod scim;
 pub mod webhooks;
 
 use std::time::Duration;
