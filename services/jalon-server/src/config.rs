@@ -214,7 +214,7 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             request_timeout_secs: 30,
             import_idle_timeout_secs: 60,
-            import_batch_rows: 500,
+            import_batch_rows: 2_000,
             drain_timeout_secs: 20,
             max_message_bytes: 4 * 1024 * 1024,
             cors_allowed_origins: Vec::new(),
