@@ -10,6 +10,7 @@ pub mod error;
 pub mod grpc;
 pub mod metrics;
 pub mod overload;
+pub mod scim;
 pub mod startup;
 pub mod telemetry;
 pub mod timeouts;

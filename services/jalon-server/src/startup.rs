@@ -17,7 +17,9 @@ use jalon_proto::{
         organisation_service_server::OrganisationServiceServer,
         person_service_server::PersonServiceServer,
         portfolio_service_server::PortfolioServiceServer,
-        project_service_server::ProjectServiceServer, webhook_service_server::WebhookServiceServer,
+        project_service_server::ProjectServiceServer,
+        provisioning_service_server::ProvisioningServiceServer,
+        webhook_service_server::WebhookServiceServer,
     },
 };
 use jalon_store::{PoolOptions, Store};
@@ -42,10 +44,12 @@ use crate::{
     grpc::{
         assessments::AssessmentApi, audit::AuditApi, events::EventApi, finance::FinanceApi,
         gates::GateApi, import::ImportLimits, kpis::KpiApi, organisations::OrganisationApi,
-        people::PersonApi, portfolio::PortfolioApi, projects::ProjectApi, webhooks::WebhookApi,
+        people::PersonApi, portfolio::PortfolioApi, projects::ProjectApi,
+        provisioning::ProvisioningApi, webhooks::WebhookApi,
     },
     metrics::{self, Metrics, MetricsLayer},
     overload::{LoadShedLayer, RateLimiter, TrackedStream},
+    scim::{ScimLayer, ScimState},
     telemetry,
     timeouts::TimeoutLayer,
 };
@@ -271,7 +275,21 @@ impl Application {
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-        let imports = ImportLimits::new(max);
+        let provisioning = ProvisioningServiceServer::new(ProvisioningApi {
+            store: store.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+        // SCIM 2.0 at /scim/v2/, on this port: routed around gRPC-Web.
+        let scim = ScimLayer::new(
+            ScimState {
+                store: store.clone(),
+                subject_attribute: settings.auth.scim_subject()?,
+                max_body_bytes: max,
+            },
+            settings.server.request_timeout(),
+        );
+        let imports = ImportLimits::new(max, settings.server.import_batch_rows);
         let finance = FinanceServiceServer::new(FinanceApi {
             store: store.clone(),
             imports,
@@ -298,6 +316,7 @@ impl Application {
         let shedding = LoadShedLayer::new(&settings.server, recorded.clone())?;
         let layers = tower::ServiceBuilder::new()
             .layer(cors(&settings.server.cors_allowed_origins))
+            .layer(scim)
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(MetricsLayer::new(recorded.clone()))
             .layer(shedding)
@@ -373,6 +392,7 @@ impl Application {
             .add_service(InterceptedService::new(finance, interceptor.clone()))
             .add_service(InterceptedService::new(events, interceptor.clone()))
             .add_service(InterceptedService::new(webhooks, interceptor.clone()))
+            .add_service(InterceptedService::new(provisioning, interceptor.clone()))
             .add_service(InterceptedService::new(portfolio, interceptor));
         let server = router.serve_with_incoming_shutdown(
             // TCP_NODELAY, as `Server::serve` sets it: without it a small
