@@ -76,6 +76,7 @@
 //!     --writers-duration 5 --kpi-measurements 10000 --rebuild-projects 1000
 //! ```
 
+mod csv_import;
 mod database;
 mod echo;
 mod generate;
@@ -240,6 +241,10 @@ struct Args {
     /// (0: skip).
     #[arg(long, default_value_t = 100_000)]
     rebuild_projects: u64,
+    /// --writes, phase csv: rows of the CSV file imported by `jalon import
+    /// costs` (the release `jalon` beside this program).
+    #[arg(long, default_value_t = 1_000_000)]
+    csv_rows: u64,
     /// --writes, on a PostgreSQL server whose autovacuum is off: run ANALYZE
     /// every so many seconds during the server phases, in its place (0:
     /// never).
@@ -303,6 +308,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
             webhook_writes: args.webhook_writes,
             webhook_writers: args.webhook_writers.max(1),
             rebuild_projects: args.rebuild_projects,
+            csv_rows: args.csv_rows,
             pg_analyze_every: Duration::from_secs_f64(args.pg_analyze_every.max(0.0)),
             db_connections: args.db_connections,
             seed: args.seed,
