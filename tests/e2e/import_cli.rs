@@ -39,6 +39,30 @@ fn jalon_binary() -> &'static Path {
             .and_then(Path::parent)
             .expect("the target directory")
             .to_path_buf();
+        let binary = profile_dir.join("jalon");
+        // Built by `cargo test --workspace`, or by an earlier run: rebuilt
+        // only when a source it is made of is newer (a build with this
+        // test's feature set would otherwise rebuild shared dependencies).
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let built = std::fs::metadata(&binary).and_then(|m| m.modified()).ok();
+        let sources = [
+            "services/jalon-server",
+            "services/jalon-core",
+            "services/jalon-store",
+            "services/jalon-proto",
+            "migrations",
+            "proto",
+            "Cargo.toml",
+            "Cargo.lock",
+        ]
+        .iter()
+        .filter_map(|p| newest(&root.join(p)))
+        .max();
+        if let (Some(built), Some(sources)) = (built, sources)
+            && built >= sources
+        {
+            return binary;
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
         build.args(["build", "-q", "-p", "jalon-server", "--bin", "jalon"]);
@@ -47,8 +71,21 @@ fn jalon_binary() -> &'static Path {
         }
         let status = build.status().expect("run cargo build");
         assert!(status.success(), "cargo build -p jalon-server failed");
-        profile_dir.join("jalon")
+        binary
     })
+}
+
+/// The newest modification time under `path`.
+fn newest(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| newest(&e.path()))
+        .max()
 }
 
 fn data(name: &str) -> PathBuf {
@@ -114,12 +151,17 @@ async fn import(
         .args(["--server", &format!("http://{}", app.addr)])
         .args(["--organisation", organisation])
         .args(["--source", source])
-        .arg("--rejects")
-        .arg(&rejects)
         .args(extra)
         .env("JALON_TOKEN", token(subject))
         .env_remove("JALON_SERVER")
         .env_remove("JALON_ORGANISATION");
+    let rejects = match extra.iter().position(|a| *a == "--rejects") {
+        Some(i) => PathBuf::from(extra[i + 1]),
+        None => {
+            command.arg("--rejects").arg(&rejects);
+            rejects
+        }
+    };
     // The server answers on this runtime's thread: wait elsewhere.
     let output: Output = tokio::task::spawn_blocking(move || command.output())
         .await
@@ -386,7 +428,7 @@ async fn native_and_focus_files_import_and_a_rerun_changes_nothing() {
             &["--batch", "3"],
         )
         .await;
-        assert_eq!(first.code, Some(2), "{}\n{}", first.stdout, first.stderr);
+        assert_eq!(first.code, Some(3), "{}\n{}", first.stdout, first.stderr);
         assert_eq!(first.summary_count("imported"), 5, "{}", first.stdout);
         assert_eq!(first.summary_count("duplicates"), 0);
         assert_eq!(first.summary_count("rejected"), 4);
@@ -433,7 +475,7 @@ async fn native_and_focus_files_import_and_a_rerun_changes_nothing() {
         // reversal; a positive correction as a line), 3 rejected.
         let focus = data("focus_sample.csv");
         let f = import(app, ACME_ERP, &w.acme, "focus-cloud", &focus, &dir, &[]).await;
-        assert_eq!(f.code, Some(2), "{}\n{}", f.stdout, f.stderr);
+        assert_eq!(f.code, Some(3), "{}\n{}", f.stdout, f.stderr);
         assert!(f.stdout.contains("FOCUS"), "{}", f.stdout);
         assert_eq!(f.summary_count("imported"), 7, "{}", f.stdout);
         assert_eq!(f.summary_count("rejected"), 3);
@@ -477,7 +519,7 @@ async fn native_and_focus_files_import_and_a_rerun_changes_nothing() {
         // Re-running both files changes nothing: duplicates, the same
         // rejects, the same totals.
         let again = import(app, ACME_ERP, &w.acme, "sap-fi", &native, &dir, &[]).await;
-        assert_eq!(again.code, Some(2), "{}\n{}", again.stdout, again.stderr);
+        assert_eq!(again.code, Some(3), "{}\n{}", again.stdout, again.stderr);
         assert_eq!(again.summary_count("imported"), 0, "{}", again.stdout);
         assert_eq!(again.summary_count("duplicates"), 5);
         assert_eq!(again.rejected_lines(), [5, 6, 8, 10]);
@@ -528,11 +570,14 @@ async fn unknown_and_foreign_references_reject_only_their_rows() {
         )
         .unwrap();
         let run = import(app, ACME_ERP, &w.acme, "sap-fi", &file, &dir, &[]).await;
-        assert_eq!(run.code, Some(2), "{}\n{}", run.stdout, run.stderr);
+        assert_eq!(run.code, Some(3), "{}\n{}", run.stdout, run.stderr);
         assert_eq!(run.summary_count("imported"), 2, "{}", run.stdout);
         assert_eq!(run.summary_count("rejected"), 4);
         assert_eq!(run.rejected_lines(), [3, 4, 5, 6], "{:?}", run.rejects);
-        assert_eq!(run.reject_of(3)[1], "project_id");
+        // Another organisation's project is, to Acme, a project that does
+        // not exist.
+        let foreign_id = run.reject_of(3);
+        assert!(foreign_id[2].contains("not found") || foreign_id[2].contains("no project"), "{foreign_id:?}");
         assert_eq!(run.reject_of(4)[1], "project_ref");
         assert_eq!(run.reject_of(5)[1], "cost_centre");
         assert_eq!(run.reject_of(6)[1], "project_ref");
@@ -600,7 +645,7 @@ async fn a_corrected_rejects_file_imports_as_it_is() {
             &["--rejects", rejects.to_str().unwrap()],
         )
         .await;
-        assert_eq!(first.code, Some(2), "{}\n{}", first.stdout, first.stderr);
+        assert_eq!(first.code, Some(3), "{}\n{}", first.stdout, first.stderr);
         // The finance team fixes the typo in the rejects file and imports it.
         let text = std::fs::read_to_string(&rejects).unwrap();
         assert!(

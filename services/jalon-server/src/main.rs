@@ -79,8 +79,8 @@ enum ImportCommand {
     /// Stream a CSV of costs (Jalon's columns, or a FOCUS 1.x export) through
     /// FinanceService/ImportCosts: progress on stderr, a summary on stdout,
     /// rejected rows with their line and reason in a rejects file. Exit
-    /// status 0: every row imported or already there; 2: some rows were
-    /// rejected; 1: the import could not complete. Re-running the same file
+    /// status 0: every row imported or already there; 3: some rows were
+    /// rejected; 1: the import could not complete; 2: a bad command line. Re-running the same file
     /// changes nothing.
     Costs(CostsArgs),
 }
@@ -115,7 +115,7 @@ struct CostsArgs {
     ca_file: Option<PathBuf>,
 }
 
-/// `jalon import costs`: the summary on stdout, exit 2 when rows were
+/// `jalon import costs`: the summary on stdout, exit 3 when rows were
 /// rejected.
 async fn import_costs(args: CostsArgs) -> ExitCode {
     use jalon_server::cost_import::{self, CostsImport, EXIT_REJECTED};

@@ -44,8 +44,9 @@ pub const DEFAULT_BATCH: usize = 500;
 /// The most rows per message (the server's message limit is 4 MiB by
 /// default; a row is a few hundred bytes).
 pub const MAX_BATCH: usize = 5_000;
-/// Exit status when the import completed but rows were rejected.
-pub const EXIT_REJECTED: u8 = 2;
+/// Exit status when the import completed but rows were rejected (2 is
+/// clap's, for a bad command line).
+pub const EXIT_REJECTED: u8 = 3;
 
 /// What to import, where.
 #[derive(Debug, Clone)]
