@@ -167,10 +167,7 @@ async fn import(
         .await
         .expect("join")
         .expect("run jalon import costs");
-    let rejects = match csv_rows(&rejects) {
-        Some(rows) => rows,
-        None => Vec::new(),
-    };
+    let rejects = csv_rows(&rejects).unwrap_or_default();
     Run {
         code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -130,6 +130,13 @@ impl Summary {
     }
 }
 
+/// An `ImportCosts` call in progress: where its messages go, and its
+/// answer to come.
+type OpenStream = (
+    mpsc::Sender<pb::ImportCostsRequest>,
+    tokio::task::JoinHandle<Result<tonic::Response<pb::ImportCostsResponse>, Status>>,
+);
+
 /// A row read from the file.
 struct Row {
     /// Line of the file where the record starts (the header is line 1).
@@ -301,10 +308,7 @@ pub async fn run(import: CostsImport) -> Result<Summary, String> {
         // One stream: up to STREAM_ROWS rows sent (rows refused here are
         // written to the rejects file without being sent).
         // The call is opened with the stream's first message.
-        let mut call: Option<(
-            mpsc::Sender<pb::ImportCostsRequest>,
-            tokio::task::JoinHandle<Result<tonic::Response<pb::ImportCostsResponse>, Status>>,
-        )> = None;
+        let mut call: Option<OpenStream> = None;
         let mut sent: Vec<Row> = Vec::new();
         let mut local: Vec<Row> = Vec::new();
         while sent.len() < STREAM_ROWS {
