@@ -76,6 +76,9 @@ pub struct CsvFigures {
     pub server_before_kb: Option<u64>,
     pub exit_code: Option<i32>,
     pub batch: u64,
+    /// PostgreSQL without autovacuum: ANALYZE runs in its place during the
+    /// import, (runs, seconds).
+    pub analyze: Option<(u32, f64)>,
 }
 
 impl CsvFigures {
@@ -462,6 +465,23 @@ async fn measure(
             .env("JALON_TOKEN", &tokens.erp_raw)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        // As the import phase does: on a PostgreSQL server whose autovacuum
+        // is off, ANALYZE every --pg-analyze-every seconds in its place.
+        let stand_in = match sea_orm::Database::connect(url).await {
+            Ok(db) => {
+                let off = crate::writes::autovacuum_off(&db).await;
+                let _ = db.close().await;
+                match off {
+                    Some(_) if !config.pg_analyze_every.is_zero() => Some(
+                        crate::writes::AnalyzeStandIn::start(url, config.pg_analyze_every)
+                            .await
+                            .map_err(|e| e.to_string())?,
+                    ),
+                    _ => None,
+                }
+            }
+            Err(_) => None,
+        };
         let started = Instant::now();
         let mut child = command.spawn().map_err(|e| format!("jalon import: {e}"))?;
         let pid = child.id();
@@ -492,6 +512,10 @@ async fn measure(
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
         let secs = started.elapsed().as_secs_f64();
+        let analyze = match stand_in {
+            Some(s) => Some(s.stop().await),
+            None => None,
+        };
         done.store(true, Ordering::SeqCst);
         let _ = sampler.join();
         let (status, stdout) = output;
@@ -517,6 +541,7 @@ async fn measure(
             server_before_kb,
             exit_code: status.code(),
             batch: config.import_message_rows,
+            analyze,
         };
         if !status.success() {
             return Err(format!(

@@ -578,13 +578,13 @@ async fn serve_and_measure(
 /// 50 rows plus 10% of it changed, checking every minute by default). An
 /// ANALYZE also invalidates the plans cached by prepared statements on the
 /// tables it analyses, so that a plan chosen on an empty table is replaced.
-struct AnalyzeStandIn {
+pub(crate) struct AnalyzeStandIn {
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<(u32, f64)>,
 }
 
 impl AnalyzeStandIn {
-    async fn start(url: &str, every: Duration) -> Result<Self, BoxError> {
+    pub(crate) async fn start(url: &str, every: Duration) -> Result<Self, BoxError> {
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.max_connections(1).sqlx_logging(false);
         let db = Database::connect(opts).await?;
@@ -612,7 +612,7 @@ impl AnalyzeStandIn {
         Ok(Self { stop, task })
     }
 
-    async fn stop(self) -> (u32, f64) {
+    pub(crate) async fn stop(self) -> (u32, f64) {
         self.stop.store(true, Ordering::SeqCst);
         self.task.await.unwrap_or((0, 0.0))
     }
@@ -789,7 +789,7 @@ async fn settle(db: &DatabaseConnection) {
 /// connection's prepared statement chose while the table was empty is never
 /// replaced (in production autovacuum analyses a growing table within a
 /// minute or so, which invalidates such plans).
-async fn autovacuum_off(db: &DatabaseConnection) -> Option<String> {
+pub(crate) async fn autovacuum_off(db: &DatabaseConnection) -> Option<String> {
     if db.get_database_backend() != DbBackend::Postgres {
         return None;
     }

@@ -428,6 +428,14 @@ fn csv_rows(f: &CsvFigures) -> Vec<Row> {
         row("[csv] peak RSS of the server (VmHWM)", mb(f.server_peak_kb))
             .baseline(format!("{} before the import", mb(f.server_before_kb))),
     ]
+    .into_iter()
+    .chain(f.analyze.map(|(runs, secs)| {
+        row(
+            "[csv] note: autovacuum off, ANALYZE in its place",
+            format!("{runs} times, {secs:.1} s in all"),
+        )
+    }))
+    .collect()
 }
 
 /// The table, as printed.
@@ -672,6 +680,7 @@ pub fn json(config: &WritesConfig, run: &WritesRun) -> Value {
             "server_peak_kb": f.server_peak_kb,
             "server_peak_before_import_kb": f.server_before_kb,
             "exit_code": f.exit_code,
+            "analyze_runs_secs": f.analyze.map(|(n, s)| json!([n, round3(s)])),
         })),
     })
 }
