@@ -62,6 +62,18 @@
 //! without statistics, a plan a pooled connection prepared while a table was
 //! empty is kept however large the table grows.
 //!
+//! 5. `--phases csv` (not in the default phases; issue 12): `jalon import
+//!    costs FILE.csv` of `--csv-rows` rows (default 1,000,000, over 100
+//!    projects named by WBS element) against `jalon serve`, both the release
+//!    binaries beside this program, as child processes: rows/s and the peak
+//!    memory (VmHWM) of the client and of the server (see `csv_import.rs`).
+//!
+//! 5. `--phases csv` (not in the default phases; issue 12): `jalon import
+//!    costs FILE.csv` of `--csv-rows` rows (default 1,000,000, over 100
+//!    projects named by WBS element) against `jalon serve`, both the release
+//!    binaries beside this program, as child processes: rows/s and the peak
+//!    memory (VmHWM) of the client and of the server (see `csv_import.rs`).
+//!
 //! `--phases import,writers,kpi,rebuild` runs a subset. Progress goes to
 //! stderr; the table to stdout; the figures to `--json`
 //! (`target/jalon-bench-writes.json` by default). The exit status is a
