@@ -347,12 +347,17 @@ check(all(p["port"] in ("grpc", 50051) for r in np["spec"]["ingress"] for p in r
 egress_ports = {p["port"] for r in np["spec"]["egress"] for p in r.get("ports", [])}
 check({5432, 53} <= egress_ports, f"production: egress to PostgreSQL and DNS ({sorted(egress_ports)})")
 ings = [d for d in docs if d["kind"] == "Ingress"]
-check(len(ings) == 2, "production: two Ingresses (native gRPC, gRPC-Web)")
+check(len(ings) == 3, "production: three Ingresses (native gRPC, gRPC-Web, SCIM)")
+scim_ing = [i for i in ings if i["metadata"]["name"].endswith("-scim")]
+check(len(scim_ing) == 1 and [p["path"] for r in scim_ing[0]["spec"]["rules"] for p in r["http"]["paths"]] == ["/scim/v2"],
+      "production: the SCIM Ingress routes /scim/v2 to the service")
 grpc_ing = [i for i in ings if i["metadata"].get("annotations", {}).get("nginx.ingress.kubernetes.io/backend-protocol") == "GRPC"]
 check(len(grpc_ing) == 1, "production: the native gRPC Ingress talks GRPC to the backend, the gRPC-Web one plain HTTP")
 check(all(p["backend"]["service"]["port"]["name"] == "grpc" for i in ings for r in i["spec"]["rules"] for p in r["http"]["paths"]),
       "production: the Ingresses point at the grpc port")
 cm = one(docs, "ConfigMap")["data"]
+check(cm["JALON__AUTH__SUBJECT_CLAIM"] == "oid" and cm["JALON__AUTH__SCIM_SUBJECT_ATTRIBUTE"] == "externalId",
+      "production: the Entra subject claim and SCIM subject attribute are rendered")
 check(cm["JALON__SERVER__CORS_ALLOWED_ORIGINS"] == '["https://portfolio.acme.example"]', "production: CORS origins rendered as a list")
 check(cm["JALON__AUTH__ISSUER"] == '"https://login.acme.example/"', "production: issuer rendered as a quoted string")
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the binary with no configuration in an empty directory and plays the
 # README's grpcurl session: list, mint a token, create an organisation, add a
-# person, list people. Needs grpcurl on PATH.
+# person, list people; then its SCIM session with curl. Needs grpcurl and curl
+# on PATH.
 set -euo pipefail
 [ -x "$1" ] || { echo "no jalon binary at $1" >&2; exit 1; }
 jalon="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
@@ -34,6 +35,27 @@ grpcurl -plaintext "${auth[@]}" -d "{
 count="$(grpcurl -plaintext "${auth[@]}" -d "{\"organisation_id\": \"$org_id\"}" "localhost:$port" jalon.v1.PersonService/ListPeople \
   | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["people"]))')"
 [ "$count" = 2 ] || { echo "expected 2 people, got $count" >&2; exit 1; }
+
+# The README's SCIM session ("Connect your identity provider"): a
+# provisioning token, then the identity provider's calls on the same port;
+# grace, created above, is adopted by her e-mail address.
+SCIM_TOKEN="$(grpcurl -plaintext "${auth[@]}" -d "{\"organisation_id\": \"$org_id\", \"display_name\": \"Entra ID\"}" \
+  "localhost:$port" jalon.v1.ProvisioningService/CreateProvisioningToken | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')"
+grpcurl -plaintext "${auth[@]}" -d "{\"organisation_id\": \"$org_id\",
+  \"mapping\": {\"group_name\": \"AI portfolio directors\", \"role\": \"ROLE_DIRECTOR\"}}" \
+  "localhost:$port" jalon.v1.ProvisioningService/SetGroupRoleMapping >/dev/null
+created="$(curl -s -o created.json -w '%{http_code}' -X POST -H "authorization: Bearer $SCIM_TOKEN" -H 'content-type: application/scim+json' \
+  -d '{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "grace@acme.example",
+       "name": {"givenName": "Grace", "familyName": "Hopper"},
+       "emails": [{"value": "grace@acme.example", "primary": true}], "active": true}' \
+  "localhost:$port/scim/v2/Users")"
+[ "$created" = 201 ] || { echo "SCIM POST /Users answered $created: $(cat created.json)" >&2; exit 1; }
+found="$(curl -s -H "authorization: Bearer $SCIM_TOKEN" \
+  "localhost:$port/scim/v2/Users?filter=userName%20eq%20%22Grace%40acme.example%22" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["totalResults"])')"
+[ "$found" = 1 ] || { echo "SCIM filter found $found users" >&2; exit 1; }
+[ "$(curl -s -o /dev/null -w '%{http_code}' "localhost:$port/scim/v2/Users")" = 401 ] \
+  || { echo "SCIM answered without a token" >&2; exit 1; }
 grpcurl -plaintext "${auth[@]}" -d "{
   \"organisation\": {\"id\": \"$org_id\", \"display_name\": \"Acme Group\", \"etag\": \"W/\\\"1\\\"\"},
   \"update_mask\": {\"paths\": [\"display_name\"]}

@@ -11,6 +11,12 @@ GRPCURL_WRAPPER_VERSION=1.8.6.post2
 # Third-party verifiers of the webhook deliveries (the e2e tests run them).
 STANDARDWEBHOOKS_VERSION=1.1.0
 CLOUDEVENTS_VERSION=2.2.0
+# The SCIM conformance suite (tests/e2e/scim_conformance.py), with the
+# client and models it runs on, pinned.
+SCIM2_TESTER_VERSION=0.5.2
+SCIM2_CLIENT_VERSION=0.13.2
+SCIM2_MODELS_VERSION=0.12.3
+HTTPX2_VERSION=2.16.2
 
 if [ ! -x "$tools/bin/buf" ]; then
   (cd "$tools" && npm install --silent --no-audit --no-fund --prefix "$tools/npm" "@bufbuild/buf@$BUF_VERSION" >/dev/null)
@@ -28,6 +34,15 @@ if ! "$tools/venv/bin/python" -c "import standardwebhooks, cloudevents" 2>/dev/n
   [ -x "$tools/venv/bin/python" ] || python3 -m venv "$tools/venv"
   "$tools/venv/bin/pip" install --quiet "standardwebhooks==$STANDARDWEBHOOKS_VERSION" "cloudevents==$CLOUDEVENTS_VERSION"
 fi
+if ! "$tools/venv/bin/python" -c "import scim2_tester, httpx2" 2>/dev/null; then
+  [ -x "$tools/venv/bin/python" ] || python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install --quiet "scim2-tester==$SCIM2_TESTER_VERSION" \
+    "scim2-client[httpx2]==$SCIM2_CLIENT_VERSION" "scim2-models==$SCIM2_MODELS_VERSION" \
+    "httpx2==$HTTPX2_VERSION"
+fi
+rm -f "$tools/bin/scim-python"
+printf '#!/bin/sh\nexec "%s" "$@"\n' "$tools/venv/bin/python" >"$tools/bin/scim-python"
+chmod +x "$tools/bin/scim-python"
 # A wrapper, not a symlink: Python finds its venv from the path it was run by.
 rm -f "$tools/bin/webhooks-python"
 printf '#!/bin/sh\nexec "%s" "$@"\n' "$tools/venv/bin/python" >"$tools/bin/webhooks-python"

@@ -16,6 +16,7 @@ mod m20261203_000001_create_webhooks;
 mod m20261203_000002_create_webhook_attempts;
 mod m20261205_000001_create_finance_feeds;
 mod m20261206_000001_create_counter_deltas;
+mod m20261207_000001_create_scim;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000002_create_webhook_attempts::Migration),
             Box::new(m20261205_000001_create_finance_feeds::Migration),
             Box::new(m20261206_000001_create_counter_deltas::Migration),
+            Box::new(m20261207_000001_create_scim::Migration),
         ]
     }
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use jalon_proto::v1 as pb;
-use jalon_server::grpc::import::{IMPORT_CHUNK, MAX_RESULTS};
+use jalon_server::grpc::import::MAX_RESULTS;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     sync::mpsc,
@@ -16,6 +16,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
 use crate::{helpers::*, kpis::callbot};
+
+/// Rows per transaction of the server of the stalled-import test (not the
+/// default: the setting is what the server follows).
+const IMPORT_CHUNK: usize = 300;
 
 /// `n` valid costs of the project, refs `{prefix}-0`, `{prefix}-1`...
 fn costs(project: &str, prefix: &str, n: usize) -> Vec<pb::Cost> {
@@ -133,7 +137,11 @@ async fn an_import_longer_than_the_request_timeout_completes() {
 #[tokio::test]
 async fn a_stalled_import_fails_after_the_idle_timeout_and_keeps_its_written_batches() {
     for backend in backends() {
-        let app = TestApp::spawn_with(&backend, |s| s.server.import_idle_timeout_secs = 1).await;
+        let app = TestApp::spawn_with(&backend, |s| {
+            s.server.import_idle_timeout_secs = 1;
+            s.server.import_batch_rows = IMPORT_CHUNK;
+        })
+        .await;
         let c = callbot(&app).await;
         // One batch and five rows more, then silence.
         let rows = costs(&c.project, "stall", IMPORT_CHUNK + 5);

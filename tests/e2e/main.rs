@@ -23,6 +23,7 @@ mod people;
 mod portfolio;
 mod projects;
 mod replicas;
+mod scim;
 mod server;
 mod tenancy;
 mod webhooks;

@@ -30,7 +30,8 @@
 //!    messages (default 500, the server's commit batch), spread over 100
 //!    projects, 24 months and every category, each with a unique
 //!    external_ref; against multi-row INSERTs of the same rows,
-//!    `--import-batch` rows per transaction (default 500), into a table with
+//!    `--import-batch` rows per transaction (default 2,000; the server is
+//!    given the same `server.import_batch_rows`), into a table with
 //!    the columns and indexes of `costs`. The server's progress is read from
 //!    the database, not from the client's sends (tonic hands messages to
 //!    HTTP/2 megabytes ahead of what the server has committed): a connection
@@ -215,9 +216,9 @@ struct Args {
     /// --writes: rows per ImportCosts message.
     #[arg(long, default_value_t = 500)]
     import_message_rows: u64,
-    /// --writes: rows per transaction of the bare batched INSERT (the
-    /// server commits an import 500 rows at a time).
-    #[arg(long, default_value_t = 500)]
+    /// --writes: rows per transaction of the server's import
+    /// (`server.import_batch_rows`) and of the bare batched INSERT.
+    #[arg(long, default_value_t = 2_000)]
     import_batch: u64,
     /// --writes: concurrent writers, each on its own project.
     #[arg(long, default_value_t = 16)]

@@ -489,6 +489,8 @@ async fn serve_and_measure(
     settings.metrics.listen = "127.0.0.1:0".parse()?;
     // A day: a long stream is measured, not cut by the unary deadline.
     settings.server.request_timeout_secs = 24 * 3600;
+    // The server writes an import's rows in batches of the bare baseline's.
+    settings.server.import_batch_rows = usize::try_from(config.import_batch_rows)?;
     settings.database.url = Secret::new(db.url.clone());
     settings.database.migrate = Some(true);
     settings.auth.hs256_secret = Some(Secret::new(SECRET));
@@ -1015,8 +1017,8 @@ async fn import(api: &Api, config: &WritesConfig) -> Result<ImportFigures, Strin
     })
 }
 
-/// The same rows with multi-row INSERTs into `bare_costs`, one transaction
-/// per batch, timed at each commit.
+/// The same rows with multi-row INSERTs into `bare_costs` (of the store's
+/// statement size), one transaction per batch, timed at each commit.
 async fn bare_import(
     db: &DatabaseConnection,
     org: Uuid,
@@ -1036,10 +1038,14 @@ async fn bare_import(
         let models: Vec<cost::ActiveModel> = (from..to)
             .map(|r| import_row(seed, r, month).to_model(org, projects))
             .collect();
-        let mut insert = cost::Entity::insert_many(models).into_query();
-        insert.into_table(Alias::new(BARE_COSTS));
         let txn = begin_write(db).await?;
-        txn.execute(&insert).await.map_err(|e| e.to_string())?;
+        // Statements of the store's size (SQLite allows 32,766 variables
+        // in one), as the server inserts a batch.
+        for chunk in models.chunks(jalon_store::CHUNK) {
+            let mut insert = cost::Entity::insert_many(chunk.to_vec()).into_query();
+            insert.into_table(Alias::new(BARE_COSTS));
+            txn.execute(&insert).await.map_err(|e| e.to_string())?;
+        }
         txn.commit().await.map_err(|e| e.to_string())?;
         let secs = started.elapsed().as_secs_f64();
         while next < milestones.points.len() && milestones.points[next] <= to {

@@ -158,6 +158,12 @@ pub enum Action {
     RotateWebhookSecret,
     ListWebhookDeliveries,
     RedeliverWebhookEvent,
+    CreateProvisioningToken,
+    ListProvisioningTokens,
+    RevokeProvisioningToken,
+    SetGroupRoleMapping,
+    ListGroupRoleMappings,
+    DeleteGroupRoleMapping,
 }
 
 /// The table: action, the RPC it guards, the rule, and a note for the README.
@@ -645,6 +651,42 @@ pub const RULES: &[(Action, &str, Rule, &str)] = &[
     (
         Action::RedeliverWebhookEvent,
         "WebhookService/RedeliverWebhookEvent",
+        Rule::Roles(&[Role::Admin]),
+        "ADMIN",
+    ),
+    (
+        Action::CreateProvisioningToken,
+        "ProvisioningService/CreateProvisioningToken",
+        Rule::Roles(&[Role::Admin]),
+        "ADMIN",
+    ),
+    (
+        Action::ListProvisioningTokens,
+        "ProvisioningService/ListProvisioningTokens",
+        Rule::Roles(&[Role::Admin]),
+        "ADMIN",
+    ),
+    (
+        Action::RevokeProvisioningToken,
+        "ProvisioningService/RevokeProvisioningToken",
+        Rule::Roles(&[Role::Admin]),
+        "ADMIN",
+    ),
+    (
+        Action::SetGroupRoleMapping,
+        "ProvisioningService/SetGroupRoleMapping",
+        Rule::Roles(&[Role::Admin]),
+        "ADMIN",
+    ),
+    (
+        Action::ListGroupRoleMappings,
+        "ProvisioningService/ListGroupRoleMappings",
+        Rule::Roles(&[Role::Admin]),
+        "ADMIN",
+    ),
+    (
+        Action::DeleteGroupRoleMapping,
+        "ProvisioningService/DeleteGroupRoleMapping",
         Rule::Roles(&[Role::Admin]),
         "ADMIN",
     ),

@@ -15,6 +15,7 @@ pub mod person;
 pub mod portfolio;
 pub mod project;
 pub mod question_bank;
+pub mod scim;
 pub mod stats;
 pub mod values;
 pub mod webhook;

@@ -25,4 +25,5 @@ pub const SERVICE_NAMES: &[&str] = &[
     "jalon.v1.PortfolioService",
     "jalon.v1.EventService",
     "jalon.v1.WebhookService",
+    "jalon.v1.ProvisioningService",
 ];

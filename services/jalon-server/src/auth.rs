@@ -42,7 +42,8 @@ pub struct Caller {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
-    sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     iss: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,6 +53,9 @@ struct Claims {
     #[serde(skip_serializing_if = "Option::is_none")]
     nbf: Option<u64>,
     exp: u64,
+    /// Every other claim: `auth.subject_claim` may name one (`oid`).
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// RFC 7519 §4.1.3: `aud` is one string or an array of strings (identity
@@ -184,6 +188,8 @@ pub struct Authenticator {
     secret_source: String,
     /// True in development mode.
     pub development: bool,
+    /// The claim that names the person (`auth.subject_claim`).
+    subject_claim: String,
 }
 
 fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
@@ -367,7 +373,11 @@ impl Authenticator {
         let mut validation = Validation::new(algorithm);
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
-        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        if auth.subject_claim == "sub" {
+            validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        } else {
+            validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        }
         validation.validate_nbf = true;
         validation.leeway = auth.leeway_secs;
         Ok(Self {
@@ -377,6 +387,7 @@ impl Authenticator {
             minting_secret,
             secret_source,
             development,
+            subject_claim: auth.subject_claim.clone(),
         })
     }
 
@@ -416,12 +427,23 @@ impl Authenticator {
                 return None;
             }
         };
-        if claims.sub.is_empty() {
+        let subject = if self.subject_claim == "sub" {
+            claims.sub?
+        } else {
+            match claims.other.get(&self.subject_claim) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                _ => {
+                    tracing::debug!(claim = %self.subject_claim, "token refused: no subject claim");
+                    return None;
+                }
+            }
+        };
+        if subject.is_empty() {
             return None;
         }
         Some(Caller {
-            platform_admin: self.platform_admins.contains(&claims.sub),
-            subject: claims.sub,
+            platform_admin: self.platform_admins.contains(&subject),
+            subject,
         })
     }
 
@@ -433,8 +455,15 @@ impl Authenticator {
              with a PEM or JWKS key configured, tokens come from your identity provider",
         )?;
         let now = jsonwebtoken::get_current_timestamp();
+        let mut other = serde_json::Map::new();
+        if self.subject_claim != "sub" {
+            other.insert(
+                self.subject_claim.clone(),
+                serde_json::Value::String(subject.to_owned()),
+            );
+        }
         let claims = Claims {
-            sub: subject.to_owned(),
+            sub: Some(subject.to_owned()),
             iss: self
                 .validation
                 .iss
@@ -449,6 +478,7 @@ impl Authenticator {
             iat: Some(now),
             nbf: Some(now),
             exp: now + ttl.as_secs(),
+            other,
         };
         let key = EncodingKey::from_secret(secret).map_err(|e| e.to_string())?;
         encode(&Header::new(Algorithm::HS256), &claims, &key).map_err(|e| e.to_string())

@@ -194,6 +194,10 @@ pub struct ServerSettings {
     /// with DEADLINE_EXCEEDED when its client sends nothing for this long,
     /// in seconds; it has no overall limit but the client's `grpc-timeout`.
     pub import_idle_timeout_secs: u64,
+    /// Rows an import writes per transaction (1 to 50,000): each batch also
+    /// refreshes the figures of the projects it touches once, so larger
+    /// batches import faster and hold the write lock longer.
+    pub import_batch_rows: usize,
     /// On SIGTERM/SIGINT, how long in-flight calls may take to finish, in
     /// seconds.
     pub drain_timeout_secs: u64,
@@ -210,6 +214,7 @@ impl Default for ServerSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             request_timeout_secs: 30,
             import_idle_timeout_secs: 60,
+            import_batch_rows: 2_000,
             drain_timeout_secs: 20,
             max_message_bytes: 4 * 1024 * 1024,
             cors_allowed_origins: Vec::new(),
@@ -557,6 +562,14 @@ pub struct AuthSettings {
     /// With a JWKS file: when a token names an unknown `kid`, the file is read
     /// again if it changed, at most once per this many seconds.
     pub jwks_reload_interval_secs: u64,
+    /// The claim of a token that names the person (compared with the
+    /// people's subjects): `sub` by default; `oid` for Entra ID, whose
+    /// `sub` differs per application.
+    pub subject_claim: String,
+    /// The SCIM User attribute that becomes a provisioned person's subject,
+    /// so that it matches `subject_claim` in their tokens: `userName`
+    /// (default) or `externalId`.
+    pub scim_subject_attribute: String,
 }
 
 impl Default for AuthSettings {
@@ -571,6 +584,8 @@ impl Default for AuthSettings {
             leeway_secs: 30,
             platform_admins: Vec::new(),
             jwks_reload_interval_secs: 10,
+            subject_claim: "sub".into(),
+            scim_subject_attribute: "userName".into(),
         }
     }
 }
@@ -579,6 +594,32 @@ impl AuthSettings {
     /// Development mode: no key configured at all.
     pub fn development_mode(&self) -> bool {
         self.hs256_secret.is_none() && self.public_key_file.is_none() && self.jwks_file.is_none()
+    }
+
+    /// The SCIM User attribute provisioned people's subjects come from.
+    pub fn scim_subject(&self) -> Result<jalon_core::scim::SubjectAttribute, String> {
+        self.scim_subject_attribute
+            .parse()
+            .map_err(|e| format!("invalid configuration: auth.scim_subject_attribute: {e}"))
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let claim = self.subject_claim.as_str();
+        if claim.is_empty()
+            || !claim
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-:.".contains(c))
+        {
+            return Err(format!(
+                "invalid configuration: auth.subject_claim must name a claim (such as sub or oid), not {claim:?}"
+            ));
+        }
+        if ["exp", "nbf", "iat", "iss", "aud"].contains(&claim) {
+            return Err(format!(
+                "invalid configuration: auth.subject_claim cannot be {claim}: it does not name a person"
+            ));
+        }
+        self.scim_subject().map(|_| ())
     }
 }
 
@@ -712,15 +753,25 @@ pub fn load(file: Option<&Path>, overrides: Figment) -> Result<Settings, String>
                 );
             }
             settings.webhooks.check()?;
+            settings.auth.check()?;
             if settings.server.import_idle_timeout_secs == 0 {
                 return Err(
                     "invalid configuration: server.import_idle_timeout_secs must be at least 1"
                         .into(),
                 );
             }
+            if !(1..=MAX_IMPORT_BATCH_ROWS).contains(&settings.server.import_batch_rows) {
+                return Err(format!(
+                    "invalid configuration: server.import_batch_rows must be between 1 and {MAX_IMPORT_BATCH_ROWS}, not {}",
+                    settings.server.import_batch_rows
+                ));
+            }
             Ok(settings)
         })
 }
+
+/// Largest `server.import_batch_rows`.
+pub const MAX_IMPORT_BATCH_ROWS: usize = 50_000;
 
 /// The log format the layers ask for, even when the rest of the
 /// configuration is invalid (a fatal error is then printed in that format);
@@ -881,6 +932,36 @@ mod tests {
             jail.set_env("JALON__SERVER__IMPORT_IDLE_TIMEOUT_SECS", "0");
             let e = load(Some(Path::new("jalon.toml")), Figment::new()).expect_err("refused");
             assert!(e.contains("server.import_idle_timeout_secs"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_subject_claim_and_scim_attribute_are_read_and_checked() {
+        let defaults = AuthSettings::default();
+        assert_eq!(defaults.subject_claim, "sub");
+        assert_eq!(
+            defaults.scim_subject(),
+            Ok(jalon_core::scim::SubjectAttribute::UserName)
+        );
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "entra.toml",
+                "[auth]\nsubject_claim = \"oid\"\nscim_subject_attribute = \"externalId\"",
+            )?;
+            let s =
+                load(Some(Path::new("entra.toml")), Figment::new()).map_err(|e| e.to_string())?;
+            assert_eq!(s.auth.subject_claim, "oid");
+            assert_eq!(
+                s.auth.scim_subject(),
+                Ok(jalon_core::scim::SubjectAttribute::ExternalId)
+            );
+            jail.create_file("bad.toml", "[auth]\nscim_subject_attribute = \"mail\"")?;
+            let e = load(Some(Path::new("bad.toml")), Figment::new()).expect_err("refused");
+            assert!(e.contains("auth.scim_subject_attribute"), "{e}");
+            jail.create_file("exp.toml", "[auth]\nsubject_claim = \"exp\"")?;
+            let e = load(Some(Path::new("exp.toml")), Figment::new()).expect_err("refused");
+            assert!(e.contains("auth.subject_claim"), "{e}");
             Ok(())
         });
     }

@@ -10,6 +10,7 @@ pub mod demo;
 pub mod error;
 pub mod grpc;
 pub mod metrics;
+pub mod scim;
 pub mod startup;
 pub mod telemetry;
 pub mod timeouts;

@@ -17,7 +17,9 @@ use jalon_proto::{
         organisation_service_server::OrganisationServiceServer,
         person_service_server::PersonServiceServer,
         portfolio_service_server::PortfolioServiceServer,
-        project_service_server::ProjectServiceServer, webhook_service_server::WebhookServiceServer,
+        project_service_server::ProjectServiceServer,
+        provisioning_service_server::ProvisioningServiceServer,
+        webhook_service_server::WebhookServiceServer,
     },
 };
 use jalon_store::{PoolOptions, Store};
@@ -41,9 +43,11 @@ use crate::{
     grpc::{
         assessments::AssessmentApi, audit::AuditApi, events::EventApi, finance::FinanceApi,
         gates::GateApi, import::ImportLimits, kpis::KpiApi, organisations::OrganisationApi,
-        people::PersonApi, portfolio::PortfolioApi, projects::ProjectApi, webhooks::WebhookApi,
+        people::PersonApi, portfolio::PortfolioApi, projects::ProjectApi,
+        provisioning::ProvisioningApi, webhooks::WebhookApi,
     },
     metrics::{self, Metrics, MetricsLayer},
+    scim::{ScimLayer, ScimState},
     telemetry,
     timeouts::TimeoutLayer,
 };
@@ -266,7 +270,21 @@ impl Application {
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-        let imports = ImportLimits::new(max);
+        let provisioning = ProvisioningServiceServer::new(ProvisioningApi {
+            store: store.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+        // SCIM 2.0 at /scim/v2/, on this port: routed around gRPC-Web.
+        let scim = ScimLayer::new(
+            ScimState {
+                store: store.clone(),
+                subject_attribute: settings.auth.scim_subject()?,
+                max_body_bytes: max,
+            },
+            settings.server.request_timeout(),
+        );
+        let imports = ImportLimits::new(max, settings.server.import_batch_rows);
         let finance = FinanceServiceServer::new(FinanceApi {
             store: store.clone(),
             imports,
@@ -288,6 +306,7 @@ impl Application {
         )?;
         let layers = tower::ServiceBuilder::new()
             .layer(cors(&settings.server.cors_allowed_origins))
+            .layer(scim)
             .layer(tonic_web::GrpcWebLayer::new())
             .layer(MetricsLayer::new(recorded))
             .layer(
@@ -352,6 +371,7 @@ impl Application {
             .add_service(InterceptedService::new(finance, interceptor.clone()))
             .add_service(InterceptedService::new(events, interceptor.clone()))
             .add_service(InterceptedService::new(webhooks, interceptor.clone()))
+            .add_service(InterceptedService::new(provisioning, interceptor.clone()))
             .add_service(InterceptedService::new(portfolio, interceptor));
         let server = router.serve_with_incoming_shutdown(
             // TCP_NODELAY, as `Server::serve` sets it: without it a small

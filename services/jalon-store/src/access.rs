@@ -13,7 +13,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    entity::{organisation as org, person, project},
+    entity::{organisation as org, person, project, provisioning_token},
     error::db_error,
     is_postgres,
 };
@@ -209,5 +209,31 @@ pub(crate) fn visibility_condition(
         Visibility::LeadOrSponsor(person) => sea_orm::Condition::any()
             .add(lead.eq(person))
             .add(sponsor.eq(person)),
+    }
+}
+
+/// The audit actor of a provisioning token's changes.
+pub fn provisioning_actor(token_id: Uuid) -> String {
+    format!("scim-token:{token_id}")
+}
+
+/// Inside a provisioning change: the token must still be valid.
+pub(crate) async fn check_provisioning_token(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    token_id: Uuid,
+) -> Result<()> {
+    let revoked: Option<Option<chrono::DateTime<Utc>>> =
+        provisioning_token::Entity::find_by_id(token_id)
+            .filter(provisioning_token::Column::OrganisationId.eq(organisation_id))
+            .select_only()
+            .column(provisioning_token::Column::RevokeTime)
+            .into_tuple()
+            .one(conn)
+            .await
+            .map_err(db_error)?;
+    match revoked {
+        Some(None) => lock_organisation(conn, organisation_id).await,
+        _ => Err(Error::Unauthenticated),
     }
 }

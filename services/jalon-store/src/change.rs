@@ -129,6 +129,38 @@ impl Change {
         })
     }
 
+    /// Begins a change made by an organisation's provisioning token (SCIM):
+    /// the token, read again inside the transaction, must still be valid
+    /// (else UNAUTHENTICATED); it acts on its own organisation only, as the
+    /// actor `scim-token:<id>`, and the role table does not apply (the
+    /// token is not a member: what it may do is what SCIM offers).
+    pub async fn begin_provisioning(
+        db: &DatabaseConnection,
+        organisation_id: Uuid,
+        token_id: Uuid,
+        action: Action,
+    ) -> Result<Change> {
+        let txn = begin_write(db).await?;
+        crate::access::check_provisioning_token(&txn, organisation_id, token_id).await?;
+        Ok(Change {
+            txn,
+            organisation_id,
+            action,
+            platform_admin: false,
+            member: None,
+            actor: Actor {
+                person_id: None,
+                subject: crate::access::provisioning_actor(token_id),
+            },
+            locked: BTreeSet::new(),
+            touched: BTreeSet::new(),
+            events: Vec::new(),
+            notices: Vec::new(),
+            projects: HashMap::new(),
+            currency: None,
+        })
+    }
+
     /// Locks and reads the projects `ids` and applies the access policy of
     /// the change's action to each: the projects the caller may act on, and
     /// for each other id why not (an invisible or absent project is

@@ -23,8 +23,10 @@ pub mod page;
 pub mod people;
 pub mod portfolio;
 pub mod projects;
+pub mod provisioning;
 pub mod readers;
 mod rows;
+pub mod scim;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -295,4 +297,4 @@ where
 
 /// Rows per multi-row INSERT or IN list (well under both databases'
 /// parameter limits).
-pub(crate) const CHUNK: usize = 500;
+pub const CHUNK: usize = 500;

@@ -109,7 +109,7 @@ pub(crate) async fn insert(
 
 /// Checks that `manager_id` is a person of the organisation and that making
 /// them `person_id`'s manager creates no loop.
-async fn check_manager(
+pub(crate) async fn check_manager(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
     person_id: Uuid,
@@ -285,7 +285,7 @@ pub async fn list(
     ))
 }
 
-async fn count_other_active_admins(
+pub(crate) async fn count_other_active_admins(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
     except: Uuid,
@@ -329,7 +329,11 @@ pub async fn update(
 /// compare-and-swap on its version, keeping an active admin and a
 /// management chain without loops, and records person.updated (and
 /// person.role_changed).
-async fn write_patch(change: &mut Change, current: &Person, patch: &PersonPatch) -> Result<Person> {
+pub(crate) async fn write_patch(
+    change: &mut Change,
+    current: &Person,
+    patch: &PersonPatch,
+) -> Result<Person> {
     let organisation_id = change.organisation_id();
     let id = current.id;
     if removes_an_admin(current, patch.role, false) {
@@ -497,7 +501,22 @@ pub async fn set_active(
     if !etag_matches(etag, current.version) {
         return Err(Error::stale_etag("person"));
     }
-    if removes_an_admin(&current, None, !active) {
+    let updated = write_active(&mut change, &current, active).await?;
+    change.commit().await?;
+    Ok(updated)
+}
+
+/// Deactivates or reactivates `current` (read under the organisation's
+/// lock, in another state) inside a change: keeps an active admin,
+/// refreshes the projects they sponsor or lead, records the event.
+pub(crate) async fn write_active(
+    change: &mut Change,
+    current: &Person,
+    active: bool,
+) -> Result<Person> {
+    let organisation_id = change.organisation_id();
+    let id = current.id;
+    if removes_an_admin(current, None, !active) {
         let others = count_other_active_admins(change.conn(), organisation_id, id).await?;
         ensure_an_admin_remains(others, id)?;
     }
@@ -511,7 +530,7 @@ pub async fn set_active(
     };
     swap(change.conn(), id, current.version, model).await?;
     let updated = get(change.conn(), organisation_id, id).await?;
-    touch_their_projects(&mut change, id).await?;
+    touch_their_projects(change, id).await?;
     change.event(person_event(
         if active {
             "person.reactivated"
@@ -522,14 +541,13 @@ pub async fn set_active(
         Some(json!({"active": current.active})),
         json!({"active": updated.active}),
     ));
-    change.commit().await?;
     Ok(updated)
 }
 
 /// Locks the projects a person sponsors or leads and marks them touched:
 /// their alerts (which name the person when they left) are refreshed at
 /// commit.
-async fn touch_their_projects(change: &mut Change, id: Uuid) -> Result<()> {
+pub(crate) async fn touch_their_projects(change: &mut Change, id: Uuid) -> Result<()> {
     use crate::entity::project::{Column as P, Entity as Projects};
     let theirs: Vec<Uuid> = Projects::find()
         .select_only()
@@ -550,7 +568,7 @@ async fn touch_their_projects(change: &mut Change, id: Uuid) -> Result<()> {
     Ok(())
 }
 
-async fn swap(
+pub(crate) async fn swap(
     conn: &impl ConnectionTrait,
     id: Uuid,
     version: i64,

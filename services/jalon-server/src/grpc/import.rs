@@ -1,8 +1,8 @@
 //! One driver for the client-streaming imports (`FinanceService/ImportCosts`,
 //! `KpiService/ImportMeasurements`): read the messages, check that they all
 //! name the same organisation, authorise the caller once on the first one,
-//! validate each row, write the rows to the store [`IMPORT_CHUNK`] at a time
-//! (each batch is one transaction, committed as the stream goes), count what
+//! validate each row, write the rows to the store `server.import_batch_rows`
+//! at a time (each batch is one transaction, committed as the stream goes), count what
 //! became of them, and report the rows that were not accepted.
 //!
 //! What a stream of a million rows keeps in memory is one batch and the
@@ -20,12 +20,10 @@ use uuid::Uuid;
 use super::conversions as conv;
 use crate::{auth::Caller, error::OrStatus};
 
-/// Rows written per transaction.
-pub const IMPORT_CHUNK: usize = 500;
 /// Rows read, valid or not, before a batch is written even if it holds
-/// fewer than [`IMPORT_CHUNK`] valid rows: what waits in memory stays small
-/// however many rows are refused.
-const MAX_PENDING: usize = 4 * IMPORT_CHUNK;
+/// fewer than a batch of valid rows, in batches: what waits in memory stays
+/// small however many rows are refused.
+const MAX_PENDING_BATCHES: usize = 4;
 /// Most entries of an import's `results`: the rows not accepted beyond it
 /// are only counted (`omitted_results`).
 pub const MAX_RESULTS: usize = 10_000;
@@ -41,15 +39,19 @@ pub struct ImportLimits {
     pub max_results: usize,
     /// Most bytes of result entries, so that the answer fits in a message.
     pub max_results_bytes: usize,
+    /// Valid rows written per transaction.
+    pub batch_rows: usize,
 }
 
 impl ImportLimits {
     /// [`MAX_RESULTS`] entries, fewer if they would not fit in a message of
-    /// `max_message_bytes` (keeping 1 KiB for the counts and framing).
-    pub fn new(max_message_bytes: usize) -> Self {
+    /// `max_message_bytes` (keeping 1 KiB for the counts and framing);
+    /// `batch_rows` valid rows per transaction.
+    pub fn new(max_message_bytes: usize, batch_rows: usize) -> Self {
         Self {
             max_results: MAX_RESULTS,
             max_results_bytes: max_message_bytes.saturating_sub(1024),
+            batch_rows: batch_rows.max(1),
         }
     }
 }
@@ -319,7 +321,8 @@ async fn drive<I: Import>(
     };
     let org = conv::id("organisation_id", I::organisation_id(&first)).or_status()?;
     let session = import.open(caller, org).await.or_status()?;
-    let mut pending: Vec<Pending<I::Row>> = Vec::with_capacity(IMPORT_CHUNK);
+    let batch = limits.batch_rows.max(1);
+    let mut pending: Vec<Pending<I::Row>> = Vec::with_capacity(batch);
     let mut valid = 0usize;
     let mut next_progress = PROGRESS_EVERY;
     let mut next = Some(first);
@@ -336,7 +339,7 @@ async fn drive<I: Import>(
             valid += usize::from(parsed.is_ok());
             pending.push((summary.rows, parsed));
             summary.rows += 1;
-            if valid >= IMPORT_CHUNK || pending.len() >= MAX_PENDING {
+            if valid >= batch || pending.len() >= MAX_PENDING_BATCHES * batch {
                 flush(import, &session, org, &mut pending, summary, limits)
                     .await
                     .or_status()?;
@@ -430,6 +433,7 @@ mod tests {
         ImportLimits {
             max_results,
             max_results_bytes,
+            batch_rows: 500,
         }
     }
 

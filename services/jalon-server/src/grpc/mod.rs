@@ -49,6 +49,7 @@ pub mod organisations;
 pub mod people;
 pub mod portfolio;
 pub mod projects;
+pub mod provisioning;
 pub mod webhooks;
 
 use jalon_core::{
