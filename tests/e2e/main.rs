@@ -12,6 +12,7 @@ mod finance_feeds;
 mod gates;
 mod hardening_auth;
 mod helpers;
+mod import_cli;
 mod imports;
 mod kpis;
 mod leavers;

@@ -63,6 +63,12 @@
 //! without statistics, a plan a pooled connection prepared while a table was
 //! empty is kept however large the table grows.
 //!
+//! 5. `--phases csv` (not in the default phases; issue 12): `jalon import
+//!    costs FILE.csv` of `--csv-rows` rows (default 1,000,000, over 100
+//!    projects named by WBS element) against `jalon serve`, both the release
+//!    binaries beside this program, as child processes: rows/s and the peak
+//!    memory (VmHWM) of the client and of the server (see `csv_import.rs`).
+//!
 //! **The overload benchmark** (`--overload`, issue 15): the release `jalon`
 //! binary, started as a process of its own on a generated portfolio, under
 //! `h2load -c 500 -m 100` on `GetProject`; its resident memory during and
@@ -89,6 +95,7 @@
 //!     --writers-duration 5 --kpi-measurements 10000 --rebuild-projects 1000
 //! ```
 
+mod csv_import;
 mod database;
 mod echo;
 mod generate;
@@ -254,6 +261,10 @@ struct Args {
     /// (0: skip).
     #[arg(long, default_value_t = 100_000)]
     rebuild_projects: u64,
+    /// --writes, phase csv: rows of the CSV file imported by `jalon import
+    /// costs` (the release `jalon` beside this program).
+    #[arg(long, default_value_t = 1_000_000)]
+    csv_rows: u64,
     /// --writes, on a PostgreSQL server whose autovacuum is off: run ANALYZE
     /// every so many seconds during the server phases, in its place (0:
     /// never).
@@ -378,6 +389,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
             webhook_writes: args.webhook_writes,
             webhook_writers: args.webhook_writers.max(1),
             rebuild_projects: args.rebuild_projects,
+            csv_rows: args.csv_rows,
             pg_analyze_every: Duration::from_secs_f64(args.pg_analyze_every.max(0.0)),
             db_connections: args.db_connections,
             seed: args.seed,

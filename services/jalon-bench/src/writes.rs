@@ -114,6 +114,9 @@ pub enum WritePhase {
     Events,
     Webhooks,
     Rebuild,
+    /// `jalon import costs FILE.csv` against `jalon serve`, both child
+    /// processes (not in the default phases).
+    Csv,
 }
 
 /// What to run, and how big.
@@ -133,6 +136,8 @@ pub struct WritesConfig {
     pub webhook_writes: usize,
     pub webhook_writers: usize,
     pub rebuild_projects: u64,
+    /// Rows of the csv phase's file.
+    pub csv_rows: u64,
     /// On a PostgreSQL server whose autovacuum is off: ANALYZE this often
     /// during phases 1 to 3, in its place (zero: never).
     pub pg_analyze_every: Duration,
@@ -350,6 +355,7 @@ pub struct WritesRun {
     pub events: Option<Result<EventFigures, String>>,
     pub webhooks: Option<Result<WebhookFigures, String>>,
     pub rebuild: Option<Result<RebuildFigures, String>>,
+    pub csv: Option<Result<crate::csv_import::CsvFigures, String>>,
     /// What a reader of the figures must know about the database server.
     pub notes: Vec<String>,
 }
@@ -370,6 +376,7 @@ pub async fn run(backend: Backend, config: WritesConfig) -> Result<(), BoxError>
         events: None,
         webhooks: None,
         rebuild: None,
+        csv: None,
         notes: Vec::new(),
     };
     let server_phases = [
@@ -394,6 +401,9 @@ pub async fn run(backend: Backend, config: WritesConfig) -> Result<(), BoxError>
     if config.runs(WritePhase::Rebuild) && config.rebuild_projects > 0 {
         run.rebuild = Some(rebuild(&backend, &config, &mut run.backend_version).await);
     }
+    if config.runs(WritePhase::Csv) {
+        run.csv = Some(crate::csv_import::run(&backend, &config).await);
+    }
     println!();
     print!("{}", writes_report::table(&config, &run));
     crate::report::write_json(&config.json, &writes_report::json(&config, &run))?;
@@ -405,6 +415,7 @@ pub async fn run(backend: Backend, config: WritesConfig) -> Result<(), BoxError>
         ("events", run.events.as_ref().map(|r| r.is_err())),
         ("webhooks", run.webhooks.as_ref().map(|r| r.is_err())),
         ("rebuild", run.rebuild.as_ref().map(|r| r.is_err())),
+        ("csv", run.csv.as_ref().map(|r| r.is_err())),
     ]
     .into_iter()
     .filter(|(_, failed)| *failed == Some(true))
@@ -569,13 +580,13 @@ async fn serve_and_measure(
 /// 50 rows plus 10% of it changed, checking every minute by default). An
 /// ANALYZE also invalidates the plans cached by prepared statements on the
 /// tables it analyses, so that a plan chosen on an empty table is replaced.
-struct AnalyzeStandIn {
+pub(crate) struct AnalyzeStandIn {
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<(u32, f64)>,
 }
 
 impl AnalyzeStandIn {
-    async fn start(url: &str, every: Duration) -> Result<Self, BoxError> {
+    pub(crate) async fn start(url: &str, every: Duration) -> Result<Self, BoxError> {
         let mut opts = ConnectOptions::new(url.to_owned());
         opts.max_connections(1).sqlx_logging(false);
         let db = Database::connect(opts).await?;
@@ -603,7 +614,7 @@ impl AnalyzeStandIn {
         Ok(Self { stop, task })
     }
 
-    async fn stop(self) -> (u32, f64) {
+    pub(crate) async fn stop(self) -> (u32, f64) {
         self.stop.store(true, Ordering::SeqCst);
         self.task.await.unwrap_or((0, 0.0))
     }
@@ -780,7 +791,7 @@ async fn settle(db: &DatabaseConnection) {
 /// connection's prepared statement chose while the table was empty is never
 /// replaced (in production autovacuum analyses a growing table within a
 /// minute or so, which invalidates such plans).
-async fn autovacuum_off(db: &DatabaseConnection) -> Option<String> {
+pub(crate) async fn autovacuum_off(db: &DatabaseConnection) -> Option<String> {
     if db.get_database_backend() != DbBackend::Postgres {
         return None;
     }

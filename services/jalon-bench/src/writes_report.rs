@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::{
+    csv_import::CsvFigures,
     load::{Stats, round3},
     report::{Verdict, thousands},
     writes::{
@@ -393,6 +394,50 @@ fn rebuild_rows(f: &RebuildFigures) -> Vec<Row> {
     rows
 }
 
+fn mb(kb: Option<u64>) -> String {
+    kb.map_or_else(
+        || "n/a".into(),
+        |kb| format!("{:.1} MB", kb as f64 / 1024.0),
+    )
+}
+
+fn csv_rows(f: &CsvFigures) -> Vec<Row> {
+    let size = thousands(f.rows);
+    vec![
+        row(
+            format!(
+                "[csv] jalon import costs, {size} rows ({:.0} MB file)",
+                f.file_bytes as f64 / 1e6
+            ),
+            format!(
+                "{:.0} rows/s ({:.1} s; messages of {}; {} imported, {} duplicates, {} rejected)",
+                f.rows_per_sec(),
+                f.secs,
+                f.batch,
+                thousands(f.imported),
+                thousands(f.duplicates),
+                thousands(f.rejected)
+            ),
+        ),
+        row("[csv] peak RSS of the client (VmHWM)", mb(f.client_peak_kb))
+            .ratio(
+                f.client_peak_kb
+                    .map(|kb| kb as f64 * 1024.0 / (f.file_bytes.max(1) as f64)),
+            )
+            .baseline("ratio: over the file's size"),
+        row("[csv] peak RSS of the server (VmHWM)", mb(f.server_peak_kb))
+            .baseline(format!("{} before the import", mb(f.server_before_kb))),
+    ]
+    .into_iter()
+    .chain(f.analyze.map(|(runs, secs)| {
+        row(
+            "[csv] note: autovacuum off, ANALYZE in its place",
+            format!("{runs} times, {secs:.1} s in all"),
+        )
+    }))
+    .collect()
+}
+
 /// The table, as printed.
 pub fn table(config: &WritesConfig, run: &WritesRun) -> String {
     let mut rows = Vec::new();
@@ -424,6 +469,11 @@ pub fn table(config: &WritesConfig, run: &WritesRun) -> String {
     match &run.rebuild {
         Some(Ok(f)) => rows.extend(rebuild_rows(f)),
         Some(Err(e)) => rows.push(error_row("[rebuild]", e)),
+        None => {}
+    }
+    match &run.csv {
+        Some(Ok(f)) => rows.extend(csv_rows(f)),
+        Some(Err(e)) => rows.push(error_row("[csv]", e)),
         None => {}
     }
     let columns: [(&str, Cell); 5] = [
@@ -614,6 +664,23 @@ pub fn json(config: &WritesConfig, run: &WritesRun) -> Value {
                 Err(e) => json!({ "error": e }),
             },
             "target_secs": REBUILD_TARGET_SECS,
+        })),
+        "csv": result_json(&run.csv, |f| json!({
+            "rows": f.rows,
+            "projects": crate::csv_import::CSV_PROJECTS,
+            "file_bytes": f.file_bytes,
+            "message_rows": f.batch,
+            "generate_secs": round3(f.generate_secs),
+            "secs": round3(f.secs),
+            "rows_per_sec": round3(f.rows_per_sec()),
+            "imported": f.imported,
+            "duplicates": f.duplicates,
+            "rejected": f.rejected,
+            "client_peak_kb": f.client_peak_kb,
+            "server_peak_kb": f.server_peak_kb,
+            "server_peak_before_import_kb": f.server_before_kb,
+            "exit_code": f.exit_code,
+            "analyze_runs_secs": f.analyze.map(|(n, s)| json!([n, round3(s)])),
         })),
     })
 }

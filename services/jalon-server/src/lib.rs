@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod codec_errors;
 pub mod config;
+pub mod cost_import;
 pub mod demo;
 pub mod error;
 pub mod grpc;

@@ -65,6 +65,12 @@ enum Command {
         #[arg(long)]
         organisation: String,
     },
+    /// Import a file through the API of a running server (a client: it
+    /// needs no database, only --server and a token).
+    Import {
+        #[command(subcommand)]
+        what: ImportCommand,
+    },
     /// Mint a development token (development mode or auth.hs256_secret only).
     Token {
         /// The token's subject (`sub`), e.g. dev-admin.
@@ -74,6 +80,77 @@ enum Command {
         #[arg(long, default_value = "12h")]
         ttl: String,
     },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Stream a CSV of costs (Jalon's columns, or a FOCUS 1.x export) through
+    /// FinanceService/ImportCosts: progress on stderr, a summary on stdout,
+    /// rejected rows with their line and reason in a rejects file. Exit
+    /// status 0: every row imported or already there; 3: some rows were
+    /// rejected; 1: the import could not complete; 2: a bad command line. Re-running the same file
+    /// changes nothing.
+    Costs(CostsArgs),
+}
+
+#[derive(clap::Args)]
+struct CostsArgs {
+    /// The CSV file (`,`, `;` or tab separated, UTF-8, with a header).
+    file: PathBuf,
+    /// The server's gRPC address (http:// or https://).
+    #[arg(long, env = "JALON_SERVER", default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// The organisation: its id or its slug.
+    #[arg(long, env = "JALON_ORGANISATION")]
+    organisation: String,
+    /// The finance source of every row (registered with CreateCostSource,
+    /// or "manual").
+    #[arg(long)]
+    source: String,
+    /// A bearer token (ADMIN, DIRECTOR or INTEGRATION).
+    #[arg(long, env = "JALON_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Where to write the rejected rows [default: FILE's name with
+    /// .rejects.csv, beside it].
+    #[arg(long)]
+    rejects: Option<PathBuf>,
+    /// Rows per message of the stream (1 to 5000).
+    #[arg(long, default_value_t = jalon_server::cost_import::DEFAULT_BATCH)]
+    batch: usize,
+    /// A PEM file of the certificate authority of an https:// server, when
+    /// it is not a public one.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+}
+
+/// `jalon import costs`: the summary on stdout, exit 3 when rows were
+/// rejected.
+async fn import_costs(args: CostsArgs) -> ExitCode {
+    use jalon_server::cost_import::{self, CostsImport, EXIT_REJECTED};
+    let import = CostsImport {
+        file: args.file.clone(),
+        server: args.server,
+        organisation: args.organisation,
+        source: args.source,
+        token: args.token.unwrap_or_default(),
+        rejects: args.rejects,
+        batch: args.batch,
+        ca_file: args.ca_file,
+    };
+    match cost_import::run(import).await {
+        Ok(summary) => {
+            print!("{}", summary.text(&args.file));
+            if summary.rejected > 0 {
+                ExitCode::from(EXIT_REJECTED)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(message) => {
+            eprintln!("jalon: {message}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The flags, as a layer over the configuration.
@@ -96,7 +173,10 @@ fn overrides(cli: &Cli) -> Figment {
                 overrides = overrides.merge(Serialized::default("database.migrate", true));
             }
         }
-        Command::Migrate | Command::RebuildPortfolio { .. } | Command::Token { .. } => {}
+        Command::Migrate
+        | Command::RebuildPortfolio { .. }
+        | Command::Token { .. }
+        | Command::Import { .. } => {}
     }
     overrides
 }
@@ -184,6 +264,8 @@ async fn execute(command: Command, settings: Settings) -> Result<(), String> {
             store.close().await;
             result
         }
+        // Handled in main, before any configuration is read.
+        Command::Import { .. } => Err("`jalon import` is a client of a running server".into()),
         Command::Token { subject, ttl } => {
             let ttl = parse_ttl(&ttl)?;
             // A secret created here would sign tokens no server accepts.
@@ -231,6 +313,13 @@ async fn rebuild_portfolio(store: &Store, organisation: &str) -> Result<(), Stri
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A client of a running server: no configuration to read.
+    let cli = match cli.command {
+        Command::Import {
+            what: ImportCommand::Costs(args),
+        } => return import_costs(args).await,
+        command => Cli { command, ..cli },
+    };
     // Read apart from the rest, so that an invalid configuration is still
     // reported in the configured format.
     let format = config::log_format(cli.config.as_deref(), overrides(&cli));
