@@ -314,6 +314,32 @@ pub const RECORD_COSTS_MAX_ROWS: usize = 1_000;
 const COST_CENTRE_MAX_CHARS: usize = 100;
 
 impl FinanceApi {
+    /// Closes (`closed`) or reopens an organisation's accounting period:
+    /// `ClosePeriod` and `ReopenPeriod`.
+    async fn set_period<T>(
+        &self,
+        request: &Request<T>,
+        organisation_id: &str,
+        period: &str,
+        closed: bool,
+    ) -> Result<pb::CostPeriod, Status> {
+        let caller = caller(request)?;
+        let org = conv::id("organisation_id", organisation_id).or_status()?;
+        let period = jalon_core::finance::parse_period(period)
+            .map_err(|e| Error::invalid("period", e))
+            .or_status()?;
+        let stored = jalon_store::feeds::set_period(
+            self.store.db(),
+            org,
+            &requester(&caller),
+            &period,
+            closed,
+        )
+        .await
+        .or_status()?;
+        Ok(period_to_proto(stored))
+    }
+
     /// The role table's rule for `action`, and the organisation's currency
     /// (what a request's amounts are parsed in), read in one statement. The
     /// change re-reads the membership inside its transaction.
@@ -1063,23 +1089,13 @@ impl FinanceService for FinanceApi {
         &self,
         request: Request<pb::ClosePeriodRequest>,
     ) -> Result<Response<pb::ClosePeriodResponse>, Status> {
-        let caller = caller(&request)?;
-        let req = request.get_ref();
-        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
-        let period = jalon_core::finance::parse_period(&req.period)
-            .map_err(|e| Error::invalid("period", e))
-            .or_status()?;
-        let stored = jalon_store::feeds::set_period(
-            self.store.db(),
-            org,
-            &requester(&caller),
-            &period,
-            true,
-        )
-        .await
-        .or_status()?;
+        let (org, period) = (
+            &request.get_ref().organisation_id,
+            &request.get_ref().period,
+        );
+        let period = self.set_period(&request, org, period, true).await?;
         Ok(Response::new(pb::ClosePeriodResponse {
-            period: Some(period_to_proto(stored)),
+            period: Some(period),
         }))
     }
 
@@ -1088,23 +1104,13 @@ impl FinanceService for FinanceApi {
         &self,
         request: Request<pb::ReopenPeriodRequest>,
     ) -> Result<Response<pb::ReopenPeriodResponse>, Status> {
-        let caller = caller(&request)?;
-        let req = request.get_ref();
-        let org = conv::id("organisation_id", &req.organisation_id).or_status()?;
-        let period = jalon_core::finance::parse_period(&req.period)
-            .map_err(|e| Error::invalid("period", e))
-            .or_status()?;
-        let stored = jalon_store::feeds::set_period(
-            self.store.db(),
-            org,
-            &requester(&caller),
-            &period,
-            false,
-        )
-        .await
-        .or_status()?;
+        let (org, period) = (
+            &request.get_ref().organisation_id,
+            &request.get_ref().period,
+        );
+        let period = self.set_period(&request, org, period, false).await?;
         Ok(Response::new(pb::ReopenPeriodResponse {
-            period: Some(period_to_proto(stored)),
+            period: Some(period),
         }))
     }
 
