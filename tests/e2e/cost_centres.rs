@@ -543,3 +543,149 @@ async fn a_bad_cost_centre_filter_is_invalid_argument_naming_the_field() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_migration_sums_existing_costs_by_cost_centre() {
+    use chrono::{TimeZone, Utc};
+    use jalon_migration::MigratorTrait;
+    use jalon_store::{
+        PoolOptions, Store,
+        entity::{cost, organisation, project, project_cost_centre},
+    };
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+    for backend in backends() {
+        let db = FreshDatabase::create(&backend).await;
+        let conn = db.connect().await;
+        // The schema before this aggregate: every migration but the last.
+        let before = jalon_migration::Migrator::migrations().len() - 1;
+        jalon_migration::Migrator::up(&conn, Some(u32::try_from(before).unwrap()))
+            .await
+            .unwrap();
+        let t = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        let org = uuid::Uuid::now_v7();
+        organisation::ActiveModel {
+            id: Set(org),
+            display_name: Set("Legacy".into()),
+            slug: Set("legacy".into()),
+            default_currency: Set("EUR".into()),
+            discount_rate: Set("0.08".into()),
+            fiscal_year_start_month: Set(1),
+            external_ref: Set(None),
+            create_time: Set(t),
+            update_time: Set(t),
+            delete_time: Set(None),
+            version: Set(1),
+            gate_overdue_days: Set(365),
+        }
+        .insert(&conn)
+        .await
+        .unwrap();
+        let mut projects = Vec::new();
+        for name in ["Old bot", "Old forecast"] {
+            let p = uuid::Uuid::now_v7();
+            project::ActiveModel {
+                id: Set(p),
+                organisation_id: Set(org),
+                name: Set(name.into()),
+                description: Set(String::new()),
+                business_unit: Set(String::new()),
+                objective: Set(String::new()),
+                gain_quantified: Set(false),
+                expected_gain_minor: Set(None),
+                expected_gain_currency: Set(None),
+                usage: Set(None),
+                result_type: Set(None),
+                data_kinds: Set("[]".into()),
+                algorithm_approach: Set(None),
+                execution: Set(None),
+                hosting: Set(None),
+                personal_data: Set(false),
+                ai_act_tier: Set("MINIMAL".into()),
+                ai_act_reason: Set(String::new()),
+                sponsor_id: Set(None),
+                lead_id: Set(None),
+                phase: Set("IDEATION".into()),
+                status: Set("ACTIVE".into()),
+                planned_start: Set(None),
+                planned_end: Set(None),
+                create_time: Set(t),
+                update_time: Set(t),
+                version: Set(1),
+                underperforming: Set(false),
+            }
+            .insert(&conn)
+            .await
+            .unwrap();
+            projects.push(p);
+        }
+        let (p1, p2) = (projects[0], projects[1]);
+        let line1 = uuid::Uuid::now_v7();
+        for (i, (project_id, minor, centre, reverses)) in [
+            (p1, 10_000_i64, "CC-1", None),
+            (p1, 2_500, "CC-1", None),
+            (p1, -2_500, "CC-1", Some(line1)),
+            (p1, 700, "", None),
+            (p2, 4_000, "CC-2", None),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            cost::ActiveModel {
+                id: Set(if i == 1 { line1 } else { uuid::Uuid::now_v7() }),
+                organisation_id: Set(org),
+                project_id: Set(project_id),
+                amount_minor: Set(minor),
+                currency: Set("EUR".into()),
+                category: Set("CLOUD".into()),
+                nature: Set("OPEX".into()),
+                incurred_on: Set(t.date_naive()),
+                cost_centre: Set(centre.into()),
+                phase: Set("IDEATION".into()),
+                description: Set(String::new()),
+                external_ref: Set(Some(format!("OLD-{i}"))),
+                create_time: Set(t),
+                source: Set("manual".into()),
+                posting_period: Set("2026-03".into()),
+                original_amount_minor: Set(None),
+                original_currency: Set(None),
+                exchange_rate: Set(None),
+                rate_date: Set(None),
+                reverses_cost_id: Set(reverses),
+            }
+            .insert(&conn)
+            .await
+            .unwrap();
+        }
+        jalon_migration::Migrator::up(&conn, None).await.unwrap();
+        let rows = |conn| async move {
+            let mut out: Vec<(uuid::Uuid, String, i64, i64)> = project_cost_centre::Entity::find()
+                .filter(project_cost_centre::Column::OrganisationId.eq(org))
+                .all(conn)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.project_id, r.cost_centre, r.amount_minor, r.lines))
+                .collect();
+            out.sort();
+            out
+        };
+        let mut expected = vec![
+            (p1, String::new(), 700, 1),
+            (p1, "CC-1".to_owned(), 10_000, 3),
+            (p2, "CC-2".to_owned(), 4_000, 1),
+        ];
+        expected.sort();
+        assert_eq!(rows(&conn).await, expected, "summed by the migration");
+        // The same rows as a recomputation from scratch.
+        let store = Store::connect(&db.url, &PoolOptions::default())
+            .await
+            .unwrap();
+        jalon_store::portfolio::rebuild(store.db(), org)
+            .await
+            .unwrap();
+        store.close().await;
+        assert_eq!(rows(&conn).await, expected, "recomputed");
+        conn.close().await.unwrap();
+        db.drop_database().await;
+    }
+}
