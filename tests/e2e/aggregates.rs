@@ -167,24 +167,23 @@ async fn kept_aggregates_equal_a_recomputation_after_random_writes() {
         let mut refs: Vec<String> = Vec::new();
         // Lines without a cost centre are kept under "".
         let centres = ["", "CC-1", "CC-2"];
-        let cost_row = |amount_cents: u64,
-                        month: u64,
-                        category: pb::CostCategory,
-                        centre: &str,
-                        r: String| pb::Cost {
-            project_id: c.project.clone(),
-            amount: eur(&format!("{}.{:02}", amount_cents / 100, amount_cents % 100)),
-            category: category as i32,
-            nature: pb::CostNature::Opex as i32,
-            incurred_on: Some(pb::Date {
-                year: 2026,
-                month: i32::try_from(1 + month).unwrap(),
-                day: 15,
-            }),
-            cost_centre: centre.into(),
-            external_ref: r,
-            ..Default::default()
-        };
+        let cost_row =
+            |amount_cents: u64, month: u64, category: pb::CostCategory, centre: &str, r: String| {
+                pb::Cost {
+                    project_id: c.project.clone(),
+                    amount: eur(&format!("{}.{:02}", amount_cents / 100, amount_cents % 100)),
+                    category: category as i32,
+                    nature: pb::CostNature::Opex as i32,
+                    incurred_on: Some(pb::Date {
+                        year: 2026,
+                        month: i32::try_from(1 + month).unwrap(),
+                        day: 15,
+                    }),
+                    cost_centre: centre.into(),
+                    external_ref: r,
+                    ..Default::default()
+                }
+            };
         for step in 0..70 {
             match next(9) {
                 0 => {

@@ -6,8 +6,8 @@
 //! costs never appear; a bad filter names `filter.cost_centre`.
 
 use jalon_proto::v1 as pb;
-use tonic::Code;
 use tokio_stream::StreamExt;
+use tonic::Code;
 
 use crate::{
     helpers::*,
@@ -188,7 +188,11 @@ fn row_costs(rows: &[pb::PortfolioProject]) -> Vec<(String, String, Option<Strin
 }
 
 fn row(name: &str, cost: &str, in_centre: Option<&str>) -> (String, String, Option<String>) {
-    (name.to_owned(), cost.to_owned(), in_centre.map(str::to_owned))
+    (
+        name.to_owned(),
+        cost.to_owned(),
+        in_centre.map(str::to_owned),
+    )
 }
 
 #[tokio::test]
