@@ -336,7 +336,6 @@ async fn the_summary_breaks_down_and_filters_by_cost_centre() {
                 pb::GetProjectFinancialsRequest {
                     organisation_id: s.org.clone(),
                     project_id: s.gamma.clone(),
-                    ..Default::default()
                 },
             ))
             .await
