@@ -1,11 +1,12 @@
 //! The running aggregates a project's figures are computed from, kept by
 //! the writes in their transaction (issue 11): money by month, nature,
-//! category and phase, and cost by cost centre; KPI statistics by stage and
-//! review period; assessment counts by phase and concern. A write adds what it changes to
-//! the few rows it touches (read, merged with checked sums, written back,
-//! under the project's row lock); the refresh of a project's figures reads
-//! its aggregate rows, never its history. [`recompute`] rebuilds them from
-//! the raw rows (what `jalon rebuild-portfolio` and the tests compare with).
+//! category and phase, and cost by cost centre; KPI statistics by stage
+//! and review period; assessment counts by phase and concern. A write adds
+//! what it changes to the few rows it touches (read, merged with checked
+//! sums, written back, under the project's row lock); the refresh of a
+//! project's figures reads its aggregate rows, never its history.
+//! [`recompute`] rebuilds them from the raw rows (what `jalon
+//! rebuild-portfolio` and the tests compare with).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -93,7 +94,8 @@ pub(crate) struct MoneyLine {
 
 impl MoneyLine {
     /// A cost line (a reversal is one, negative, booked on the reversed
-    /// line's date, category and phase).
+    /// line's date, category, phase and, unless it names another, cost
+    /// centre).
     pub fn cost(
         project_id: Uuid,
         date: NaiveDate,
@@ -728,8 +730,8 @@ pub(crate) async fn load_item_counts(
 
 /// Recomputes every aggregate of an organisation's projects from the raw
 /// rows, set-based: money, cost by cost centre and assessment counts are
-/// summed by the database, KPI statistics accumulated from the measurements read once in
-/// record order.
+/// summed by the database, KPI statistics accumulated from the
+/// measurements read once in record order.
 pub(crate) async fn recompute(conn: &impl ConnectionTrait, organisation_id: Uuid) -> Result<()> {
     for table in [
         "project_money",
