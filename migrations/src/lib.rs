@@ -17,6 +17,7 @@ mod m20261203_000002_create_webhook_attempts;
 mod m20261205_000001_create_finance_feeds;
 mod m20261206_000001_create_counter_deltas;
 mod m20261207_000001_create_scim;
+mod m20261208_000001_create_project_cost_centres;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000001_create_finance_feeds::Migration),
             Box::new(m20261206_000001_create_counter_deltas::Migration),
             Box::new(m20261207_000001_create_scim::Migration),
+            Box::new(m20261208_000001_create_project_cost_centres::Migration),
         ]
     }
 }

@@ -1,14 +1,14 @@
 //! The running aggregates (issue 11): after a random sequence of writes
 //! (single costs, imports with duplicates and bad rows, benefits,
 //! measurements of every stage with and without sample statistics, a
-//! change of review cadence, assessment answers), the aggregates the writes
-//! kept, and the figures computed from them, equal a recomputation from
-//! the raw rows.
+//! change of review cadence, assessment answers, costs in cost centres with
+//! reversals and restatements), the aggregates the writes kept, and the
+//! figures computed from them, equal a recomputation from the raw rows.
 
 use jalon_proto::v1 as pb;
 use jalon_store::{
     PoolOptions, Store,
-    entity::{assessment_count, kpi_stats, project_money},
+    entity::{assessment_count, kpi_stats, project_cost_centre, project_money},
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
@@ -23,6 +23,7 @@ type Aggregates = (
     Vec<project_money::Model>,
     Vec<kpi_stats::Model>,
     Vec<assessment_count::Model>,
+    Vec<project_cost_centre::Model>,
 );
 
 async fn aggregates(app: &TestApp, org: uuid::Uuid) -> Aggregates {
@@ -56,6 +57,13 @@ async fn aggregates(app: &TestApp, org: uuid::Uuid) -> Aggregates {
         .all(db)
         .await
         .unwrap();
+    let centres = project_cost_centre::Entity::find()
+        .filter(project_cost_centre::Column::OrganisationId.eq(org))
+        .order_by_asc(project_cost_centre::Column::ProjectId)
+        .order_by_asc(project_cost_centre::Column::CostCentre)
+        .all(db)
+        .await
+        .unwrap();
     store.close().await;
     // Rows whose every count fell back to zero are equivalent to absent.
     let counts = counts
@@ -69,7 +77,7 @@ async fn aggregates(app: &TestApp, org: uuid::Uuid) -> Aggregates {
             ) != (0, 0, 0, 0)
         })
         .collect();
-    (money, stats, counts)
+    (money, stats, counts, centres)
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -157,22 +165,27 @@ async fn kept_aggregates_equal_a_recomputation_after_random_writes() {
             seed % n
         };
         let mut refs: Vec<String> = Vec::new();
+        // Lines without a cost centre are kept under "".
+        let centres = ["", "CC-1", "CC-2"];
         let cost_row =
-            |amount_cents: u64, month: u64, category: pb::CostCategory, r: String| pb::Cost {
-                project_id: c.project.clone(),
-                amount: eur(&format!("{}.{:02}", amount_cents / 100, amount_cents % 100)),
-                category: category as i32,
-                nature: pb::CostNature::Opex as i32,
-                incurred_on: Some(pb::Date {
-                    year: 2026,
-                    month: i32::try_from(1 + month).unwrap(),
-                    day: 15,
-                }),
-                external_ref: r,
-                ..Default::default()
+            |amount_cents: u64, month: u64, category: pb::CostCategory, centre: &str, r: String| {
+                pb::Cost {
+                    project_id: c.project.clone(),
+                    amount: eur(&format!("{}.{:02}", amount_cents / 100, amount_cents % 100)),
+                    category: category as i32,
+                    nature: pb::CostNature::Opex as i32,
+                    incurred_on: Some(pb::Date {
+                        year: 2026,
+                        month: i32::try_from(1 + month).unwrap(),
+                        day: 15,
+                    }),
+                    cost_centre: centre.into(),
+                    external_ref: r,
+                    ..Default::default()
+                }
             };
-        for step in 0..60 {
-            match next(8) {
+        for step in 0..70 {
+            match next(9) {
                 0 => {
                     let r = if !refs.is_empty() && next(3) == 0 {
                         refs[next(refs.len() as u64) as usize].clone()
@@ -192,6 +205,7 @@ async fn kept_aggregates_equal_a_recomputation_after_random_writes() {
                                     100 + next(900_000),
                                     next(12),
                                     categories[next(3) as usize],
+                                    centres[next(3) as usize],
                                     r,
                                 )),
                             },
@@ -211,13 +225,14 @@ async fn kept_aggregates_equal_a_recomputation_after_random_writes() {
                             next(5_000_000),
                             next(12),
                             categories[next(3) as usize],
+                            centres[next(3) as usize],
                             r,
                         ));
                     }
                     // A bad row is rejected alone.
                     rows.push(pb::Cost {
                         amount: eur("-1.00"),
-                        ..cost_row(0, 0, pb::CostCategory::Other, format!("bad-{step}"))
+                        ..cost_row(0, 0, pb::CostCategory::Other, "", format!("bad-{step}"))
                     });
                     let msg = pb::ImportCostsRequest {
                         organisation_id: c.org.clone(),
@@ -356,6 +371,59 @@ async fn kept_aggregates_equal_a_recomputation_after_random_writes() {
                         .await
                         .expect("answer");
                 }
+                7 if !refs.is_empty() => {
+                    // A correction of a line: in full or in part, with or
+                    // without a restatement in another cost centre. A line
+                    // already reversed in full, or never posted, is
+                    // refused: nothing moves.
+                    let line = refs[next(refs.len() as u64) as usize].clone();
+                    let replacement = (next(2) == 0).then(|| {
+                        cost_row(
+                            100 + next(90_000),
+                            next(12),
+                            categories[next(3) as usize],
+                            centres[next(3) as usize],
+                            format!("restated-{step}"),
+                        )
+                    });
+                    let _ = app
+                        .finance()
+                        .correct_cost(authed(
+                            "dina",
+                            pb::CorrectCostRequest {
+                                organisation_id: c.org.clone(),
+                                external_ref: line,
+                                amount: (next(2) == 0).then(|| eur("0.50")).flatten(),
+                                reversal_external_ref: format!("rev-{step}"),
+                                description: format!("step {step}"),
+                                replacement,
+                                ..Default::default()
+                            },
+                        ))
+                        .await;
+                }
+                8 if !refs.is_empty() => {
+                    // A reversal booked to another cost centre than its
+                    // line's: that cost centre's cost goes down.
+                    let line = refs[next(refs.len() as u64) as usize].clone();
+                    let _ = app
+                        .finance()
+                        .record_cost(authed(
+                            "dina",
+                            pb::RecordCostRequest {
+                                organisation_id: c.org.clone(),
+                                cost: Some(pb::Cost {
+                                    amount: eur("-0.25"),
+                                    external_ref: format!("rev-cc-{step}"),
+                                    reverses_external_ref: line,
+                                    cost_centre: "CC-3".into(),
+                                    ..Default::default()
+                                }),
+                            },
+                        ))
+                        .await;
+                }
+                7 | 8 => {}
                 _ => {
                     // The weekly KPI turns monthly or back: its periods
                     // regroup.
@@ -402,6 +470,24 @@ async fn kept_aggregates_equal_a_recomputation_after_random_writes() {
         let kept = aggregates(app, org).await;
         let kept_view = snapshot(app, &c.org).await;
         assert!(!kept.0.is_empty() && !kept.1.is_empty() && !kept.2.is_empty());
+        // Every cost centre was written, reversals included.
+        let kept_centres: std::collections::BTreeSet<&str> =
+            kept.3.iter().map(|r| r.cost_centre.as_str()).collect();
+        assert_eq!(
+            kept_centres,
+            ["", "CC-1", "CC-2", "CC-3"].into_iter().collect(),
+            "{:?}",
+            kept.3
+        );
+        // The cost centres of the project add up to its cost.
+        let by_centres: i64 = kept.3.iter().map(|r| r.amount_minor).sum();
+        let by_money: i64 = kept
+            .0
+            .iter()
+            .filter(|m| m.nature == "COST")
+            .map(|m| m.amount_minor)
+            .sum();
+        assert_eq!(by_centres, by_money);
         let store = Store::connect(&app.db.url, &PoolOptions::default())
             .await
             .unwrap();
@@ -413,6 +499,7 @@ async fn kept_aggregates_equal_a_recomputation_after_random_writes() {
         assert_eq!(kept.0, recomputed.0, "money by month, category and phase");
         same_stats(&kept.1, &recomputed.1);
         assert_eq!(kept.2, recomputed.2, "assessment counts");
+        assert_eq!(kept.3, recomputed.3, "cost by cost centre");
         let recomputed_view = snapshot(app, &c.org).await;
         assert_eq!(kept_view.0, recomputed_view.0, "the summary");
         assert_eq!(kept_view.1, recomputed_view.1, "the project rows");

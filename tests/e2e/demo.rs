@@ -238,6 +238,25 @@ async fn the_demo_portfolio_summary_matches_hand_computed_figures() {
         assert_eq!(amount(&m.net_value), "-232320.00");
         assert_eq!(m.roi, "-0.411915");
         assert_eq!(m.paid_back_projects, 1, "NOLEJ");
+        // Cost by cost centre: the demo books each project's lines to the
+        // cost centre of its business unit; largest cost first, then by name.
+        let centres: Vec<(String, String, i64)> = m
+            .cost_by_cost_centre
+            .iter()
+            .map(|c| (c.cost_centre.clone(), amount(&c.cost), c.project_count))
+            .collect();
+        let centre = |name: &str, cost: &str| (name.to_owned(), cost.to_owned(), 1);
+        assert_eq!(
+            centres,
+            vec![
+                centre("CC-EDUCATION-PRODUCTS", "162000.00"),
+                centre("CC-RETAIL", "162000.00"),
+                centre("CC-CUSTOMER-SERVICE", "60000.00"),
+                centre("CC-MARKETING", "60000.00"),
+                centre("CC-RECRUITMENT", "60000.00"),
+                centre("CC-WATERWAYS-OPERATIONS", "60000.00"),
+            ]
+        );
         assert_eq!(m.projects_with_cost, 6);
         let tiers: Vec<i64> = s.ai_act_tiers.iter().map(|t| t.count).collect();
         assert_eq!(tiers, vec![0, 4, 2, 1, 0]);

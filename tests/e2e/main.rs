@@ -5,6 +5,7 @@
 mod aggregates;
 mod auth;
 mod bad_input;
+mod cost_centres;
 mod counters;
 mod demo;
 mod events;

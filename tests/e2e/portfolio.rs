@@ -213,7 +213,7 @@ async fn acme(app: &TestApp) -> Acme {
     }
 }
 
-async fn summary(
+pub(crate) async fn summary(
     app: &TestApp,
     who: &str,
     org: &str,
@@ -248,7 +248,7 @@ fn alert_count(s: &pb::PortfolioSummary, kind: pb::AlertKind) -> i64 {
         .map_or(0, |a| a.count)
 }
 
-async fn rows(
+pub(crate) async fn rows(
     app: &TestApp,
     who: &str,
     org: &str,

@@ -63,6 +63,21 @@ money_enum!(
 /// without a source.
 pub const MANUAL_SOURCE: &str = "manual";
 
+/// The longest cost centre kept (the column's length).
+pub const COST_CENTRE_MAX_CHARS: usize = 100;
+
+/// A cost centre as a cost, a cost-centre rule or a portfolio filter names
+/// it: trimmed, at most [`COST_CENTRE_MAX_CHARS`] characters, and, being a
+/// code of one line, no control character at all (not even a tab or a line
+/// break, which other free text allows); empty means none.
+pub fn parse_cost_centre(raw: &str) -> Result<String, String> {
+    let c = crate::values::free_text(raw, COST_CENTRE_MAX_CHARS)?;
+    if c.chars().any(char::is_control) {
+        return Err("must not contain control characters (tabs and line breaks included)".into());
+    }
+    Ok(c)
+}
+
 /// A source's name: a slug of 1 to 64 lowercase letters, digits and `-`,
 /// starting with a letter.
 pub fn parse_source_name(raw: &str) -> Result<String, String> {
@@ -419,6 +434,17 @@ mod tests {
 
     fn eur() -> CurrencyCode {
         CurrencyCode::parse("EUR").unwrap()
+    }
+
+    #[test]
+    fn a_cost_centre_is_one_line_of_at_most_100_characters() {
+        assert_eq!(parse_cost_centre("  CC-4711 "), Ok("CC-4711".to_owned()));
+        assert_eq!(parse_cost_centre(""), Ok(String::new()));
+        assert!(parse_cost_centre(&"C".repeat(100)).is_ok());
+        assert!(parse_cost_centre(&"C".repeat(101)).is_err());
+        for bad in ["CC\t1", "CC\n1", "CC\u{7}1", "CC\u{0}1"] {
+            assert!(parse_cost_centre(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -538,6 +538,40 @@ pub struct PortfolioMoney {
     pub roi: String,
     pub paid_back_projects: i64,
     pub projects_with_cost: i64,
+    /// Cost by cost centre over the projects covered, in
+    /// [`cost_centre_breakdown`]'s order; filled by the store (it is read
+    /// from the cost-centre aggregate, not from the counters).
+    pub cost_by_cost_centre: Vec<CostCentreCost>,
+}
+
+/// The cost of a cost centre over a set of projects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostCentreCost {
+    /// "" for lines booked without a cost centre.
+    pub cost_centre: String,
+    /// Net of reversals.
+    pub cost: Money,
+    /// Projects with at least one cost line booked to it (a line reversed
+    /// in full still counts).
+    pub project_count: i64,
+}
+
+/// Cost centres with their cost (minor units) and project count, in the
+/// order the portfolio shows them: largest cost first, then by cost centre
+/// (byte order, so that both databases agree).
+pub fn cost_centre_breakdown(
+    rows: impl IntoIterator<Item = (String, i64, i64)>,
+    currency: CurrencyCode,
+) -> Vec<CostCentreCost> {
+    let mut rows: Vec<(String, i64, i64)> = rows.into_iter().collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    rows.into_iter()
+        .map(|(cost_centre, minor, project_count)| CostCentreCost {
+            cost_centre,
+            cost: Money::from_minor(minor, currency),
+            project_count,
+        })
+        .collect()
 }
 
 /// The portfolio summary.
@@ -630,6 +664,7 @@ pub fn summarise(
         roi: crate::finance::roi_text(crate::finance::roi(cost, benefit)),
         paid_back_projects: get("paid_back"),
         projects_with_cost: get("with_cost"),
+        cost_by_cost_centre: Vec::new(),
     };
     let mut risk_heat_map = Vec::new();
     for phase in Phase::ALL {

@@ -1,11 +1,12 @@
 //! The running aggregates a project's figures are computed from, kept by
 //! the writes in their transaction (issue 11): money by month, nature,
-//! category and phase; KPI statistics by stage and review period;
-//! assessment counts by phase and concern. A write adds what it changes to
-//! the few rows it touches (read, merged with checked sums, written back,
-//! under the project's row lock); the refresh of a project's figures reads
-//! its aggregate rows, never its history. [`recompute`] rebuilds them from
-//! the raw rows (what `jalon rebuild-portfolio` and the tests compare with).
+//! category and phase, and cost by cost centre; KPI statistics by stage
+//! and review period; assessment counts by phase and concern. A write adds
+//! what it changes to the few rows it touches (read, merged with checked
+//! sums, written back, under the project's row lock); the refresh of a
+//! project's figures reads its aggregate rows, never its history.
+//! [`recompute`] rebuilds them from the raw rows (what `jalon
+//! rebuild-portfolio` and the tests compare with).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -27,7 +28,7 @@ use crate::{
     CHUNK,
     entity::{
         assessment_count as count, assessment_item as item, kpi_stats as stat,
-        project_money as money,
+        project_cost_centre as centre, project_money as money,
     },
     error::db_error,
     error::unknown,
@@ -81,6 +82,55 @@ impl MoneyKey {
     }
 }
 
+/// A line of money to add to the aggregates: its money row's key, its
+/// amount and, for a cost, its cost centre ("" for a line without one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MoneyLine {
+    pub key: MoneyKey,
+    pub amount_minor: i64,
+    /// None for a benefit.
+    pub cost_centre: Option<String>,
+}
+
+impl MoneyLine {
+    /// A cost line (a reversal is one, negative, booked on the reversed
+    /// line's date, category, phase and, unless it names another, cost
+    /// centre).
+    pub fn cost(
+        project_id: Uuid,
+        date: NaiveDate,
+        category: CostCategory,
+        phase: Phase,
+        cost_centre: &str,
+        amount_minor: i64,
+    ) -> Self {
+        Self {
+            key: MoneyKey::cost(project_id, date, category, phase),
+            amount_minor,
+            cost_centre: Some(cost_centre.to_owned()),
+        }
+    }
+
+    /// A recorded benefit.
+    pub fn benefit(project_id: Uuid, date: NaiveDate, amount_minor: i64) -> Self {
+        Self {
+            key: MoneyKey::benefit(project_id, date),
+            amount_minor,
+            cost_centre: None,
+        }
+    }
+}
+
+fn centre_overflow(project_id: Uuid, cost_centre: &str) -> Error {
+    Error::precondition(
+        "TOTAL_OVERFLOW",
+        format!("projects/{project_id}"),
+        format!(
+            "the project's cost in cost centre '{cost_centre}' would exceed the largest total kept for a project ({MAX_TOTAL} minor units of its currency, e.g. 9999999999999.99 EUR): the write is refused"
+        ),
+    )
+}
+
 fn overflow(key: &MoneyKey) -> Error {
     Error::precondition(
         "TOTAL_OVERFLOW",
@@ -98,16 +148,33 @@ fn within_total(sum: Option<i64>) -> Option<i64> {
     sum.filter(|t| t.unsigned_abs() <= MAX_TOTAL.unsigned_abs())
 }
 
-/// Adds amounts to the money rows of their keys (several lines may share a
-/// key), with checked sums: a total that would overflow refuses the write.
+/// Adds lines to the money rows of their keys (several lines may share a
+/// key) and, for costs, to the rows of their (project, cost centre), with
+/// checked sums: a total that would overflow refuses the write. One call
+/// keeps both aggregates, a statement per batch for each (one read, one
+/// upsert), never one per line.
 pub(crate) async fn add_money(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
-    lines: impl IntoIterator<Item = (MoneyKey, i64)>,
+    lines: impl IntoIterator<Item = MoneyLine>,
 ) -> Result<()> {
     use sea_orm::ActiveValue::Set;
     let mut delta: BTreeMap<MoneyKey, (i64, i64)> = BTreeMap::new();
-    for (key, amount) in lines {
+    let mut by_centre: BTreeMap<(Uuid, String), (i64, i64)> = BTreeMap::new();
+    for MoneyLine {
+        key,
+        amount_minor: amount,
+        cost_centre,
+    } in lines
+    {
+        if let Some(cost_centre) = cost_centre {
+            let slot = by_centre
+                .entry((key.project_id, cost_centre.clone()))
+                .or_default();
+            slot.0 = within_total(slot.0.checked_add(amount))
+                .ok_or_else(|| centre_overflow(key.project_id, &cost_centre))?;
+            slot.1 += 1;
+        }
         let slot = delta.entry(key.clone()).or_default();
         slot.0 = within_total(slot.0.checked_add(amount)).ok_or_else(|| overflow(&key))?;
         slot.1 += 1;
@@ -184,7 +251,82 @@ pub(crate) async fn add_money(
             .await
             .map_err(db_error)?;
     }
+    add_cost_centres(conn, organisation_id, by_centre).await
+}
+
+/// Adds (amount, lines) to the rows of their (project, cost centre): the
+/// rows of the batch's keys read by index, merged with checked sums,
+/// written back.
+async fn add_cost_centres(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    delta: BTreeMap<(Uuid, String), (i64, i64)>,
+) -> Result<()> {
+    use sea_orm::ActiveValue::Set;
+    if delta.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<Vec<sea_orm::Value>> = delta
+        .keys()
+        .map(|(p, c)| vec![(*p).into(), c.clone().into()])
+        .collect();
+    let mut existing: HashMap<(Uuid, String), (i64, i64)> = HashMap::new();
+    for r in find_by_keys::<centre::Entity>(conn, "project_cost_centres", &keys, None, |_| {
+        "t.project_id = r.column1 AND t.cost_centre = r.column2".to_owned()
+    })
+    .await?
+    {
+        existing.insert((r.project_id, r.cost_centre), (r.amount_minor, r.lines));
+    }
+    let mut rows = Vec::with_capacity(delta.len());
+    for ((project_id, cost_centre), (amount, lines)) in delta {
+        let (old_amount, old_lines) = existing
+            .get(&(project_id, cost_centre.clone()))
+            .copied()
+            .unwrap_or_default();
+        let total = within_total(old_amount.checked_add(amount))
+            .ok_or_else(|| centre_overflow(project_id, &cost_centre))?;
+        rows.push(centre::ActiveModel {
+            project_id: Set(project_id),
+            cost_centre: Set(cost_centre),
+            organisation_id: Set(organisation_id),
+            amount_minor: Set(total),
+            lines: Set(old_lines + lines),
+        });
+    }
+    for chunk in rows.chunks(CHUNK) {
+        centre::Entity::insert_many(chunk.to_vec())
+            .on_conflict(
+                OnConflict::columns([centre::Column::ProjectId, centre::Column::CostCentre])
+                    .update_columns([centre::Column::AmountMinor, centre::Column::Lines])
+                    .to_owned(),
+            )
+            .exec(conn)
+            .await
+            .map_err(db_error)?;
+    }
     Ok(())
+}
+
+/// A project's cost by cost centre ("" for lines without one), by cost
+/// centre, from its cost-centre rows.
+pub(crate) async fn project_cost_centres(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    project_id: Uuid,
+) -> Result<Vec<(String, i64)>> {
+    use sea_orm::QueryOrder;
+    centre::Entity::find()
+        .select_only()
+        .column(centre::Column::CostCentre)
+        .column(centre::Column::AmountMinor)
+        .filter(centre::Column::OrganisationId.eq(organisation_id))
+        .filter(centre::Column::ProjectId.eq(project_id))
+        .order_by_asc(centre::Column::CostCentre)
+        .into_tuple::<(String, i64)>()
+        .all(conn)
+        .await
+        .map_err(db_error)
 }
 
 /// The money of projects summed by the database: cost by category (and
@@ -587,11 +729,16 @@ pub(crate) async fn load_item_counts(
 }
 
 /// Recomputes every aggregate of an organisation's projects from the raw
-/// rows, set-based: money and assessment counts are summed by the
-/// database, KPI statistics accumulated from the measurements read once in
-/// record order.
+/// rows, set-based: money, cost by cost centre and assessment counts are
+/// summed by the database, KPI statistics accumulated from the
+/// measurements read once in record order.
 pub(crate) async fn recompute(conn: &impl ConnectionTrait, organisation_id: Uuid) -> Result<()> {
-    for table in ["project_money", "kpi_stats", "assessment_counts"] {
+    for table in [
+        "project_money",
+        "project_cost_centres",
+        "kpi_stats",
+        "assessment_counts",
+    ] {
         let sql = format!(
             "DELETE FROM {table} WHERE organisation_id = {}",
             placeholder(conn, 1)
@@ -731,6 +878,12 @@ async fn recompute_money(conn: &impl ConnectionTrait, organisation_id: Uuid) -> 
              SELECT project_id, '{BENEFIT}', {m}, '', '', organisation_id, {sum}, COUNT(*) \
              FROM benefits WHERE organisation_id = {p} GROUP BY project_id, {m}, organisation_id",
             m = month("benefit_date")
+        ),
+        // Lines without a cost centre are kept under "".
+        format!(
+            "INSERT INTO project_cost_centres (project_id, cost_centre, organisation_id, amount_minor, lines) \
+             SELECT project_id, cost_centre, organisation_id, {sum}, COUNT(*) \
+             FROM costs WHERE organisation_id = {p} GROUP BY project_id, cost_centre, organisation_id"
         ),
     ] {
         execute_for(conn, &sql, organisation_id).await?;

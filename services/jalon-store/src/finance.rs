@@ -22,7 +22,7 @@ use uuid::Uuid;
 pub use crate::rows::budgets::Budget;
 use crate::rows::budgets::{budget_from, financials_of};
 use crate::{
-    aggregates::MoneyKey,
+    aggregates::MoneyLine,
     audit::NewEvent,
     change::{Caller, Change},
     entity::{benefit, budget, cost, cost_centre_rule, project_cost_object},
@@ -438,13 +438,18 @@ async fn record_in(
     if accepted.is_empty() {
         return Ok(outcomes);
     }
-    // A reversal is booked on the reversed line's charge month, category
-    // and phase (its row carries them): totals by month and by phase net.
+    // A reversal is booked on the reversed line's charge month, category,
+    // phase and (unless it names one) cost centre (its row carries them):
+    // totals by month, by phase and by cost centre net.
     let money = accepted
         .iter()
         .map(|(phase, category, c)| {
-            (
-                MoneyKey::cost(c.project_id, c.incurred_on, *category, *phase),
+            MoneyLine::cost(
+                c.project_id,
+                c.incurred_on,
+                *category,
+                *phase,
+                &c.cost_centre,
                 c.amount_minor,
             )
         })
@@ -855,29 +860,14 @@ pub async fn costs(
 }
 
 /// A project's cost by cost centre ("" for lines without one), by cost
-/// centre: one grouped query over the index (organisation, project, cost
-/// centre, amount), read-only, so it is not kept as an aggregate.
+/// centre: its rows of the cost-centre aggregate kept by the writes (the
+/// portfolio's breakdown and filter read the same rows).
 pub async fn cost_by_cost_centre(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
     project_id: Uuid,
 ) -> Result<Vec<(String, i64)>> {
-    use sea_orm::QuerySelect;
-    cost::Entity::find()
-        .select_only()
-        .column(cost::Column::CostCentre)
-        .expr_as(
-            sea_orm::sea_query::Expr::cust("CAST(SUM(amount_minor) AS BIGINT)"),
-            "amount",
-        )
-        .filter(cost::Column::OrganisationId.eq(organisation_id))
-        .filter(cost::Column::ProjectId.eq(project_id))
-        .group_by(cost::Column::CostCentre)
-        .order_by_asc(cost::Column::CostCentre)
-        .into_tuple::<(String, i64)>()
-        .all(conn)
-        .await
-        .map_err(db_error)
+    crate::aggregates::project_cost_centres(conn, organisation_id, project_id).await
 }
 
 /// Reads a project's budget.
@@ -978,7 +968,7 @@ pub async fn record_benefit(
     crate::aggregates::add_money(
         change.conn(),
         organisation_id,
-        [(MoneyKey::benefit(project_id, date), stored.amount_minor)],
+        [MoneyLine::benefit(project_id, date, stored.amount_minor)],
     )
     .await?;
     change.event(NewEvent {

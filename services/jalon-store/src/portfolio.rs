@@ -37,8 +37,8 @@ use crate::{
     entity::{
         aggregate_rebuild, gate_condition, gate_review, person,
         portfolio_contribution as contribution, portfolio_counter as counter,
-        portfolio_counter_delta as delta, project, project_alert, project_figures as fig,
-        project_tag,
+        portfolio_counter_delta as delta, project, project_alert, project_cost_centre as centre,
+        project_figures as fig, project_tag,
     },
     error::db_error,
     events::Notice,
@@ -959,6 +959,9 @@ pub struct Filter {
     pub ai_act_tier: Option<AiActTier>,
     pub created_from: Option<DateTime<Utc>>,
     pub created_to: Option<DateTime<Utc>>,
+    /// Only projects with at least one cost line booked to this cost centre
+    /// (a line reversed in full still counts).
+    pub cost_centre: Option<String>,
     /// What the caller may see (a MEMBER: the projects they lead or sponsor).
     pub visibility: jalon_core::authz::Visibility,
 }
@@ -1011,6 +1014,20 @@ impl Filter {
         }
         if let Some(v) = self.created_to {
             c = c.add(C::ProjectCreateTime.lt(v));
+        }
+        if let Some(v) = &self.cost_centre {
+            // A row exists once a line is booked to the cost centre: the
+            // aggregate's index (organisation, cost centre, project) alone.
+            c = c.add(
+                C::ProjectId.in_subquery(
+                    Query::select()
+                        .column(centre::Column::ProjectId)
+                        .from(centre::Entity)
+                        .and_where(centre::Column::OrganisationId.eq(organisation_id))
+                        .and_where(centre::Column::CostCentre.eq(v.as_str()))
+                        .to_owned(),
+                ),
+            );
         }
         c = c.add(crate::access::visibility_condition(
             self.visibility,
@@ -1122,7 +1139,51 @@ pub async fn summary(
             deadline_counts.push((*kind, i64::try_from(n).unwrap_or(i64::MAX)));
         }
     }
-    Ok(portfolio::summarise(&counters, &deadline_counts, currency))
+    let mut summary = portfolio::summarise(&counters, &deadline_counts, currency);
+    summary.money.cost_by_cost_centre = portfolio::cost_centre_breakdown(
+        cost_by_cost_centre(db, organisation_id, filter).await?,
+        currency,
+    );
+    Ok(summary)
+}
+
+/// Cost by cost centre over the projects `filter` covers, from the
+/// cost-centre aggregate: (cost centre, amount, projects with a line in
+/// it). Read by the same project predicate as the rest of a filtered
+/// summary; for the whole organisation, the organisation's rows by index.
+/// One row is read per project and cost centre, whatever the number of
+/// cost lines.
+async fn cost_by_cost_centre(
+    db: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    filter: &Filter,
+) -> Result<Vec<(String, i64, i64)>> {
+    let mut query = centre::Entity::find()
+        .select_only()
+        .column(centre::Column::CostCentre)
+        .expr_as(
+            Expr::cust("CAST(SUM(project_cost_centres.amount_minor) AS BIGINT)"),
+            "amount",
+        )
+        .expr_as(Expr::cust("COUNT(*)"), "projects")
+        .filter(centre::Column::OrganisationId.eq(organisation_id));
+    if !filter.is_everything() {
+        query = query.filter(
+            centre::Column::ProjectId.in_subquery(
+                Query::select()
+                    .column(fig::Column::ProjectId)
+                    .from(fig::Entity)
+                    .cond_where(filter.condition(organisation_id))
+                    .to_owned(),
+            ),
+        );
+    }
+    query
+        .group_by(centre::Column::CostCentre)
+        .into_tuple::<(String, i64, i64)>()
+        .all(db)
+        .await
+        .map_err(db_error)
 }
 
 /// What ListPortfolioProjects sorts by.
@@ -1147,6 +1208,9 @@ pub enum SortKey {
 pub struct Row {
     pub figures: Figures,
     pub alerts: Vec<(AlertKind, DateTime<Utc>, String)>,
+    /// The project's cost in the filter's cost centre (minor units), when
+    /// the filter names one.
+    pub cost_centre_cost: Option<i64>,
 }
 
 /// A page of rows.
@@ -1394,14 +1458,36 @@ pub async fn list(
             .collect(),
     )
     .await?;
+    // The page's cost in the filter's cost centre: one read of its rows.
+    let centre_costs: HashMap<Uuid, i64> = match &filter.cost_centre {
+        Some(cost_centre) if !models.is_empty() => centre::Entity::find()
+            .select_only()
+            .column(centre::Column::ProjectId)
+            .column(centre::Column::AmountMinor)
+            .filter(centre::Column::OrganisationId.eq(organisation_id))
+            .filter(centre::Column::CostCentre.eq(cost_centre.as_str()))
+            .filter(centre::Column::ProjectId.is_in(models.iter().map(|m| m.project_id)))
+            .into_tuple::<(Uuid, i64)>()
+            .all(db)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .collect(),
+        _ => HashMap::new(),
+    };
     let rows = models
         .into_iter()
         .map(|m| {
             let stored = stored.remove(&m.project_id).unwrap_or_default();
+            let cost_centre_cost = filter
+                .cost_centre
+                .as_ref()
+                .map(|_| centre_costs.get(&m.project_id).copied().unwrap_or(0));
             let figures = figures_from(m)?;
             Ok(Row {
                 alerts: alerts_of(&figures, &stored, now, org.gate_overdue_days),
                 figures,
+                cost_centre_cost,
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -269,3 +269,27 @@ fn a_budget_overrun_is_told_in_the_currency() {
         "costs of EUR 200.00 exceed the budget of EUR 100.00 by EUR 100.00"
     );
 }
+
+#[test]
+fn cost_centres_show_largest_cost_first_then_by_name() {
+    let rows = vec![
+        ("CC-2".to_owned(), 500, 1),
+        ("".to_owned(), 700, 2),
+        ("CC-1".to_owned(), 500, 3),
+        ("CC-3".to_owned(), -100, 1),
+    ];
+    let out = cost_centre_breakdown(rows, eur());
+    let order: Vec<(&str, String, i64)> = out
+        .iter()
+        .map(|c| (c.cost_centre.as_str(), c.cost.to_string(), c.project_count))
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            ("", "7.00".to_owned(), 2),
+            ("CC-1", "5.00".to_owned(), 3),
+            ("CC-2", "5.00".to_owned(), 1),
+            ("CC-3", "-1.00".to_owned(), 1),
+        ]
+    );
+}

@@ -279,7 +279,7 @@ fn new_cost(
         .and_then(|v| required_unless(v, needed))
         .map_err(|e| (f("incurred_on"), e))?;
     let phase = phase_in(c.phase).map_err(|e| (f("phase"), e))?;
-    let cost_centre = jalon_core::values::free_text(&c.cost_centre, COST_CENTRE_MAX_CHARS)
+    let cost_centre = jalon_core::finance::parse_cost_centre(&c.cost_centre)
         .map_err(|e| (f("cost_centre"), e))?;
     let description =
         jalon_core::project::parse_long_text(&c.description).map_err(|e| (f("description"), e))?;
@@ -309,9 +309,6 @@ const COST_OBJECT_MAX_CHARS: usize = 100;
 
 /// Most rows of a RecordCosts call.
 pub const RECORD_COSTS_MAX_ROWS: usize = 1_000;
-
-/// Longest cost centre, in characters.
-const COST_CENTRE_MAX_CHARS: usize = 100;
 
 impl FinanceApi {
     /// Closes (`closed`) or reopens an organisation's accounting period:
@@ -505,7 +502,7 @@ impl FinanceService for FinanceApi {
         let cost_centre = v
             .check(
                 "cost_centre",
-                jalon_core::values::free_text(&req.cost_centre, COST_CENTRE_MAX_CHARS),
+                jalon_core::finance::parse_cost_centre(&req.cost_centre),
             )
             .filter(|c| !c.is_empty());
         if let (Some(from), Some(to)) = (from, to)
@@ -1287,8 +1284,7 @@ const MAX_COST_OBJECTS: usize = 100;
 
 /// A cost centre that must be there.
 fn cost_centre_in(field: &str, raw: &str) -> Result<String> {
-    let c = jalon_core::values::free_text(raw, COST_CENTRE_MAX_CHARS)
-        .map_err(|e| Error::invalid(field, e))?;
+    let c = jalon_core::finance::parse_cost_centre(raw).map_err(|e| Error::invalid(field, e))?;
     if c.is_empty() {
         return Err(Error::invalid(field, "is required"));
     }

@@ -105,6 +105,12 @@ fn filter_in(
                 conv::time_in(f.create_time_to.as_ref()),
             )
             .flatten(),
+        cost_centre: v
+            .check(
+                "filter.cost_centre",
+                jalon_core::finance::parse_cost_centre(&f.cost_centre),
+            )
+            .filter(|c| !c.is_empty()),
         visibility,
     }
 }
@@ -130,7 +136,11 @@ fn decimal(value: f64, dp: usize) -> String {
 }
 
 fn row_out(row: Row, currency: CurrencyCode, now: DateTime<Utc>) -> pb::PortfolioProject {
-    let Row { figures: f, alerts } = row;
+    let Row {
+        figures: f,
+        alerts,
+        cost_centre_cost,
+    } = row;
     let Figures {
         project_id,
         name,
@@ -173,6 +183,7 @@ fn row_out(row: Row, currency: CurrencyCode, now: DateTime<Utc>) -> pb::Portfoli
         paid_back,
         alerts: alerts.iter().map(|(k, _, _)| alert_kind_out(*k)).collect(),
         create_time: Some(conv::timestamp(project_create_time)),
+        cost_centre_cost: cost_centre_cost.map(money),
     }
 }
 
@@ -240,6 +251,16 @@ fn summary_out(s: Summary, now: DateTime<Utc>) -> pb::PortfolioSummary {
             roi: s.money.roi,
             paid_back_projects: s.money.paid_back_projects,
             projects_with_cost: s.money.projects_with_cost,
+            cost_by_cost_centre: s
+                .money
+                .cost_by_cost_centre
+                .into_iter()
+                .map(|c| pb::PortfolioCostCentre {
+                    cost_centre: c.cost_centre,
+                    cost: Some(money_out(c.cost)),
+                    project_count: c.project_count,
+                })
+                .collect(),
         }),
         ai_act_tiers: s
             .tiers

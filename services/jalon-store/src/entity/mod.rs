@@ -32,6 +32,7 @@ pub mod portfolio_counter;
 pub mod portfolio_counter_delta;
 pub mod project;
 pub mod project_alert;
+pub mod project_cost_centre;
 pub mod project_cost_object;
 pub mod project_figures;
 pub mod project_money;
