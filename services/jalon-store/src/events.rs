@@ -6,11 +6,11 @@
 //! e-mail addresses.
 //!
 //! Positions: each organisation's events are numbered 1, 2, ... from
-//! `event_heads`, taken as the last statement of the writing transaction
-//! under that row's lock. A position is therefore assigned in commit order:
-//! no event with a lower position can commit after one with a higher
-//! position, and a reader resuming "after N" never skips one. The lock is
-//! held from that statement to the commit only.
+//! `event_heads`, taken under that row's lock at the end of the writing
+//! transaction (on PostgreSQL by a deferred trigger, at commit). A position
+//! is therefore assigned in commit order: no event with a lower position can
+//! commit after one with a higher position, and a reader resuming "after N"
+//! never skips one. The lock is held from then to the commit only.
 
 use std::{collections::BTreeMap, sync::LazyLock};
 
@@ -361,15 +361,16 @@ pub(crate) fn endpoint_alert_notice(kind: &'static str, endpoint_id: Uuid) -> No
 }
 
 /// Appends events to an organisation's outbox, inside the change's
-/// transaction and as its last statements: takes the next positions from the
-/// head (locking it to the commit), writes the rows, and on PostgreSQL
-/// notifies the other replicas' watchers (delivered at commit).
+/// transaction and as its last statements, and on PostgreSQL notifies the
+/// other replicas' watchers (delivered at commit).
 ///
-/// The head's row stays locked from its update to the commit, so every
-/// writer of the organisation waits for the holder's remaining round trips:
-/// on PostgreSQL the head, the rows and the NOTIFY are therefore one
-/// statement (then only the COMMIT's round trip is spent holding it; four
-/// statements held it for 56 ms a write on average with 16 writers).
+/// Positions come from the organisation's head, whose row stays locked from
+/// its update to the commit: every writer of the organisation waits for the
+/// holder. On SQLite (one writer at a time anyway) the head is moved here.
+/// On PostgreSQL the rows are inserted with pending positions and a
+/// deferred trigger (migration `m20261209_000001`) takes the real ones at
+/// commit, inside the database, so no writer holds the head across a round
+/// trip of its own; the rows and the NOTIFY are one statement.
 pub(crate) async fn append(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
@@ -438,19 +439,19 @@ async fn take_positions(conn: &impl ConnectionTrait, organisation_id: Uuid, n: i
     row.try_get("", "position").map_err(db_error)
 }
 
-/// [`append`] on PostgreSQL: one statement per batch of events, which moves
-/// the head, inserts the rows at the positions taken and queues the NOTIFY
-/// (sent at commit).
+/// [`append`] on PostgreSQL: one statement per batch of events, which
+/// inserts the rows with pending positions (negative, unique; the deferred
+/// trigger `outbox_take_position` replaces them at commit, in insertion
+/// order) and queues the NOTIFY (sent at commit).
 async fn append_postgres(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
     rows: Vec<event::Model>,
 ) -> Result<()> {
-    // Columns of a row besides the organisation and the position.
-    const COLS: usize = 8;
+    // Columns of a row besides the organisation, the position and the time.
+    const COLS: usize = 7;
     for chunk in rows.chunks(CHUNK / 10) {
-        let n = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
-        let mut values: Vec<sea_orm::Value> = vec![organisation_id.into(), n.into()];
+        let mut values: Vec<sea_orm::Value> = vec![organisation_id.into(), chunk[0].time.into()];
         let mut tuples = Vec::with_capacity(chunk.len());
         for (ord, row) in chunk.iter().enumerate() {
             let first = values.len() + 1;
@@ -464,30 +465,25 @@ async fn append_postgres(
                 row.actor_subject.clone().into(),
                 row.data.clone().into(),
             ]);
-            let marks: Vec<String> = (first..first + COLS).map(|i| format!("${i}")).collect();
+            let marks: Vec<String> = (first..=first + COLS).map(|i| format!("${i}")).collect();
             tuples.push(format!(
                 "({}::bigint, {}::uuid, {}, {}::uuid, {}, {}::uuid, {}, {})",
                 marks[0], marks[1], marks[2], marks[3], marks[4], marks[5], marks[6], marks[7]
             ));
         }
-        let time = values.len() + 1;
-        values.push(chunk[0].time.into());
         let channel = values.len() + 1;
         values.push(CHANNEL.into());
         let sql = format!(
-            "WITH head AS ( \
-               INSERT INTO event_heads (organisation_id, position, purged_through) VALUES ($1, $2, 0) \
-               ON CONFLICT (organisation_id) DO UPDATE SET position = event_heads.position + excluded.position \
-               RETURNING position \
-             ), added AS ( \
+            "WITH added AS ( \
                INSERT INTO outbox_events (organisation_id, position, id, type, project_id, subject, \
                  actor_person_id, actor_subject, time, data) \
-               SELECT $1, head.position - $2 + 1 + v.ord, v.id, v.kind, v.project_id, v.subject, \
-                 v.actor_person_id, v.actor_subject, ${time}, v.data \
-               FROM head, (VALUES {}) AS v(ord, id, kind, project_id, subject, actor_person_id, actor_subject, data) \
+               SELECT $1, -nextval('outbox_pending_positions'), v.id, v.kind, v.project_id, v.subject, \
+                 v.actor_person_id, v.actor_subject, $2, v.data \
+               FROM (VALUES {}) AS v(ord, id, kind, project_id, subject, actor_person_id, actor_subject, data) \
+               ORDER BY v.ord \
                RETURNING 1 \
              ) \
-             SELECT pg_notify(${channel}, CAST($1 AS text)) FROM head",
+             SELECT pg_notify(${channel}, CAST($1 AS text)) FROM (SELECT count(*) FROM added) AS a",
             tuples.join(", ")
         );
         conn.execute_raw(Statement::from_sql_and_values(
