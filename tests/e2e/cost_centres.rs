@@ -550,7 +550,7 @@ async fn a_bad_cost_centre_filter_is_invalid_argument_naming_the_field() {
 #[tokio::test]
 async fn the_migration_sums_existing_costs_by_cost_centre() {
     use chrono::{TimeZone, Utc};
-    use jalon_migration::MigratorTrait;
+    use jalon_migration::{MigrationName, MigratorTrait};
     use jalon_store::{
         PoolOptions, Store,
         entity::{cost, organisation, project, project_cost_centre},
@@ -559,8 +559,11 @@ async fn the_migration_sums_existing_costs_by_cost_centre() {
     for backend in backends() {
         let db = FreshDatabase::create(&backend).await;
         let conn = db.connect().await;
-        // The schema before this aggregate: every migration but the last.
-        let before = jalon_migration::Migrator::migrations().len() - 1;
+        // The schema before this aggregate: the migrations before its own.
+        let before = jalon_migration::Migrator::migrations()
+            .iter()
+            .position(|m| m.name() == "m20261208_000001_create_project_cost_centres")
+            .expect("the cost-centre migration");
         jalon_migration::Migrator::up(&conn, Some(u32::try_from(before).unwrap()))
             .await
             .unwrap();
