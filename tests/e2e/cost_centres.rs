@@ -550,7 +550,7 @@ async fn a_bad_cost_centre_filter_is_invalid_argument_naming_the_field() {
 #[tokio::test]
 async fn the_migration_sums_existing_costs_by_cost_centre() {
     use chrono::{TimeZone, Utc};
-    use jalon_migration::{MigrationName, MigratorTrait};
+    use jalon_migration::MigratorTrait;
     use jalon_store::{
         PoolOptions, Store,
         entity::{cost, organisation, project, project_cost_centre},
