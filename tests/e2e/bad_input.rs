@@ -725,6 +725,7 @@ async fn nul_bytes_in_free_text_are_refused_naming_the_field() {
                         business_unit: "Sales\0".into(),
                         ..Default::default()
                     }),
+                    include_cost_centres: false,
                 },
             ))
             .await;

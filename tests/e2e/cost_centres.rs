@@ -213,6 +213,24 @@ async fn the_summary_breaks_down_and_filters_by_cost_centre() {
                 entry("", "200.00", 1),
             ]
         );
+        // Not asked for (include_cost_centres unset): no breakdown, the
+        // rest of the summary the same.
+        let unasked = app
+            .portfolio()
+            .get_portfolio_summary(authed(
+                "dina",
+                pb::GetPortfolioSummaryRequest {
+                    organisation_id: s.org.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("summary")
+            .into_inner()
+            .summary
+            .unwrap();
+        assert!(breakdown(&unasked).is_empty());
+        assert_eq!(unasked.money.as_ref().unwrap().cost, all.money.as_ref().unwrap().cost);
         // No cost-centre filter: rows carry no cost-centre cost.
         let plain = rows(app, "dina", &s.org, Name, false, None).await;
         assert!(plain.iter().all(|r| r.cost_centre_cost.is_none()));
@@ -484,6 +502,7 @@ async fn another_organisations_cost_centres_never_appear() {
                 pb::GetPortfolioSummaryRequest {
                     organisation_id: other.id.clone(),
                     filter: by("CC-4711"),
+                    include_cost_centres: false,
                 },
             ))
             .await
@@ -508,6 +527,7 @@ async fn a_bad_cost_centre_filter_is_invalid_argument_naming_the_field() {
                         pb::GetPortfolioSummaryRequest {
                             organisation_id: s.org.clone(),
                             filter: by(&bad),
+                            include_cost_centres: false,
                         },
                     ))
                     .await,

@@ -20,6 +20,7 @@ async fn summary_money(app: &TestApp, org: &str) -> (i64, pb::PortfolioMoney) {
             pb::GetPortfolioSummaryRequest {
                 organisation_id: org.into(),
                 filter: None,
+                include_cost_centres: false,
             },
         ))
         .await

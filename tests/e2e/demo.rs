@@ -169,6 +169,7 @@ async fn the_demo_portfolio_summary_matches_hand_computed_figures() {
                 pb::GetPortfolioSummaryRequest {
                     organisation_id: org.clone(),
                     filter: None,
+                    include_cost_centres: true,
                 },
             ))
             .await

@@ -249,6 +249,7 @@ async fn totals_at_the_limits_are_exact_checked_and_always_readable() {
                     pb::GetPortfolioSummaryRequest {
                         organisation_id: org.clone(),
                         filter: None,
+                        include_cost_centres: false,
                     },
                 ))
                 .await
@@ -420,6 +421,7 @@ async fn a_write_that_would_overflow_the_portfolio_total_is_refused() {
                 pb::GetPortfolioSummaryRequest {
                     organisation_id: org.clone(),
                     filter: None,
+                    include_cost_centres: false,
                 },
             ))
             .await

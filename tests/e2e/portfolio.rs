@@ -226,6 +226,7 @@ pub(crate) async fn summary(
             pb::GetPortfolioSummaryRequest {
                 organisation_id: org.into(),
                 filter,
+                include_cost_centres: true,
             },
         ))
         .await
@@ -477,6 +478,7 @@ async fn the_summary_adds_up_a_crafted_portfolio() {
                     pb::GetPortfolioSummaryRequest {
                         organisation_id: a.org.clone(),
                         filter: None,
+                        include_cost_centres: false,
                     },
                 ))
                 .await;

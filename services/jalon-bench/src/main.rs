@@ -706,6 +706,7 @@ async fn measure(
             GetPortfolioSummaryRequest {
                 organisation_id: org.to_string(),
                 filter: None,
+                include_cost_centres: false,
             },
         );
         async move {

@@ -337,7 +337,7 @@ impl PortfolioService for PortfolioApi {
         let (event_position, _) = jalon_store::events::head(&snapshot, org.id)
             .await
             .or_status()?;
-        let summary = portfolio::summary(&snapshot, &org, &filter, now)
+        let summary = portfolio::summary(&snapshot, &org, &filter, now, req.include_cost_centres)
             .await
             .or_status()?;
         Ok(Response::new(pb::GetPortfolioSummaryResponse {
