@@ -230,7 +230,10 @@ async fn the_summary_breaks_down_and_filters_by_cost_centre() {
             .summary
             .unwrap();
         assert!(breakdown(&unasked).is_empty());
-        assert_eq!(unasked.money.as_ref().unwrap().cost, all.money.as_ref().unwrap().cost);
+        assert_eq!(
+            unasked.money.as_ref().unwrap().cost,
+            all.money.as_ref().unwrap().cost
+        );
         // No cost-centre filter: rows carry no cost-centre cost.
         let plain = rows(app, "dina", &s.org, Name, false, None).await;
         assert!(plain.iter().all(|r| r.cost_centre_cost.is_none()));
