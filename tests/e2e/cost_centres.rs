@@ -24,26 +24,11 @@ struct Setup {
 }
 
 async fn project(app: &TestApp, org: &str, name: &str, lead: &str) -> String {
-    app.projects()
-        .create_project(authed(
-            "dina",
-            pb::CreateProjectRequest {
-                organisation_id: org.into(),
-                project: Some(pb::Project {
-                    name: name.into(),
-                    lead_id: lead.into(),
-                    ai_act_tier: pb::AiActTier::Minimal as i32,
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .expect("create project")
-        .into_inner()
-        .project
-        .unwrap()
-        .id
+    let project = pb::Project {
+        lead_id: lead.into(),
+        ..minimal_project(name)
+    };
+    app.create_project("dina", org, project).await.id
 }
 
 /// `amount` EUR of people cost on `project`, booked to `cost_centre`.
@@ -429,24 +414,8 @@ async fn another_organisations_cost_centres_never_appear() {
         // Another organisation books to the same cost centre names.
         let (other, _) = app.create_org("elsewhere", "olga").await;
         let theirs = app
-            .projects()
-            .create_project(authed(
-                "olga",
-                pb::CreateProjectRequest {
-                    organisation_id: other.id.clone(),
-                    project: Some(pb::Project {
-                        name: "Theirs".into(),
-                        ai_act_tier: pb::AiActTier::Minimal as i32,
-                        ..Default::default()
-                    }),
-                    request_id: String::new(),
-                },
-            ))
+            .create_project("olga", &other.id, minimal_project("Theirs"))
             .await
-            .unwrap()
-            .into_inner()
-            .project
-            .unwrap()
             .id;
         let r = app
             .finance()

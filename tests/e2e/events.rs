@@ -81,24 +81,7 @@ async fn cost(app: &TestApp, who: &str, org: &str, project: &str, amount: &str) 
 }
 
 async fn create_project(app: &TestApp, who: &str, org: &str, name: &str) -> pb::Project {
-    app.projects()
-        .create_project(authed(
-            who,
-            pb::CreateProjectRequest {
-                organisation_id: org.into(),
-                project: Some(pb::Project {
-                    name: name.into(),
-                    ai_act_tier: pb::AiActTier::Minimal as i32,
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .expect("create project")
-        .into_inner()
-        .project
-        .expect("project")
+    app.create_project(who, org, minimal_project(name)).await
 }
 
 #[tokio::test]

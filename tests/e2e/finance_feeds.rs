@@ -161,24 +161,8 @@ async fn backdate_phases(app: &TestApp, project: &str) {
 }
 
 async fn other_project(app: &TestApp, org: &str, name: &str) -> String {
-    app.projects()
-        .create_project(authed(
-            "dina",
-            pb::CreateProjectRequest {
-                organisation_id: org.into(),
-                project: Some(pb::Project {
-                    name: name.into(),
-                    ai_act_tier: pb::AiActTier::Minimal as i32,
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-        ))
+    app.create_project("dina", org, minimal_project(name))
         .await
-        .expect("create project")
-        .into_inner()
-        .project
-        .unwrap()
         .id
 }
 

@@ -332,6 +332,35 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Creates `project` in `org` as `who`.
+    pub async fn create_project(&self, who: &str, org: &str, project: pb::Project) -> pb::Project {
+        self.projects()
+            .create_project(authed(
+                who,
+                pb::CreateProjectRequest {
+                    organisation_id: org.into(),
+                    project: Some(project),
+                    request_id: String::new(),
+                },
+            ))
+            .await
+            .expect("create project")
+            .into_inner()
+            .project
+            .expect("project")
+    }
+}
+
+/// A project of minimal AI Act tier named `name`, the rest unset.
+pub fn minimal_project(name: &str) -> pb::Project {
+    pb::Project {
+        name: name.into(),
+        ai_act_tier: pb::AiActTier::Minimal as i32,
+        ..Default::default()
+    }
+}
+
 /// Runs `body` once per backend, each time on a fresh server and database.
 pub async fn on_each_backend(body: impl AsyncFn(&TestApp)) {
     for backend in backends() {

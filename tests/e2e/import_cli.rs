@@ -225,26 +225,11 @@ struct World {
 }
 
 async fn project(app: &TestApp, who: &str, org: &str, name: &str) -> String {
-    app.projects()
-        .create_project(authed(
-            who,
-            pb::CreateProjectRequest {
-                organisation_id: org.into(),
-                project: Some(pb::Project {
-                    name: name.into(),
-                    business_unit: "Finance".into(),
-                    ai_act_tier: pb::AiActTier::Minimal as i32,
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .expect("create project")
-        .into_inner()
-        .project
-        .expect("project")
-        .id
+    let project = pb::Project {
+        business_unit: "Finance".into(),
+        ..minimal_project(name)
+    };
+    app.create_project(who, org, project).await.id
 }
 
 async fn source(app: &TestApp, who: &str, org: &str, name: &str) {

@@ -84,26 +84,12 @@ async fn create_project(
     sponsor: &str,
     lead: &str,
 ) -> pb::Project {
-    app.projects()
-        .create_project(authed(
-            "dina",
-            pb::CreateProjectRequest {
-                organisation_id: org.into(),
-                project: Some(pb::Project {
-                    name: name.into(),
-                    sponsor_id: sponsor.into(),
-                    lead_id: lead.into(),
-                    ai_act_tier: pb::AiActTier::Minimal as i32,
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .expect("create project")
-        .into_inner()
-        .project
-        .unwrap()
+    let project = pb::Project {
+        sponsor_id: sponsor.into(),
+        lead_id: lead.into(),
+        ..minimal_project(name)
+    };
+    app.create_project("dina", org, project).await
 }
 
 fn hand_over(

@@ -34,20 +34,7 @@ struct Acme {
 }
 
 async fn create_project(app: &TestApp, org: &str, project: pb::Project) -> pb::Project {
-    app.projects()
-        .create_project(authed(
-            "dina",
-            pb::CreateProjectRequest {
-                organisation_id: org.into(),
-                project: Some(project),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .expect("create project")
-        .into_inner()
-        .project
-        .unwrap()
+    app.create_project("dina", org, project).await
 }
 
 fn today() -> Option<pb::Date> {
