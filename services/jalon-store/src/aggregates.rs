@@ -148,6 +148,17 @@ fn within_total(sum: Option<i64>) -> Option<i64> {
     sum.filter(|t| t.unsigned_abs() <= MAX_TOTAL.unsigned_abs())
 }
 
+/// `(amount, lines)` plus `(amount, lines)`, the amount within
+/// [`MAX_TOTAL`] (else `overflow()`).
+fn add_checked(
+    (total, count): (i64, i64),
+    (amount, lines): (i64, i64),
+    overflow: impl FnOnce() -> Error,
+) -> Result<(i64, i64)> {
+    let total = within_total(total.checked_add(amount)).ok_or_else(overflow)?;
+    Ok((total, count + lines))
+}
+
 /// Adds lines to the money rows of their keys (several lines may share a
 /// key) and, for costs, to the rows of their (project, cost centre), with
 /// checked sums: a total that would overflow refuses the write. One call
@@ -171,13 +182,12 @@ pub(crate) async fn add_money(
             let slot = by_centre
                 .entry((key.project_id, cost_centre.clone()))
                 .or_default();
-            slot.0 = within_total(slot.0.checked_add(amount))
-                .ok_or_else(|| centre_overflow(key.project_id, &cost_centre))?;
-            slot.1 += 1;
+            *slot = add_checked(*slot, (amount, 1), || {
+                centre_overflow(key.project_id, &cost_centre)
+            })?;
         }
         let slot = delta.entry(key.clone()).or_default();
-        slot.0 = within_total(slot.0.checked_add(amount)).ok_or_else(|| overflow(&key))?;
-        slot.1 += 1;
+        *slot = add_checked(*slot, (amount, 1), || overflow(&key))?;
     }
     if delta.is_empty() {
         return Ok(());
@@ -211,8 +221,8 @@ pub(crate) async fn add_money(
         );
     }
     let mut rows = Vec::with_capacity(delta.len());
-    for (key, (amount, lines)) in delta {
-        let (old_amount, old_lines) = existing
+    for (key, added) in delta {
+        let old = existing
             .get(&(
                 key.project_id,
                 key.nature.to_owned(),
@@ -222,7 +232,7 @@ pub(crate) async fn add_money(
             ))
             .copied()
             .unwrap_or_default();
-        let total = within_total(old_amount.checked_add(amount)).ok_or_else(|| overflow(&key))?;
+        let (total, lines) = add_checked(old, added, || overflow(&key))?;
         rows.push(money::ActiveModel {
             project_id: Set(key.project_id),
             nature: Set(key.nature.to_owned()),
@@ -231,7 +241,7 @@ pub(crate) async fn add_money(
             phase: Set(key.phase.to_owned()),
             organisation_id: Set(organisation_id),
             amount_minor: Set(total),
-            lines: Set(old_lines + lines),
+            lines: Set(lines),
         });
     }
     for chunk in rows.chunks(CHUNK) {
@@ -279,19 +289,18 @@ async fn add_cost_centres(
         existing.insert((r.project_id, r.cost_centre), (r.amount_minor, r.lines));
     }
     let mut rows = Vec::with_capacity(delta.len());
-    for ((project_id, cost_centre), (amount, lines)) in delta {
-        let (old_amount, old_lines) = existing
+    for ((project_id, cost_centre), added) in delta {
+        let old = existing
             .get(&(project_id, cost_centre.clone()))
             .copied()
             .unwrap_or_default();
-        let total = within_total(old_amount.checked_add(amount))
-            .ok_or_else(|| centre_overflow(project_id, &cost_centre))?;
+        let (total, lines) = add_checked(old, added, || centre_overflow(project_id, &cost_centre))?;
         rows.push(centre::ActiveModel {
             project_id: Set(project_id),
             cost_centre: Set(cost_centre),
             organisation_id: Set(organisation_id),
             amount_minor: Set(total),
-            lines: Set(old_lines + lines),
+            lines: Set(lines),
         });
     }
     for chunk in rows.chunks(CHUNK) {
@@ -306,27 +315,6 @@ async fn add_cost_centres(
             .map_err(db_error)?;
     }
     Ok(())
-}
-
-/// A project's cost by cost centre ("" for lines without one), by cost
-/// centre, from its cost-centre rows.
-pub(crate) async fn project_cost_centres(
-    conn: &impl ConnectionTrait,
-    organisation_id: Uuid,
-    project_id: Uuid,
-) -> Result<Vec<(String, i64)>> {
-    use sea_orm::QueryOrder;
-    centre::Entity::find()
-        .select_only()
-        .column(centre::Column::CostCentre)
-        .column(centre::Column::AmountMinor)
-        .filter(centre::Column::OrganisationId.eq(organisation_id))
-        .filter(centre::Column::ProjectId.eq(project_id))
-        .order_by_asc(centre::Column::CostCentre)
-        .into_tuple::<(String, i64)>()
-        .all(conn)
-        .await
-        .map_err(db_error)
 }
 
 /// The money of projects summed by the database: cost by category (and

@@ -385,7 +385,7 @@ pub(crate) async fn append(
         .iter()
         .map(|notice| event::Model {
             organisation_id,
-            // Numbered from 1 here; the position is the head's.
+            // Taken from the head below (SQLite) or at commit (PostgreSQL).
             position: 0,
             id: Uuid::now_v7(),
             kind: notice.kind.to_owned(),
@@ -448,13 +448,12 @@ async fn append_postgres(
     organisation_id: Uuid,
     rows: Vec<event::Model>,
 ) -> Result<()> {
-    // Columns of a row besides the organisation, the position and the time.
-    const COLS: usize = 7;
     for chunk in rows.chunks(CHUNK / 10) {
+        // $1 the organisation, $2 the time, then a row of the list per
+        // event: its order, id, type, project, subject, actor (person and
+        // subject) and data.
         let mut values: Vec<sea_orm::Value> = vec![organisation_id.into(), chunk[0].time.into()];
-        let mut tuples = Vec::with_capacity(chunk.len());
         for (ord, row) in chunk.iter().enumerate() {
-            let first = values.len() + 1;
             values.extend([
                 i64::try_from(ord).unwrap_or(i64::MAX).into(),
                 row.id.into(),
@@ -465,26 +464,21 @@ async fn append_postgres(
                 row.actor_subject.clone().into(),
                 row.data.clone().into(),
             ]);
-            let marks: Vec<String> = (first..=first + COLS).map(|i| format!("${i}")).collect();
-            tuples.push(format!(
-                "({}::bigint, {}::uuid, {}, {}::uuid, {}, {}::uuid, {}, {})",
-                marks[0], marks[1], marks[2], marks[3], marks[4], marks[5], marks[6], marks[7]
-            ));
         }
+        let list = crate::aggregates::values_table(conn, chunk.len(), 8, 3);
         let channel = values.len() + 1;
         values.push(CHANNEL.into());
         let sql = format!(
             "WITH added AS ( \
                INSERT INTO outbox_events (organisation_id, position, id, type, project_id, subject, \
                  actor_person_id, actor_subject, time, data) \
-               SELECT $1, -nextval('outbox_pending_positions'), v.id, v.kind, v.project_id, v.subject, \
-                 v.actor_person_id, v.actor_subject, $2, v.data \
-               FROM (VALUES {}) AS v(ord, id, kind, project_id, subject, actor_person_id, actor_subject, data) \
-               ORDER BY v.ord \
+               SELECT $1, -nextval('outbox_pending_positions'), r.column2, r.column3, r.column4, \
+                 r.column5, r.column6, r.column7, $2, r.column8 \
+               FROM {list} \
+               ORDER BY r.column1 \
                RETURNING 1 \
              ) \
-             SELECT pg_notify(${channel}, CAST($1 AS text)) FROM (SELECT count(*) FROM added) AS a",
-            tuples.join(", ")
+             SELECT pg_notify(${channel}, CAST($1 AS text)) FROM (SELECT count(*) FROM added) AS a"
         );
         conn.execute_raw(Statement::from_sql_and_values(
             sea_orm::DbBackend::Postgres,

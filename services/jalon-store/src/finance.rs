@@ -867,7 +867,19 @@ pub async fn cost_by_cost_centre(
     organisation_id: Uuid,
     project_id: Uuid,
 ) -> Result<Vec<(String, i64)>> {
-    crate::aggregates::project_cost_centres(conn, organisation_id, project_id).await
+    use crate::entity::project_cost_centre as centre;
+    use sea_orm::QuerySelect;
+    centre::Entity::find()
+        .select_only()
+        .column(centre::Column::CostCentre)
+        .column(centre::Column::AmountMinor)
+        .filter(centre::Column::OrganisationId.eq(organisation_id))
+        .filter(centre::Column::ProjectId.eq(project_id))
+        .order_by_asc(centre::Column::CostCentre)
+        .into_tuple::<(String, i64)>()
+        .all(conn)
+        .await
+        .map_err(db_error)
 }
 
 /// Reads a project's budget.

@@ -976,6 +976,15 @@ impl Filter {
         format!("{self:?}")
     }
 
+    /// The ids of the projects the filter covers, as a subquery.
+    fn project_ids(&self, organisation_id: Uuid) -> sea_orm::sea_query::SelectStatement {
+        Query::select()
+            .column(fig::Column::ProjectId)
+            .from(fig::Entity)
+            .cond_where(self.condition(organisation_id))
+            .to_owned()
+    }
+
     fn condition(&self, organisation_id: Uuid) -> Condition {
         use fig::Column as C;
         let mut c = Condition::all().add(C::OrganisationId.eq(organisation_id));
@@ -1108,13 +1117,7 @@ pub async fn summary(
                 "total",
             )
             .filter(
-                contribution::Column::ProjectId.in_subquery(
-                    Query::select()
-                        .column(fig::Column::ProjectId)
-                        .from(fig::Entity)
-                        .cond_where(filter.condition(organisation_id))
-                        .to_owned(),
-                ),
+                contribution::Column::ProjectId.in_subquery(filter.project_ids(organisation_id)),
             )
             .group_by(contribution::Column::Name)
             .into_model::<NamedSum>()
@@ -1174,15 +1177,8 @@ async fn cost_by_cost_centre(
         .expr_as(Expr::cust("COUNT(*)"), "projects")
         .filter(centre::Column::OrganisationId.eq(organisation_id));
     if !filter.is_everything() {
-        query = query.filter(
-            centre::Column::ProjectId.in_subquery(
-                Query::select()
-                    .column(fig::Column::ProjectId)
-                    .from(fig::Entity)
-                    .cond_where(filter.condition(organisation_id))
-                    .to_owned(),
-            ),
-        );
+        query = query
+            .filter(centre::Column::ProjectId.in_subquery(filter.project_ids(organisation_id)));
     }
     query
         .group_by(centre::Column::CostCentre)
