@@ -331,10 +331,16 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), BoxError> {
     // The server's logs at WARN: a benchmark does not read request logs.
+    // The generator (a child process) also shows the rebuild's progress.
+    let filter = if args.generate_into.is_some() {
+        "warn,jalon_store::portfolio=info"
+    } else {
+        "warn"
+    };
     telemetry::init(
         &LogSettings {
             format: LogFormat::Text,
-            filter: "warn".into(),
+            filter: filter.into(),
         },
         None,
     );

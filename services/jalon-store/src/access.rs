@@ -5,7 +5,11 @@
 //! (the unit of work, the lists, the roll-ups).
 
 use chrono::Utc;
-use jalon_core::{Error, Result, authz::Role, authz::Visibility};
+use jalon_core::{
+    Error, Result,
+    authz::{Role, Visibility},
+    values::{CurrencyCode, DiscountRate},
+};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, sea_query::LockType,
@@ -44,31 +48,109 @@ pub async fn membership(
     organisation_id: Uuid,
     subject: &str,
 ) -> Result<Option<Membership>> {
-    let found = person::Entity::find()
-        .select_only()
-        .column(person::Column::Id)
-        .column(person::Column::Role)
-        .column_as(org::Column::DeleteTime, "delete_time")
-        .join(
-            sea_orm::JoinType::InnerJoin,
-            person::Entity::belongs_to(org::Entity)
-                .from(person::Column::OrganisationId)
-                .to(org::Column::Id)
-                .into(),
-        )
-        .filter(person::Column::OrganisationId.eq(organisation_id))
-        .filter(person::Column::Subject.eq(subject))
-        .filter(person::Column::Active.eq(true))
-        .into_tuple::<(Uuid, String, Option<chrono::DateTime<Utc>>)>()
-        .one(db)
+    Ok(arrival(db, organisation_id, subject)
+        .await?
+        .and_then(|a| a.membership))
+}
+
+/// An organisation as a change finds it: the caller's active membership,
+/// whether it is deleted, and the terms its figures are computed in.
+pub(crate) struct Arrival {
+    pub membership: Option<Membership>,
+    pub organisation_deleted: bool,
+    /// None when the stored values do not parse (whoever needs them reads
+    /// them again and says what is wrong).
+    pub terms: Option<Terms>,
+}
+
+/// What an organisation's figures are computed in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Terms {
+    pub currency: CurrencyCode,
+    /// The yearly discount rate (NPV); zero when unset.
+    pub rate: rust_decimal::Decimal,
+}
+
+impl Terms {
+    /// From an organisation's row as stored.
+    pub(crate) fn parse(
+        organisation_id: Uuid,
+        default_currency: &str,
+        discount_rate: &str,
+    ) -> Result<Terms> {
+        let currency = CurrencyCode::parse(default_currency).map_err(|e| {
+            Error::Internal(format!(
+                "organisation {organisation_id}: stored currency {default_currency:?}: {e}"
+            ))
+        })?;
+        let rate = DiscountRate::parse(discount_rate)
+            .map(|r| r.value())
+            .unwrap_or_default();
+        Ok(Terms { currency, rate })
+    }
+
+    /// Reads an organisation's terms.
+    pub(crate) async fn read(conn: &impl ConnectionTrait, organisation_id: Uuid) -> Result<Terms> {
+        let (currency, rate): (String, String) = org::Entity::find_by_id(organisation_id)
+            .select_only()
+            .column(org::Column::DefaultCurrency)
+            .column(org::Column::DiscountRate)
+            .into_tuple()
+            .one(conn)
+            .await
+            .map_err(db_error)?
+            .ok_or(Error::NotFound {
+                resource: "organisation",
+            })?;
+        Terms::parse(organisation_id, &currency, &rate)
+    }
+}
+
+/// The organisation and the caller's active membership in it, in one
+/// read (None: no such organisation).
+pub(crate) async fn arrival(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    subject: &str,
+) -> Result<Option<Arrival>> {
+    let p = |n| crate::aggregates::placeholder(conn, n);
+    let sql = format!(
+        "SELECT o.delete_time, o.default_currency, o.discount_rate, \
+           m.id AS caller_person_id, m.role AS caller_role \
+         FROM organisations o \
+         LEFT JOIN people m ON m.organisation_id = o.id AND m.subject = {} AND m.active = {} \
+         WHERE o.id = {}",
+        p(1),
+        p(2),
+        p(3)
+    );
+    let Some(row) = conn
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            sql,
+            [subject.into(), true.into(), organisation_id.into()],
+        ))
         .await
-        .map_err(db_error)?;
-    Ok(found.and_then(|(person_id, role, deleted)| {
-        role.parse().ok().map(|role| Membership {
-            person_id,
-            role,
-            organisation_deleted: deleted.is_some(),
-        })
+        .map_err(db_error)?
+    else {
+        return Ok(None);
+    };
+    let deleted: Option<chrono::DateTime<Utc>> =
+        row.try_get("", "delete_time").map_err(db_error)?;
+    let currency: String = row.try_get("", "default_currency").map_err(db_error)?;
+    let rate: String = row.try_get("", "discount_rate").map_err(db_error)?;
+    let person: Option<Uuid> = row.try_get("", "caller_person_id").map_err(db_error)?;
+    let role: Option<String> = row.try_get("", "caller_role").map_err(db_error)?;
+    Ok(Some(Arrival {
+        membership: person.zip(role).and_then(|(person_id, role)| {
+            role.parse().ok().map(|role| Membership {
+                person_id,
+                role,
+                organisation_deleted: deleted.is_some(),
+            })
+        }),
+        organisation_deleted: deleted.is_some(),
+        terms: Terms::parse(organisation_id, &currency, &rate).ok(),
     }))
 }
 

@@ -326,66 +326,68 @@ pub(crate) async fn load_money(
     with_phase: bool,
 ) -> Result<HashMap<Uuid, MoneyTotals>> {
     let mut out: HashMap<Uuid, MoneyTotals> = HashMap::new();
-    let sum = || Expr::cust("CAST(SUM(project_money.amount_minor) AS BIGINT)");
+    // One read of the rows of each batch, summed by the database over the
+    // phases (unless asked) and in Rust over the rest, checked.
+    let columns = [
+        money::Column::ProjectId,
+        money::Column::Nature,
+        money::Column::Category,
+        money::Column::Month,
+    ];
+    type Row = (Uuid, String, String, NaiveDate, i64, String);
     for ids in project_ids.chunks(CHUNK) {
-        let mut by: Vec<(money::Column, bool)> = vec![(money::Column::Category, true)];
-        if with_phase {
-            by.push((money::Column::Phase, false));
-        }
-        for (column, category) in by {
-            for (project_id, key, amount) in money::Entity::find()
-                .select_only()
-                .column(money::Column::ProjectId)
-                .column(column)
-                .expr_as(sum(), "amount")
-                .filter(money::Column::ProjectId.is_in(ids.to_vec()))
-                .filter(money::Column::Nature.eq(COST))
-                .group_by(money::Column::ProjectId)
-                .group_by(column)
-                .into_tuple::<(Uuid, String, i64)>()
-                .all(conn)
-                .await
-                .map_err(db_error)?
-            {
-                let bad = |e: String| unknown("project_money", project_id, e);
-                let t = out.entry(project_id).or_default();
-                if category {
-                    t.cost_by_category.insert(key.parse().map_err(bad)?, amount);
-                } else {
-                    t.cost_by_phase.insert(key.parse().map_err(bad)?, amount);
-                }
-            }
-        }
-        for (project_id, nature, month, amount) in money::Entity::find()
+        let mut query = money::Entity::find()
             .select_only()
-            .column(money::Column::ProjectId)
-            .column(money::Column::Nature)
-            .column(money::Column::Month)
-            .expr_as(sum(), "amount")
-            .filter(money::Column::ProjectId.is_in(ids.to_vec()))
-            .group_by(money::Column::ProjectId)
-            .group_by(money::Column::Nature)
-            .group_by(money::Column::Month)
-            .into_tuple::<(Uuid, String, NaiveDate, i64)>()
+            .columns(columns)
+            .expr_as(
+                Expr::cust("CAST(SUM(project_money.amount_minor) AS BIGINT)"),
+                "amount",
+            )
+            .filter(money::Column::ProjectId.is_in(ids.to_vec()));
+        for column in columns {
+            query = query.group_by(column);
+        }
+        query = if with_phase {
+            query
+                .column(money::Column::Phase)
+                .group_by(money::Column::Phase)
+        } else {
+            query.expr_as(Expr::cust("''"), "phase")
+        };
+        let rows: Vec<Row> = query
+            .into_tuple::<Row>()
             .all(conn)
             .await
-            .map_err(db_error)?
-        {
+            .map_err(db_error)?;
+        for (project_id, nature, category, month, amount, phase) in rows {
+            let bad = |e: String| unknown("project_money", project_id, e);
+            let add = |to: &mut i64| -> Result<()> {
+                *to = to
+                    .checked_add(amount)
+                    .ok_or_else(|| bad("a sum of its money rows is beyond 64 bits".to_owned()))?;
+                Ok(())
+            };
             let t = out.entry(project_id).or_default();
             let flow = t.flows.entry(month).or_default();
             match nature.as_str() {
-                COST => flow.0 += amount,
+                COST => {
+                    add(&mut flow.0)?;
+                    add(t
+                        .cost_by_category
+                        .entry(category.parse().map_err(bad)?)
+                        .or_default())?;
+                    if with_phase {
+                        add(t
+                            .cost_by_phase
+                            .entry(phase.parse().map_err(bad)?)
+                            .or_default())?;
+                    }
+                }
                 BENEFIT => {
-                    flow.1 += amount;
-                    t.recorded += amount;
+                    add(&mut flow.1)?;
+                    add(&mut t.recorded)?;
                 }
-                other => {
-                    return Err(unknown(
-                        "project_money",
-                        project_id,
-                        format!("unknown nature '{other}'"),
-                    ));
-                }
+                other => return Err(bad(format!("unknown nature '{other}'"))),
             }
         }
     }

@@ -23,14 +23,13 @@ use jalon_core::{
     project::Project,
     values::CurrencyCode,
 };
-use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, QuerySelect};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use uuid::Uuid;
 
 use crate::{
+    access::Terms,
     audit::{self, Actor, NewEvent},
     begin_write, commit,
-    entity::organisation as org,
-    error::db_error,
     events::{self, Notice},
 };
 
@@ -59,7 +58,11 @@ pub struct Change {
     /// The locked projects as read (without tags), kept current by the
     /// change: the refresh at commit does not read them again.
     projects: HashMap<Uuid, Project>,
-    currency: Option<CurrencyCode>,
+    /// Projects whose underperformance flag the refresh re-evaluates.
+    flag_checks: BTreeSet<Uuid>,
+    /// The organisation's currency and discount rate, read with the
+    /// membership (or when first needed).
+    terms: Option<Terms>,
 }
 
 /// What the caller is to the thing acted on inside a project, beyond its
@@ -84,7 +87,8 @@ impl Change {
         action: Action,
     ) -> Result<Change> {
         let txn = begin_write(db).await?;
-        let membership = crate::access::membership(&txn, organisation_id, &caller.subject).await?;
+        let arrival = crate::access::arrival(&txn, organisation_id, &caller.subject).await?;
+        let membership = arrival.as_ref().and_then(|a| a.membership);
         authz::authorize(
             action,
             Standing {
@@ -93,21 +97,10 @@ impl Change {
             },
             "organisation",
         )?;
-        let deleted = match membership {
-            Some(m) => m.organisation_deleted,
-            None => org::Entity::find_by_id(organisation_id)
-                .select_only()
-                .column(org::Column::DeleteTime)
-                .into_tuple::<Option<chrono::DateTime<chrono::Utc>>>()
-                .one(&txn)
-                .await
-                .map_err(db_error)?
-                .ok_or(Error::NotFound {
-                    resource: "organisation",
-                })?
-                .is_some(),
-        };
-        if deleted {
+        let arrival = arrival.ok_or(Error::NotFound {
+            resource: "organisation",
+        })?;
+        if arrival.organisation_deleted {
             return Err(crate::access::deleted_precondition(organisation_id));
         }
         Ok(Change {
@@ -125,7 +118,8 @@ impl Change {
             events: Vec::new(),
             notices: Vec::new(),
             projects: HashMap::new(),
-            currency: None,
+            flag_checks: BTreeSet::new(),
+            terms: arrival.terms,
         })
     }
 
@@ -157,7 +151,8 @@ impl Change {
             events: Vec::new(),
             notices: Vec::new(),
             projects: HashMap::new(),
-            currency: None,
+            flag_checks: BTreeSet::new(),
+            terms: None,
         })
     }
 
@@ -171,13 +166,7 @@ impl Change {
         resource: &'static str,
     ) -> Result<HashMap<Uuid, Result<Project>>> {
         let wanted: BTreeSet<Uuid> = ids.into_iter().collect();
-        self.lock_projects(wanted.iter().copied()).await?;
-        let found = crate::rows::projects::get_many(
-            &self.txn,
-            self.organisation_id,
-            wanted.iter().copied().collect(),
-        )
-        .await?;
+        let found = self.lock_and_read(wanted.iter().copied().collect()).await?;
         let mut out: HashMap<Uuid, Result<Project>> = found
             .into_iter()
             .map(|p| {
@@ -209,13 +198,21 @@ impl Change {
         id: Uuid,
         resource: &'static str,
     ) -> Result<Project> {
-        self.lock_projects([id]).await?;
-        let project = match crate::rows::projects::get(&self.txn, self.organisation_id, id).await {
-            Err(Error::NotFound { .. }) => return Err(Error::NotFound { resource }),
-            other => other?,
-        };
+        let project = self
+            .lock_and_read(vec![id])
+            .await?
+            .pop()
+            .ok_or(Error::NotFound { resource })?;
         self.projects.insert(id, project.clone());
         Ok(project)
+    }
+
+    /// Locks and reads projects in one statement (the lock taken as the
+    /// rows are read, in id order): those that exist in the organisation.
+    async fn lock_and_read(&mut self, ids: Vec<Uuid>) -> Result<Vec<Project>> {
+        let found = crate::rows::projects::lock_many(&self.txn, self.organisation_id, ids).await?;
+        self.locked.extend(found.iter().map(|p| p.id));
+        Ok(found)
     }
 
     /// The access policy on a project, with what the caller is to the
@@ -270,27 +267,16 @@ impl Change {
     /// The organisation's default currency (what a request's amounts are
     /// in), read once inside the change.
     pub async fn currency(&mut self) -> Result<CurrencyCode> {
-        if let Some(currency) = self.currency {
-            return Ok(currency);
+        Ok(self.terms().await?.currency)
+    }
+
+    async fn terms(&mut self) -> Result<Terms> {
+        if let Some(terms) = self.terms {
+            return Ok(terms);
         }
-        let stored: String = org::Entity::find_by_id(self.organisation_id)
-            .select_only()
-            .column(org::Column::DefaultCurrency)
-            .into_tuple()
-            .one(&self.txn)
-            .await
-            .map_err(db_error)?
-            .ok_or(Error::NotFound {
-                resource: "organisation",
-            })?;
-        let currency = CurrencyCode::parse(&stored).map_err(|e| {
-            Error::Internal(format!(
-                "organisation {}: stored currency {stored:?}: {e}",
-                self.organisation_id
-            ))
-        })?;
-        self.currency = Some(currency);
-        Ok(currency)
+        let terms = Terms::read(&self.txn, self.organisation_id).await?;
+        self.terms = Some(terms);
+        Ok(terms)
     }
 
     /// Locks the organisation's row for the rest of the change: for rules
@@ -329,8 +315,8 @@ impl Change {
     }
 
     /// Locks the rows of projects of the organisation (those not locked
-    /// yet), in id order, and marks them touched: their figures are
-    /// refreshed at commit. Returns the ids that exist in the organisation.
+    /// yet), in id order, without reading them. Returns the ids that exist
+    /// in the organisation (mark those written with [`Self::touch`]).
     pub async fn lock_projects(
         &mut self,
         ids: impl IntoIterator<Item = Uuid>,
@@ -342,15 +328,17 @@ impl Change {
         Ok(wanted.intersection(&self.locked).copied().collect())
     }
 
-    /// A locked project as the change knows it (read by
-    /// [`Self::projects_for`]), to update after writing its row.
-    pub(crate) fn cached_project(&mut self, id: Uuid) -> Option<&mut Project> {
-        self.projects.get_mut(&id)
-    }
-
     /// Marks a project (locked before) as changed.
     pub fn touch(&mut self, project_id: Uuid) {
         self.touched.insert(project_id);
+    }
+
+    /// Marks a project (locked before) as changed, its underperformance
+    /// flag to re-evaluate at commit from its KPIs' statistics (it records
+    /// measurements or changes a KPI).
+    pub(crate) fn touch_kpis(&mut self, project_id: Uuid) {
+        self.touched.insert(project_id);
+        self.flag_checks.insert(project_id);
     }
 
     /// Records an audit event at commit.
@@ -367,17 +355,27 @@ impl Change {
     /// the outbox's events (those the audit records stand for, and the
     /// alerts the refresh raised or cleared), commits, and wakes this
     /// process's watchers.
-    pub async fn commit(self) -> Result<()> {
-        let touched: Vec<Uuid> = self.touched.into_iter().collect();
-        let alerts = crate::portfolio::refresh_known(
+    pub async fn commit(mut self) -> Result<()> {
+        let touched: Vec<Uuid> = std::mem::take(&mut self.touched).into_iter().collect();
+        let terms = if touched.is_empty() {
+            None
+        } else {
+            Some(self.terms().await?)
+        };
+        let refreshed = crate::portfolio::refresh_known(
             &self.txn,
             self.organisation_id,
             &touched,
-            &self.projects,
+            &crate::portfolio::Known {
+                projects: Some(&self.projects),
+                flag_checks: Some(&self.flag_checks),
+                terms,
+            },
         )
         .await?;
+        self.events.extend(refreshed.events);
         let mut notices: Vec<Notice> = self.events.iter().flat_map(events::notices_of).collect();
-        notices.extend(alerts);
+        notices.extend(refreshed.notices);
         notices.extend(self.notices);
         for event in self.events {
             audit::record(&self.txn, self.organisation_id, &self.actor, event).await?;

@@ -1,4 +1,5 @@
-//! KPIs and their measurements, and the underperformance flag they raise.
+//! KPIs and their measurements (the underperformance flag they raise is
+//! set by the portfolio's refresh at commit: `Change::touch_kpis`).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -8,7 +9,7 @@ use jalon_core::{
     authz::Action,
     kpi::{self, Category, Kpi, KpiFacts, Measurement, Source, Stage},
     organisation::etag_matches,
-    project::{Project, Status},
+    project::Project,
 };
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
@@ -20,9 +21,8 @@ use uuid::Uuid;
 use crate::{
     audit::NewEvent,
     change::{Caller, Change},
-    entity::{kpi as kpi_entity, kpi_measurement as measurement, project as project_entity},
+    entity::{kpi as kpi_entity, kpi_measurement as measurement},
     error::db_error,
-    projects,
     rows::kpis::{from_model, measurement_from},
 };
 
@@ -180,7 +180,7 @@ pub async fn update(
         after: audit_view(&updated),
         chained: false,
     });
-    refresh_flag(&mut change, updated.project_id).await?;
+    change.touch_kpis(updated.project_id);
     change.commit().await?;
     Ok(updated)
 }
@@ -400,7 +400,7 @@ pub async fn record(
         chained: false,
     });
     for project_id in touched {
-        refresh_flag(&mut change, project_id).await?;
+        change.touch_kpis(project_id);
     }
     change.commit().await?;
     Ok(outcomes)
@@ -446,57 +446,6 @@ async fn get_many(
         }
     }
     Ok(out)
-}
-
-/// Sets the project's underperformance flag from its active KPIs'
-/// statistics, recording a change in the audit log.
-async fn refresh_flag(change: &mut Change, project_id: Uuid) -> Result<()> {
-    let organisation_id = change.organisation_id();
-    let project = match change.cached_project(project_id) {
-        Some(p) => p.clone(),
-        None => projects::get(change.conn(), organisation_id, project_id).await?,
-    };
-    if !matches!(project.status, Status::InProduction | Status::Active) {
-        return Ok(());
-    }
-    let stats = crate::aggregates::load_kpi_stats(change.conn(), &[project_id]).await?;
-    let mut failing = Vec::new();
-    for k in list(change.conn(), organisation_id, project_id, None, false).await? {
-        let (r, _) = crate::aggregates::kpi_outcome(&k, stats.get(&k.id));
-        if kpi::underperforming(&k, &r) {
-            failing.push(k.name.clone());
-        }
-    }
-    let flag = !failing.is_empty();
-    if flag == project.underperforming {
-        return Ok(());
-    }
-    project_entity::Entity::update_many()
-        .set(project_entity::ActiveModel {
-            underperforming: Set(flag),
-            ..Default::default()
-        })
-        .filter(project_entity::Column::Id.eq(project_id))
-        .exec(change.conn())
-        .await
-        .map_err(db_error)?;
-    if let Some(p) = change.cached_project(project_id) {
-        p.underperforming = flag;
-    }
-    change.event(NewEvent {
-        project_id: Some(project_id),
-        action: if flag {
-            "project.underperformance_flagged"
-        } else {
-            "project.underperformance_cleared"
-        },
-        resource_type: "project",
-        resource_id: project_id.to_string(),
-        before: Some(json!({"underperforming": !flag})),
-        after: json!({"underperforming": flag, "kpis": failing}),
-        chained: false,
-    });
-    Ok(())
 }
 
 /// What the KPI gate criteria need, for a project's active KPIs.

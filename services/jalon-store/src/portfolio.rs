@@ -23,7 +23,7 @@ use jalon_core::{
         self, AlertKind, Figures, KpiFacts, MoneyFacts, PersonFacts, ProjectFacts, Summary,
     },
     project::{AiActTier, Phase, Status},
-    values::{CurrencyCode, DiscountRate},
+    values::CurrencyCode,
 };
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
@@ -59,6 +59,8 @@ async fn gather_many(
     currency: CurrencyCode,
     rate: rust_decimal::Decimal,
     known: &HashMap<Uuid, jalon_core::project::Project>,
+    flag_checks: &BTreeSet<Uuid>,
+    flags: &mut Vec<FlagChange>,
 ) -> Result<Vec<ProjectFacts>> {
     let unknown: Vec<Uuid> = ids
         .iter()
@@ -171,11 +173,15 @@ async fn gather_many(
         }
         let mut kpi_facts = Vec::new();
         let mut derived = Vec::new();
+        let mut failing = Vec::new();
         let mut ks = kpis_of.remove(&p.id).unwrap_or_default();
         ks.sort_by_key(|k| k.id);
         for k in &ks {
             let s = stats.get(&k.id);
             let (r, lines) = aggregates::kpi_outcome(k, s);
+            if kpi::underperforming(k, &r) {
+                failing.push(k.name.clone());
+            }
             derived.extend(lines);
             kpi_facts.push(KpiFacts {
                 name: k.name.clone(),
@@ -198,6 +204,21 @@ async fn gather_many(
             &derived,
             budgets.remove(&p.id).as_ref(),
         );
+        // A project running in production (or active) is flagged
+        // underperforming while one of its active KPIs is, when a change
+        // asked for the check (it recorded measurements or changed a KPI).
+        let mut underperforming = p.underperforming;
+        if flag_checks.contains(&p.id)
+            && matches!(p.status, Status::InProduction | Status::Active)
+            && failing.is_empty() == p.underperforming
+        {
+            underperforming = !failing.is_empty();
+            flags.push(FlagChange {
+                project_id: p.id,
+                underperforming,
+                failing,
+            });
+        }
         let mut decided = decisions.remove(&p.id).unwrap_or_default();
         decided.sort_by_key(|(t, id, _, _)| (*t, *id));
         out.push(ProjectFacts {
@@ -211,7 +232,7 @@ async fn gather_many(
             lead: p.details.lead_id.map(party),
             create_time: p.create_time,
             phase_history: p.phase_history,
-            underperforming: p.underperforming,
+            underperforming,
             readiness: readiness.ratio(),
             open_must_items: u32::try_from(readiness.must_open).unwrap_or(u32::MAX),
             open_high_risk: heat.into_iter().map(|((p, c), n)| (p, c, n)).collect(),
@@ -517,7 +538,7 @@ pub(crate) async fn refresh_locked(
     organisation_id: Uuid,
     ids: &[Uuid],
 ) -> Result<()> {
-    refresh_known(conn, organisation_id, ids, &HashMap::new())
+    refresh_known(conn, organisation_id, ids, &Known::default())
         .await
         .map(drop)
 }
@@ -530,19 +551,47 @@ async fn refresh_for_rebuild(
     organisation_id: Uuid,
     ids: &[Uuid],
 ) -> Result<()> {
-    refresh_with(conn, organisation_id, ids, &HashMap::new(), true)
+    refresh_with(conn, organisation_id, ids, &Known::default(), true)
         .await
         .map(drop)
 }
 
-/// [`refresh_locked`], with some of the projects already read (current)
-/// by the transaction. Returns the events of the alerts raised and cleared.
+/// What a change already knows when it refreshes its projects.
+#[derive(Default)]
+pub(crate) struct Known<'a> {
+    /// Projects read (current) by the transaction: not read again.
+    pub projects: Option<&'a HashMap<Uuid, jalon_core::project::Project>>,
+    /// Projects whose underperformance flag is set or cleared from their
+    /// KPIs' statistics (their KPIs or measurements changed).
+    pub flag_checks: Option<&'a BTreeSet<Uuid>>,
+    /// The organisation's terms, if read already.
+    pub terms: Option<crate::access::Terms>,
+}
+
+/// A project's underperformance flag, set or cleared by a refresh.
+pub(crate) struct FlagChange {
+    project_id: Uuid,
+    underperforming: bool,
+    /// The active KPIs that underperform.
+    failing: Vec<String>,
+}
+
+/// What a refresh found besides the figures it wrote.
+#[derive(Default)]
+pub(crate) struct Refreshed {
+    /// The outbox events of the alerts raised and cleared.
+    pub notices: Vec<Notice>,
+    /// The audit events of the underperformance flags it set or cleared.
+    pub events: Vec<crate::audit::NewEvent>,
+}
+
+/// [`refresh_locked`] with what the change knows (see [`Known`]).
 pub(crate) async fn refresh_known(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
     ids: &[Uuid],
-    known: &HashMap<Uuid, jalon_core::project::Project>,
-) -> Result<Vec<Notice>> {
+    known: &Known<'_>,
+) -> Result<Refreshed> {
     refresh_with(conn, organisation_id, ids, known, false).await
 }
 
@@ -550,19 +599,20 @@ async fn refresh_with(
     conn: &impl ConnectionTrait,
     organisation_id: Uuid,
     ids: &[Uuid],
-    known: &HashMap<Uuid, jalon_core::project::Project>,
+    known: &Known<'_>,
     only_changed_figures: bool,
-) -> Result<Vec<Notice>> {
+) -> Result<Refreshed> {
     let mut notices = Vec::new();
+    let mut flags = Vec::new();
     if ids.is_empty() {
-        return Ok(notices);
+        return Ok(Refreshed::default());
     }
-    let org = crate::rows::organisations::get(conn, organisation_id).await?;
-    let currency = CurrencyCode::parse(&org.default_currency)
-        .map_err(|e| Error::Internal(format!("stored currency: {e}")))?;
-    let rate = DiscountRate::parse(&org.discount_rate)
-        .map(|r| r.value())
-        .unwrap_or_default();
+    let crate::access::Terms { currency, rate } = match known.terms {
+        Some(terms) => terms,
+        None => crate::access::Terms::read(conn, organisation_id).await?,
+    };
+    let no_projects = HashMap::new();
+    let no_checks = BTreeSet::new();
     let now = micros(Utc::now());
     // The counters move once per transaction, by the sum of the projects'
     // differences: PostgreSQL keeps every version of a row updated within a
@@ -570,7 +620,17 @@ async fn refresh_with(
     // rebuild quadratic.
     let mut deltas: BTreeMap<String, i64> = BTreeMap::new();
     for chunk in ids.chunks(REBUILD_CHUNK) {
-        let facts = gather_many(conn, organisation_id, chunk, currency, rate, known).await?;
+        let facts = gather_many(
+            conn,
+            organisation_id,
+            chunk,
+            currency,
+            rate,
+            known.projects.unwrap_or(&no_projects),
+            known.flag_checks.unwrap_or(&no_checks),
+            &mut flags,
+        )
+        .await?;
         apply_many(
             conn,
             organisation_id,
@@ -583,7 +643,38 @@ async fn refresh_with(
         .await?;
     }
     add_to_counters(conn, organisation_id, &deltas).await?;
-    Ok(notices)
+    let mut events = Vec::with_capacity(flags.len());
+    for f in flags {
+        events.push(write_flag(conn, f).await?);
+    }
+    Ok(Refreshed { notices, events })
+}
+
+/// Writes a project's underperformance flag; returns its audit event.
+async fn write_flag(conn: &impl ConnectionTrait, f: FlagChange) -> Result<crate::audit::NewEvent> {
+    use sea_orm::ActiveValue::Set;
+    project::Entity::update_many()
+        .set(project::ActiveModel {
+            underperforming: Set(f.underperforming),
+            ..Default::default()
+        })
+        .filter(project::Column::Id.eq(f.project_id))
+        .exec(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(crate::audit::NewEvent {
+        project_id: Some(f.project_id),
+        action: if f.underperforming {
+            "project.underperformance_flagged"
+        } else {
+            "project.underperformance_cleared"
+        },
+        resource_type: "project",
+        resource_id: f.project_id.to_string(),
+        before: Some(serde_json::json!({"underperforming": !f.underperforming})),
+        after: serde_json::json!({"underperforming": f.underperforming, "kpis": f.failing}),
+        chained: false,
+    })
 }
 
 /// Writes projects' figures, contributions and alerts (a fixed number of

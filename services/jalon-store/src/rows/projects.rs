@@ -7,7 +7,7 @@ use jalon_core::{
     project::{AiActTier, DataKind, Phase, PhaseSpan, Project, ProjectDetails, Status},
     values::{CurrencyCode, DisplayName, Money, ShortText},
 };
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use crate::{
@@ -162,14 +162,39 @@ pub(crate) async fn get_many(
     organisation_id: Uuid,
     ids: Vec<Uuid>,
 ) -> Result<Vec<Project>> {
+    read_many(conn, organisation_id, ids, false).await
+}
+
+/// [`get_many`] that also locks the rows it reads, in id order (on
+/// PostgreSQL `FOR NO KEY UPDATE`; SQLite's write transaction already
+/// excludes other writers): a change's lock and read in one statement.
+pub(crate) async fn lock_many(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    mut ids: Vec<Uuid>,
+) -> Result<Vec<Project>> {
+    ids.sort();
+    ids.dedup();
+    read_many(conn, organisation_id, ids, crate::is_postgres(conn)).await
+}
+
+async fn read_many(
+    conn: &impl ConnectionTrait,
+    organisation_id: Uuid,
+    ids: Vec<Uuid>,
+    lock: bool,
+) -> Result<Vec<Project>> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(crate::CHUNK) {
-        let rows = project::Entity::find()
+        let mut query = project::Entity::find()
             .filter(project::Column::OrganisationId.eq(organisation_id))
-            .filter(project::Column::Id.is_in(chunk.to_vec()))
-            .all(conn)
-            .await
-            .map_err(db_error)?;
+            .filter(project::Column::Id.is_in(chunk.to_vec()));
+        if lock {
+            query = query
+                .order_by_asc(project::Column::Id)
+                .lock(sea_orm::sea_query::LockType::NoKeyUpdate);
+        }
+        let rows = query.all(conn).await.map_err(db_error)?;
         out.extend(hydrate_with(conn, rows, false).await?);
     }
     Ok(out)
