@@ -1153,6 +1153,45 @@ async fn an_underperforming_kpi_flags_the_project_for_reassessment() {
                 pb::ProjectStatus::Active as i32
             )
         );
+        assert!(get().await.underperforming, "a recycle keeps the flag");
+
+        // Retrained: a review period better than the baseline and on target
+        // (lower is better, 45) clears it, with its audit record.
+        record(
+            app,
+            "erp",
+            &c,
+            measure(
+                &c.kpi,
+                pb::Stage::PostDeployment,
+                40.0,
+                100,
+                10.0,
+                at(75),
+                "",
+            ),
+        )
+        .await
+        .unwrap();
+        assert!(!get().await.underperforming, "the KPI recovered");
+        let cleared: Vec<pb::AuditEvent> = app
+            .audit()
+            .list_audit_events(authed(
+                "dina",
+                pb::ListAuditEventsRequest {
+                    organisation_id: c.org.clone(),
+                    project_id: c.project.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .events
+            .into_iter()
+            .filter(|e| e.action == "project.underperformance_cleared")
+            .collect();
+        assert_eq!(cleared.len(), 1, "one clearing recorded");
     })
     .await;
 }
