@@ -284,6 +284,10 @@ pub struct WritersFigures {
     pub duration: Duration,
     pub server: Concurrent,
     pub bare: Result<Concurrent, String>,
+    /// One trivial statement's round trip through the server's pool, one
+    /// after another inside a transaction: back to back, then with 0.1 ms
+    /// of work between two statements, as a write's statements run.
+    pub round_trip: Result<(Stats, Stats), String>,
 }
 
 /// Phase 3's figures.
@@ -1510,6 +1514,20 @@ async fn writers(
         );
     }
     settle(&api.pool).await;
+    let round_trip = async {
+        Ok::<_, sea_orm::DbErr>((
+            statement_round_trip(&api.pool, Duration::ZERO).await?,
+            statement_round_trip(&api.pool, ROUND_TRIP_WORK).await?,
+        ))
+    }
+    .await
+    .map_err(|e| e.to_string());
+    if let Ok((hot, spaced)) = &round_trip {
+        eprintln!(
+            "  writers: one statement's round trip, p50 {:.3} ms back to back, {:.3} ms between work",
+            hot.p50_ms, spaced.p50_ms
+        );
+    }
 
     eprintln!("  writers: RecordCost and RecordMeasurement through the server");
     let channels = load::connect(addr, n)
@@ -1550,7 +1568,43 @@ async fn writers(
         duration: config.writers_duration,
         server,
         bare,
+        round_trip,
     })
+}
+
+/// Statements timed by [`statement_round_trip`].
+const ROUND_TRIPS: usize = 2000;
+
+/// The work (a busy wait) between two statements timed by
+/// [`statement_round_trip`]: about what a write computes between two of its
+/// statements.
+const ROUND_TRIP_WORK: Duration = Duration::from_micros(100);
+
+/// How long one trivial statement (`SELECT 1`, prepared) takes to reach the
+/// database and come back, run one after another inside a transaction as a
+/// write's statements are, with nothing else running, `work` (busy) apart:
+/// on SQLite a hand-off to the connection's worker thread and back, on
+/// PostgreSQL a round trip over the loopback. Back to back, the other side
+/// is still awake; a pause lets it sleep, and waking it is what a write's
+/// statements pay.
+async fn statement_round_trip(
+    db: &DatabaseConnection,
+    work: Duration,
+) -> Result<Stats, sea_orm::DbErr> {
+    let txn = db.begin().await?;
+    let select = sea_orm::Statement::from_string(db.get_database_backend(), "SELECT 1");
+    let mut micros = Vec::with_capacity(ROUND_TRIPS);
+    for _ in 0..ROUND_TRIPS {
+        let until = Instant::now() + work;
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        let started = Instant::now();
+        txn.query_one_raw(select.clone()).await?;
+        micros.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+    }
+    txn.rollback().await?;
+    Ok(Stats::from_micros(micros))
 }
 
 // ---------------------------------------------------------------------------

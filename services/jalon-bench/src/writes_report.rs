@@ -282,6 +282,18 @@ fn writers_rows(run: &WritesRun, f: &WritersFigures) -> Vec<Row> {
             })),
         );
     }
+    let round_trip = |s: &Stats| format!("p50 {:.3} ms, p99 {:.3} ms", s.p50_ms, s.p99_ms);
+    rows.push(match &f.round_trip {
+        Ok((hot, spaced)) => row(
+            "[writers] a statement's round trip (SELECT 1)",
+            format!("{} after 0.1 ms of work", round_trip(spaced)),
+        )
+        .baseline(format!("back to back: {}", round_trip(hot))),
+        Err(e) => row(
+            "[writers] a statement's round trip (SELECT 1)",
+            format!("failed: {e}"),
+        ),
+    });
     rows
 }
 
@@ -625,6 +637,10 @@ pub fn json(config: &WritesConfig, run: &WritesRun) -> Value {
                     Err(e) => json!({ "error": e }),
                 },
                 "server_over_bare": opt3(bare.and_then(|b| ratio_of(Some(f.server.writes_per_sec), Some(b.writes_per_sec)))),
+                "statement_round_trip": match &f.round_trip {
+                    Ok((hot, spaced)) => json!({ "back_to_back": hot.json(), "after_0_1_ms_of_work": spaced.json() }),
+                    Err(e) => json!({ "error": e }),
+                },
                 "server_over_bare_target_postgres": WRITERS_RATIO_TARGET_POSTGRES,
                 "p99_target_sqlite_ms": WRITERS_P99_TARGET_SQLITE_MS,
             })
