@@ -39,25 +39,17 @@ async fn counters_read_the_same_before_and_after_their_deltas_are_folded() {
         let mut projects = Vec::new();
         for name in ["Callbot", "Forecast"] {
             let p = app
-                .projects()
-                .create_project(authed(
+                .create_project(
                     "alice",
-                    pb::CreateProjectRequest {
-                        organisation_id: org.clone(),
-                        project: Some(pb::Project {
-                            name: name.into(),
-                            business_unit: "Operations".into(),
-                            ai_act_tier: pb::AiActTier::Minimal as i32,
-                            ..Default::default()
-                        }),
-                        request_id: String::new(),
+                    &org,
+                    pb::Project {
+                        name: name.into(),
+                        business_unit: "Operations".into(),
+                        ai_act_tier: pb::AiActTier::Minimal as i32,
+                        ..Default::default()
                     },
-                ))
-                .await
-                .expect("create project")
-                .into_inner()
-                .project
-                .unwrap();
+                )
+                .await;
             projects.push(p.id);
         }
         for (i, amount) in ["100.00", "250.50", "0.25", "1000.00"].iter().enumerate() {

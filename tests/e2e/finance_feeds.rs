@@ -746,24 +746,16 @@ async fn feeds_of_one_organisation_are_invisible_and_unusable_from_another() {
 
         let (b, _) = app.create_org("globex", "bob").await;
         let b_project = app
-            .projects()
-            .create_project(authed(
+            .create_project(
                 "bob",
-                pb::CreateProjectRequest {
-                    organisation_id: b.id.clone(),
-                    project: Some(pb::Project {
-                        name: "Globex bot".into(),
-                        ai_act_tier: pb::AiActTier::Minimal as i32,
-                        ..Default::default()
-                    }),
-                    request_id: String::new(),
+                &b.id,
+                pb::Project {
+                    name: "Globex bot".into(),
+                    ai_act_tier: pb::AiActTier::Minimal as i32,
+                    ..Default::default()
                 },
-            ))
+            )
             .await
-            .unwrap()
-            .into_inner()
-            .project
-            .unwrap()
             .id;
         // B sees none of A's master data.
         let sources = app

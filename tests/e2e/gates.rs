@@ -36,21 +36,7 @@ async fn stage(app: &TestApp, configure: impl FnOnce(&mut pb::Project)) -> Stage
         ..Default::default()
     };
     configure(&mut project);
-    let project = app
-        .projects()
-        .create_project(authed(
-            "dina",
-            pb::CreateProjectRequest {
-                organisation_id: org.id.clone(),
-                project: Some(project),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .expect("create project")
-        .into_inner()
-        .project
-        .unwrap();
+    let project = app.create_project("dina", &org.id, project).await;
     // A primary KPI with a target, a review cadence, a baseline and a POC
     // result, so that the KPI criteria pass and the rest can be tested.
     let kpi = app

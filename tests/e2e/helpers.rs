@@ -335,6 +335,18 @@ impl TestApp {
 impl TestApp {
     /// Creates `project` in `org` as `who`.
     pub async fn create_project(&self, who: &str, org: &str, project: pb::Project) -> pb::Project {
+        self.try_create_project(who, org, project)
+            .await
+            .expect("create project")
+    }
+
+    /// Asks to create `project` in `org` as `who`: the project, or why not.
+    pub async fn try_create_project(
+        &self,
+        who: &str,
+        org: &str,
+        project: pb::Project,
+    ) -> Result<pb::Project, tonic::Status> {
         self.projects()
             .create_project(authed(
                 who,
@@ -345,10 +357,7 @@ impl TestApp {
                 },
             ))
             .await
-            .expect("create project")
-            .into_inner()
-            .project
-            .expect("project")
+            .map(|r| r.into_inner().project.expect("project"))
     }
 }
 

@@ -87,25 +87,17 @@ async fn totals_at_the_limits_are_exact_checked_and_always_readable() {
         let mut projects = Vec::new();
         for name in ["Callbot", "Forecast", "Vision"] {
             let p = app
-                .projects()
-                .create_project(authed(
+                .create_project(
                     "alice",
-                    pb::CreateProjectRequest {
-                        organisation_id: org.clone(),
-                        project: Some(pb::Project {
-                            name: name.into(),
-                            business_unit: "Operations".into(),
-                            ai_act_tier: pb::AiActTier::Minimal as i32,
-                            ..Default::default()
-                        }),
-                        request_id: String::new(),
+                    &org,
+                    pb::Project {
+                        name: name.into(),
+                        business_unit: "Operations".into(),
+                        ai_act_tier: pb::AiActTier::Minimal as i32,
+                        ..Default::default()
                     },
-                ))
-                .await
-                .expect("create project")
-                .into_inner()
-                .project
-                .unwrap();
+                )
+                .await;
             projects.push(p.id);
         }
         let max = i128::from(MAX_MINOR_UNITS);
@@ -281,25 +273,17 @@ async fn an_import_that_would_overflow_a_total_is_refused_whole() {
         let (org, _) = app.create_org("acme", "alice").await;
         let org = org.id;
         let project = app
-            .projects()
-            .create_project(authed(
+            .create_project(
                 "alice",
-                pb::CreateProjectRequest {
-                    organisation_id: org.clone(),
-                    project: Some(pb::Project {
-                        name: "Callbot".into(),
-                        business_unit: "Operations".into(),
-                        ai_act_tier: pb::AiActTier::Minimal as i32,
-                        ..Default::default()
-                    }),
-                    request_id: String::new(),
+                &org,
+                pb::Project {
+                    name: "Callbot".into(),
+                    business_unit: "Operations".into(),
+                    ai_act_tier: pb::AiActTier::Minimal as i32,
+                    ..Default::default()
                 },
-            ))
+            )
             .await
-            .expect("create project")
-            .into_inner()
-            .project
-            .unwrap()
             .id;
         let row = |amount: &str, r: &str| pb::Cost {
             project_id: project.clone(),
@@ -353,25 +337,17 @@ async fn a_write_that_would_overflow_the_portfolio_total_is_refused() {
         let (org, _) = app.create_org("acme", "alice").await;
         let org = org.id;
         let project = app
-            .projects()
-            .create_project(authed(
+            .create_project(
                 "alice",
-                pb::CreateProjectRequest {
-                    organisation_id: org.clone(),
-                    project: Some(pb::Project {
-                        name: "Callbot".into(),
-                        business_unit: "Operations".into(),
-                        ai_act_tier: pb::AiActTier::Minimal as i32,
-                        ..Default::default()
-                    }),
-                    request_id: String::new(),
+                &org,
+                pb::Project {
+                    name: "Callbot".into(),
+                    business_unit: "Operations".into(),
+                    ai_act_tier: pb::AiActTier::Minimal as i32,
+                    ..Default::default()
                 },
-            ))
+            )
             .await
-            .expect("create project")
-            .into_inner()
-            .project
-            .unwrap()
             .id;
         let cost = |amount: &str| pb::RecordCostRequest {
             organisation_id: org.clone(),

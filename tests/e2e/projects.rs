@@ -57,25 +57,6 @@ fn callbot(sponsor: &str, lead: &str) -> pb::Project {
     }
 }
 
-async fn create(
-    app: &TestApp,
-    who: &str,
-    org: &str,
-    project: pb::Project,
-) -> Result<pb::Project, tonic::Status> {
-    app.projects()
-        .create_project(authed(
-            who,
-            pb::CreateProjectRequest {
-                organisation_id: org.into(),
-                project: Some(project),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .map(|r| r.into_inner().project.expect("project"))
-}
-
 async fn list(app: &TestApp, who: &str, request: pb::ListProjectsRequest) -> Vec<pb::Project> {
     app.projects()
         .list_projects(authed(who, request))
@@ -120,7 +101,8 @@ async fn cast(app: &TestApp) -> Cast {
 async fn project_create_get_update() {
     on_each_backend(async |app: &TestApp| {
         let c = cast(app).await;
-        let p = create(app, "dina", &c.org, callbot(&c.sponsor, &c.lead))
+        let p = app
+            .try_create_project("dina", &c.org, callbot(&c.sponsor, &c.lead))
             .await
             .expect("create");
         assert_eq!(p.phase, pb::Phase::Ideation as i32);
@@ -323,15 +305,18 @@ async fn bad_project_input_names_the_field() {
         for (field, spoil) in cases {
             let mut p = callbot(&c.sponsor, &c.lead);
             spoil(&mut p);
-            expect_bad_field(create(app, "dina", &c.org, p).await, field);
+            expect_bad_field(app.try_create_project("dina", &c.org, p).await, field);
         }
         let mut p = callbot(&stranger.id, &c.lead);
         expect_bad_field(
-            create(app, "dina", &c.org, p.clone()).await,
+            app.try_create_project("dina", &c.org, p.clone()).await,
             "project.sponsor_id",
         );
         p.sponsor_id = gone.id.clone();
-        expect_bad_field(create(app, "dina", &c.org, p).await, "project.sponsor_id");
+        expect_bad_field(
+            app.try_create_project("dina", &c.org, p).await,
+            "project.sponsor_id",
+        );
         expect_bad_field(
             app.projects()
                 .create_project(authed(
@@ -406,7 +391,12 @@ async fn list_projects_filters_and_pages() {
                 p.ai_act_tier = pb::AiActTier::High as i32;
                 p.ai_act_reason = "recruitment".into();
             }
-            ids.push(create(app, "dina", &c.org, p).await.expect("create").id);
+            ids.push(
+                app.try_create_project("dina", &c.org, p)
+                    .await
+                    .expect("create")
+                    .id,
+            );
         }
         let all = |r: pb::ListProjectsRequest| pb::ListProjectsRequest {
             organisation_id: c.org.clone(),
@@ -569,10 +559,12 @@ async fn list_projects_filters_and_pages() {
 async fn members_see_and_change_only_their_projects() {
     on_each_backend(async |app: &TestApp| {
         let c = cast(app).await;
-        let leas = create(app, "dina", &c.org, callbot(&c.sponsor, &c.lead))
+        let leas = app
+            .try_create_project("dina", &c.org, callbot(&c.sponsor, &c.lead))
             .await
             .expect("lea's");
-        let leos = create(app, "dina", &c.org, callbot(&c.sponsor, &c.other_lead))
+        let leos = app
+            .try_create_project("dina", &c.org, callbot(&c.sponsor, &c.other_lead))
             .await
             .expect("leo's");
 
@@ -652,18 +644,20 @@ async fn members_see_and_change_only_their_projects() {
         // A member who proposes a project leads it by default.
         let mut own = callbot(&c.sponsor, "");
         own.lead_id = String::new();
-        let proposed = create(app, "leo", &c.org, own)
+        let proposed = app
+            .try_create_project("leo", &c.org, own)
             .await
             .expect("a member proposes");
         assert_eq!(proposed.lead_id, c.other_lead);
         let mut for_others = callbot(&c.sponsor, &c.lead);
         for_others.name = "Someone else's".into();
         expect_code(
-            create(app, "leo", &c.org, for_others).await,
+            app.try_create_project("leo", &c.org, for_others).await,
             Code::PermissionDenied,
         );
         expect_code(
-            create(app, "vic", &c.org, callbot(&c.sponsor, &c.lead)).await,
+            app.try_create_project("vic", &c.org, callbot(&c.sponsor, &c.lead))
+                .await,
             Code::PermissionDenied,
         );
     })
@@ -674,7 +668,8 @@ async fn members_see_and_change_only_their_projects() {
 async fn another_organisation_sees_no_project() {
     on_each_backend(async |app: &TestApp| {
         let c = cast(app).await;
-        let p = create(app, "dina", &c.org, callbot(&c.sponsor, &c.lead))
+        let p = app
+            .try_create_project("dina", &c.org, callbot(&c.sponsor, &c.lead))
             .await
             .expect("create");
         let (b, _) = app.create_org("other", "bert").await;
@@ -732,7 +727,8 @@ async fn another_organisation_sees_no_project() {
                 .await;
             expect_code(updated, Code::NotFound);
             expect_code(
-                create(app, outsider, &c.org, callbot(&c.sponsor, &c.lead)).await,
+                app.try_create_project(outsider, &c.org, callbot(&c.sponsor, &c.lead))
+                    .await,
                 Code::NotFound,
             );
         }

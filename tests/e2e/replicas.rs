@@ -84,20 +84,8 @@ async fn one_etag_updates_a_project_through_one_replica_only() {
     };
     let (org, sponsor, lead) = cast(&a, &b).await;
     let mut project = b
-        .projects()
-        .create_project(authed(
-            "dina",
-            pb::CreateProjectRequest {
-                organisation_id: org.clone(),
-                project: Some(callbot(&sponsor, &lead)),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .expect("create project")
-        .into_inner()
-        .project
-        .unwrap();
+        .create_project("dina", &org, callbot(&sponsor, &lead))
+        .await;
     for round in 0..6 {
         let update = |app: &TestApp, via: &str| {
             let mut projects = app.projects();
