@@ -357,11 +357,6 @@ impl Change {
     /// process's watchers.
     pub async fn commit(mut self) -> Result<()> {
         let touched: Vec<Uuid> = std::mem::take(&mut self.touched).into_iter().collect();
-        let terms = if touched.is_empty() {
-            None
-        } else {
-            Some(self.terms().await?)
-        };
         let refreshed = crate::portfolio::refresh_known(
             &self.txn,
             self.organisation_id,
@@ -369,7 +364,7 @@ impl Change {
             &crate::portfolio::Known {
                 projects: Some(&self.projects),
                 flag_checks: Some(&self.flag_checks),
-                terms,
+                terms: self.terms,
             },
         )
         .await?;

@@ -208,11 +208,12 @@ async fn gather_many(
         // underperforming while one of its active KPIs is, when a change
         // asked for the check (it recorded measurements or changed a KPI).
         let mut underperforming = p.underperforming;
+        let flag = !failing.is_empty();
         if flag_checks.contains(&p.id)
             && matches!(p.status, Status::InProduction | Status::Active)
-            && failing.is_empty() == p.underperforming
+            && flag != p.underperforming
         {
-            underperforming = !failing.is_empty();
+            underperforming = flag;
             flags.push(FlagChange {
                 project_id: p.id,
                 underperforming,
