@@ -19,6 +19,7 @@ mod m20261206_000001_create_counter_deltas;
 mod m20261207_000001_create_scim;
 mod m20261208_000001_create_project_cost_centres;
 mod m20261209_000001_outbox_positions_at_commit;
+mod m20261210_000001_aggregates_without_rowid;
 
 /// The ordered list of migrations.
 pub struct Migrator;
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000001_create_scim::Migration),
             Box::new(m20261208_000001_create_project_cost_centres::Migration),
             Box::new(m20261209_000001_outbox_positions_at_commit::Migration),
+            Box::new(m20261210_000001_aggregates_without_rowid::Migration),
         ]
     }
 }

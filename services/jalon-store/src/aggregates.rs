@@ -19,7 +19,7 @@ use jalon_core::{
     project::Phase,
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use uuid::Uuid;
@@ -317,49 +317,63 @@ async fn add_cost_centres(
     Ok(())
 }
 
-/// The money of projects summed by the database: cost by category (and
-/// by phase when asked) and by month, recorded benefits by month. A few
-/// dozen rows a project, whatever its number of cost lines.
+/// The money of projects summed by the database: per month (costs and
+/// recorded benefits), per cost category, and per phase when asked; the
+/// recorded benefits summed in Rust, checked. One statement per batch of
+/// projects, a few dozen rows a project whatever its number of cost lines:
+/// a row per month and nature (summed over categories and phases in the
+/// primary key's order, no sort), plus a row per category (and phase).
+/// Reading a row per month, nature, category and phase instead was most of
+/// an import batch's refresh (36 to 56 ms of 45 to 65 for 100 projects).
 pub(crate) async fn load_money(
     conn: &impl ConnectionTrait,
     project_ids: &[Uuid],
     with_phase: bool,
 ) -> Result<HashMap<Uuid, MoneyTotals>> {
     let mut out: HashMap<Uuid, MoneyTotals> = HashMap::new();
-    // One read of the rows of each batch, summed by the database over the
-    // phases (unless asked) and in Rust over the rest, checked.
-    let columns = [
-        money::Column::ProjectId,
-        money::Column::Nature,
-        money::Column::Category,
-        money::Column::Month,
-    ];
-    type Row = (Uuid, String, String, NaiveDate, i64, String);
+    let sum = "CAST(SUM(amount_minor) AS BIGINT)";
     for ids in project_ids.chunks(CHUNK) {
-        let mut query = money::Entity::find()
-            .select_only()
-            .columns(columns)
-            .expr_as(
-                Expr::cust("CAST(SUM(project_money.amount_minor) AS BIGINT)"),
-                "amount",
-            )
-            .filter(money::Column::ProjectId.is_in(ids.to_vec()));
-        for column in columns {
-            query = query.group_by(column);
-        }
-        query = if with_phase {
-            query
-                .column(money::Column::Phase)
-                .group_by(money::Column::Phase)
-        } else {
-            query.expr_as(Expr::cust("''"), "phase")
+        let mut values: Vec<sea_orm::Value> = Vec::new();
+        let mut in_ids = || {
+            let first = values.len() + 1;
+            values.extend(ids.iter().map(|id| sea_orm::Value::from(*id)));
+            (first..first + ids.len())
+                .map(|n| placeholder(conn, n))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
-        let rows: Vec<Row> = query
-            .into_tuple::<Row>()
-            .all(conn)
+        let mut arms = vec![
+            format!(
+                "SELECT 'M' AS kind, project_id, nature, '' AS label, month, {sum} AS amount \
+                 FROM project_money WHERE project_id IN ({}) GROUP BY project_id, nature, month",
+                in_ids()
+            ),
+            format!(
+                "SELECT 'C', project_id, nature, category, NULL, {sum} FROM project_money \
+                 WHERE project_id IN ({}) AND nature = '{COST}' GROUP BY project_id, nature, category",
+                in_ids()
+            ),
+        ];
+        if with_phase {
+            arms.push(format!(
+                "SELECT 'P', project_id, nature, phase, NULL, {sum} FROM project_money \
+                 WHERE project_id IN ({}) AND nature = '{COST}' GROUP BY project_id, nature, phase",
+                in_ids()
+            ));
+        }
+        let rows = conn
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                conn.get_database_backend(),
+                arms.join(" UNION ALL "),
+                values,
+            ))
             .await
             .map_err(db_error)?;
-        for (project_id, nature, category, month, amount, phase) in rows {
+        for row in rows {
+            let get = |column: &str| row.try_get::<String>("", column).map_err(db_error);
+            let project_id: Uuid = row.try_get("", "project_id").map_err(db_error)?;
+            let amount: i64 = row.try_get("", "amount").map_err(db_error)?;
+            let (kind, nature, label) = (get("kind")?, get("nature")?, get("label")?);
             let bad = |e: String| unknown("project_money", project_id, e);
             let add = |to: &mut i64| -> Result<()> {
                 *to = to
@@ -368,26 +382,25 @@ pub(crate) async fn load_money(
                 Ok(())
             };
             let t = out.entry(project_id).or_default();
-            let flow = t.flows.entry(month).or_default();
-            match nature.as_str() {
-                COST => {
-                    add(&mut flow.0)?;
-                    add(t
-                        .cost_by_category
-                        .entry(category.parse().map_err(bad)?)
-                        .or_default())?;
-                    if with_phase {
-                        add(t
-                            .cost_by_phase
-                            .entry(phase.parse().map_err(bad)?)
-                            .or_default())?;
-                    }
+            match (kind.as_str(), nature.as_str()) {
+                ("M", COST) => {
+                    let month: NaiveDate = row.try_get("", "month").map_err(db_error)?;
+                    add(&mut t.flows.entry(month).or_default().0)?;
                 }
-                BENEFIT => {
-                    add(&mut flow.1)?;
+                ("M", BENEFIT) => {
+                    let month: NaiveDate = row.try_get("", "month").map_err(db_error)?;
+                    add(&mut t.flows.entry(month).or_default().1)?;
                     add(&mut t.recorded)?;
                 }
-                other => return Err(bad(format!("unknown nature '{other}'"))),
+                ("C", _) => add(t
+                    .cost_by_category
+                    .entry(label.parse().map_err(bad)?)
+                    .or_default())?,
+                ("P", _) => add(t
+                    .cost_by_phase
+                    .entry(label.parse().map_err(bad)?)
+                    .or_default())?,
+                (_, other) => return Err(bad(format!("unknown nature '{other}'"))),
             }
         }
     }
