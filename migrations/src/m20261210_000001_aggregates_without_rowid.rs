@@ -104,3 +104,85 @@ impl MigrationTrait for Migration {
         run(manager, false).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm_migration::MigratorTrait;
+    use sea_orm_migration::sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+
+    use super::TABLES;
+    use crate::Migrator;
+
+    async fn strings(db: &DatabaseConnection, sql: &str) -> Vec<String> {
+        db.query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get_by_index::<String>(0).unwrap())
+            .collect()
+    }
+
+    async fn without_rowid(db: &DatabaseConnection) -> Vec<String> {
+        strings(
+            db,
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND sql LIKE '%WITHOUT ROWID' ORDER BY name",
+        )
+        .await
+    }
+
+    async fn indexes(db: &DatabaseConnection) -> Vec<String> {
+        strings(
+            db,
+            "SELECT tbl_name || '.' || name FROM sqlite_master WHERE type = 'index' ORDER BY 1",
+        )
+        .await
+    }
+
+    /// Up converts the aggregate tables and keeps their rows and indexes;
+    /// down converts them back, keeping them too.
+    #[tokio::test]
+    async fn the_aggregates_go_without_rowid_and_back_with_their_rows_and_indexes() {
+        let path = std::env::temp_dir().join(format!(
+            "jalon-migration-without-rowid-{}.db",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let db = Database::connect(format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .unwrap();
+        let before_this = u32::try_from(Migrator::migrations().len() - 1).unwrap();
+        Migrator::up(&db, Some(before_this)).await.unwrap();
+        assert!(without_rowid(&db).await.is_empty());
+        let indexes_before = indexes(&db).await;
+        let row = "INSERT INTO portfolio_counters (organisation_id, name, value) \
+                   VALUES ('00000000-0000-0000-0000-000000000001', 'cost', 42)";
+        db.execute_unprepared(row).await.unwrap();
+        let count = "SELECT CAST(value AS TEXT) FROM portfolio_counters WHERE name = 'cost'";
+
+        Migrator::up(&db, None).await.unwrap();
+        let mut expected: Vec<String> = TABLES.iter().map(|t| (*t).to_owned()).collect();
+        expected.sort();
+        assert_eq!(without_rowid(&db).await, expected);
+        assert_eq!(strings(&db, count).await, ["42"]);
+        // A WITHOUT ROWID table has no automatic index for its key: the
+        // key is the table. Every other index is there again.
+        let kept = |all: Vec<String>| -> Vec<String> {
+            all.into_iter()
+                .filter(|i| {
+                    !(TABLES
+                        .iter()
+                        .any(|t| i.starts_with(&format!("{t}.sqlite_autoindex"))))
+                })
+                .collect()
+        };
+        assert_eq!(kept(indexes(&db).await), kept(indexes_before.clone()));
+
+        Migrator::down(&db, Some(1)).await.unwrap();
+        assert!(without_rowid(&db).await.is_empty());
+        assert_eq!(strings(&db, count).await, ["42"]);
+        assert_eq!(indexes(&db).await, indexes_before);
+        db.close().await.unwrap();
+        let _ = std::fs::remove_file(&path);
+    }
+}
