@@ -43,10 +43,8 @@ async fn counters_read_the_same_before_and_after_their_deltas_are_folded() {
                     "alice",
                     &org,
                     pb::Project {
-                        name: name.into(),
                         business_unit: "Operations".into(),
-                        ai_act_tier: pb::AiActTier::Minimal as i32,
-                        ..Default::default()
+                        ..minimal_project(name)
                     },
                 )
                 .await;

@@ -91,10 +91,8 @@ async fn totals_at_the_limits_are_exact_checked_and_always_readable() {
                     "alice",
                     &org,
                     pb::Project {
-                        name: name.into(),
                         business_unit: "Operations".into(),
-                        ai_act_tier: pb::AiActTier::Minimal as i32,
-                        ..Default::default()
+                        ..minimal_project(name)
                     },
                 )
                 .await;
@@ -277,10 +275,8 @@ async fn an_import_that_would_overflow_a_total_is_refused_whole() {
                 "alice",
                 &org,
                 pb::Project {
-                    name: "Callbot".into(),
                     business_unit: "Operations".into(),
-                    ai_act_tier: pb::AiActTier::Minimal as i32,
-                    ..Default::default()
+                    ..minimal_project("Callbot")
                 },
             )
             .await
@@ -341,10 +337,8 @@ async fn a_write_that_would_overflow_the_portfolio_total_is_refused() {
                 "alice",
                 &org,
                 pb::Project {
-                    name: "Callbot".into(),
                     business_unit: "Operations".into(),
-                    ai_act_tier: pb::AiActTier::Minimal as i32,
-                    ..Default::default()
+                    ..minimal_project("Callbot")
                 },
             )
             .await
